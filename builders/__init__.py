@@ -1,0 +1,25 @@
+"""Source builders, by name. Each is a ``datasets.GeneratorBasedBuilder`` over one corpus layout."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Item, MedGroundBuilder, MedGroundConfig
+
+# name -> "module:Class"; imported lazily so that listing sources stays cheap.
+REGISTRY: dict[str, str] = {
+    "image_mask_folder": "image_mask_folder:ImageMaskFolder",
+    "kvasir_seg": "kvasir_seg:KvasirSeg",
+    "hc18": "hc18:HC18",
+}
+
+
+def get_builder_class(name: str) -> type[MedGroundBuilder]:
+    """The builder class registered under ``name``."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+__all__ = ["REGISTRY", "Item", "MedGroundBuilder", "MedGroundConfig", "get_builder_class"]

@@ -1,0 +1,162 @@
+"""The base of every source builder: list items cheaply, load one item into samples, let the core
+turn samples into records.
+
+A subclass declares its :class:`~medground_hf.source.SourceInfo` and implements two methods:
+``list_items`` (walk the source layout without decoding anything; group ids and source splits come
+from here) and ``load_item`` (decode one item into one or more :class:`~medground_hf.sample.Sample`,
+e.g. one per rendered slice of a volume). Splitting, instance extraction, cues, error handling and
+the skip report are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport
+from medground_hf.record import GROUNDING_FEATURES
+from medground_hf.sample import Sample, sample_to_records
+from medground_hf.source import SourceInfo
+from medground_hf.splits import DEFAULT_RATIOS, assign_split, validate_ratios
+
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of the source (an image/mask pair, a case volume), found without decoding."""
+
+    key: str
+    group: str
+    files: tuple[str, ...]
+    source_split: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class MedGroundConfig(datasets.BuilderConfig):
+    """Options every source shares: error policy, split ratios and where skips are reported."""
+
+    on_error: str = "raise"
+    split_ratios: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
+    report_dir: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
+        validate_ratios(self.split_ratios)
+
+
+class MedGroundBuilder(datasets.GeneratorBasedBuilder):
+    """A ``GeneratorBasedBuilder`` producing canonical grounding records for one source."""
+
+    BUILDER_CONFIG_CLASS = MedGroundConfig
+    BUILDER_CONFIGS = [MedGroundConfig(name="default", version=datasets.Version("1.0.0"))]
+    DEFAULT_CONFIG_NAME = "default"
+    VERSION = datasets.Version("1.0.0")
+    RELEASE_NOTES: Mapping[str, str] = {"1.0.0": "Initial release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = ""
+    SOURCE: SourceInfo
+
+    # ---- what a subclass provides -------------------------------------------------------------
+    @property
+    def source(self) -> SourceInfo:
+        return self.SOURCE
+
+    def list_items(self, data_dir: Path) -> list[Item]:
+        raise NotImplementedError
+
+    def load_item(self, item: Item) -> Iterator[Sample]:
+        raise NotImplementedError
+
+    # ---- shared machinery ---------------------------------------------------------------------
+    def _info(self) -> datasets.DatasetInfo:
+        src = self.source
+        return datasets.DatasetInfo(
+            description=src.description,
+            citation=src.citation,
+            homepage=src.homepage,
+            license=src.license,
+            features=GROUNDING_FEATURES,
+        )
+
+    @property
+    def manual_download_instructions(self) -> str:
+        return self.MANUAL_DOWNLOAD_INSTRUCTIONS
+
+    def data_path(self) -> Path:
+        """The user's copy of the corpus: it must exist and hold something."""
+        if not self.config.data_dir:
+            raise InputError(None, f"{self.name}: no data dir given.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        path = Path(self.config.data_dir).expanduser()
+        if not path.is_dir():
+            raise InputError(path, "data dir does not exist or is not a folder")
+        if not any(path.iterdir()):
+            raise InputError(path, "data dir is empty")
+        return path
+
+    def split_items(self) -> dict[str, list[Item]]:
+        """Items per split, group-aware and deterministic (see :mod:`medground_hf.splits`)."""
+        data_dir = self.data_path()
+        items = self.list_items(data_dir)
+        if not items:
+            raise InputError(
+                data_dir, f"no {self.source.title} items found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
+        keys = [item.key for item in items]
+        if len(set(keys)) != len(keys):
+            raise InputError(data_dir, "two items share one key; item keys must be unique")
+        by_split: dict[str, list[Item]] = {}
+        for item in items:
+            split = assign_split(
+                item.group, self.config.split_ratios, source_split=item.source_split
+            )
+            by_split.setdefault(split, []).append(item)
+        return by_split
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        self.items_by_split = self.split_items()
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"items": items, "split": split})
+            for split, items in self.items_by_split.items()
+        ]
+
+    def _generate_examples(self, items: list[Item], split: str):
+        src = self.source
+        report = SkipReport(self.config.report_dir)
+        for item in items:
+            try:
+                samples = list(self.load_item(item))
+                built = []
+                for sample in samples:
+                    sample.split = split
+                    records, dropped = sample_to_records(
+                        sample,
+                        src,
+                        builder=self.name,
+                        builder_version=str(self.VERSION),
+                        config_name=self.config.name,
+                    )
+                    built.extend(records)
+                    for d in dropped:
+                        report.add(
+                            d.image_id,
+                            None,
+                            "min_size",
+                            f"{d.label} component of {d.area_px} px below min_size",
+                        )
+                if not built:
+                    raise InputError(
+                        item.files[-1] if item.files else None,
+                        "no target of at least min_size pixels in any mask",
+                    )
+            except InputError as error:
+                if self.config.on_error == "raise":
+                    raise
+                report.add(item.key, error.path, "input", error.problem)
+                continue
+            for record in built:
+                yield record["id"], record

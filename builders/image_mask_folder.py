@@ -1,0 +1,210 @@
+"""Generic 2D image/mask folders: the layout most segmentation corpora ship in.
+
+``<data_dir>/<images_subdir>/<stem>.<ext>`` is paired with the mask found by ``mask_pattern``
+(``{stem}`` is replaced by the image's stem) under ``<data_dir>/<masks_subdir>``. Masks are
+``binary`` (any non-zero/above-threshold pixel is the one label; JPEG masks are thresholded),
+``labels`` (pixel value = label id, via ``label_map``) or ``colours`` (RGB colour = label, via
+``colour_map``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+from scipy import ndimage
+
+from medground_hf.errors import InputError
+from medground_hf.imageio import (
+    binary_mask,
+    check_same_size,
+    colour_masks,
+    label_masks,
+    load_image,
+    load_mask,
+)
+from medground_hf.sample import Sample
+from medground_hf.source import LabelSpec, SourceInfo
+
+from .base import Item, MedGroundBuilder, MedGroundConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_MODES = ("binary", "labels", "colours")
+
+
+def _parse_colour(key: str | tuple) -> tuple[int, int, int]:
+    if isinstance(key, str):
+        parts = tuple(int(v) for v in re.split(r"[,\s]+", key.strip("()[] ")))
+    else:
+        parts = tuple(int(v) for v in key)
+    if len(parts) != 3:
+        raise ValueError(f"colour {key!r} must have three components")
+    return parts  # type: ignore[return-value]
+
+
+@dataclass
+class ImageMaskFolderConfig(MedGroundConfig):
+    """Layout, mask encoding and source metadata of one image/mask folder."""
+
+    images_subdir: str = "images"
+    masks_subdir: str = "masks"
+    mask_pattern: str = "{stem}.*"
+    mask_mode: str = "binary"
+    threshold: int = 128
+    fill_holes: bool = False
+    label: str = "lesion"
+    label_map: Mapping[int, str] = field(default_factory=dict)
+    colour_map: Mapping[str, str] = field(default_factory=dict)
+    colour_tolerance: int = 0
+    min_size: int = 16
+    single_region_labels: tuple[str, ...] = ()
+    group_pattern: str | None = None
+    source_name: str = "image_mask_folder"
+    source_title: str = "Image/mask folder"
+    license: str = "unknown"
+    license_url: str = ""
+    commercial_use: bool = False
+    homepage: str = ""
+    citation: str = ""
+    modality: str = "unknown"
+    body_part: str = "unknown"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mask_mode not in MASK_MODES:
+            raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
+        self.label_map = {int(k): v for k, v in self.label_map.items()}
+        if self.mask_mode == "labels" and not self.label_map:
+            raise ValueError("mask_mode 'labels' needs a label_map {value: name}")
+        if self.mask_mode == "colours" and not self.colour_map:
+            raise ValueError("mask_mode 'colours' needs a colour_map {'r,g,b': name}")
+
+
+class ImageMaskFolder(MedGroundBuilder):
+    """Any corpus of 2D images with binary, label-valued or colour-coded masks."""
+
+    BUILDER_CONFIG_CLASS = ImageMaskFolderConfig
+    BUILDER_CONFIGS = [ImageMaskFolderConfig(name="default", version=datasets.Version("1.0.0"))]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Point --data-dir at a folder with an images/ and a masks/ subfolder; masks are paired "
+        "with images by mask_pattern (default: same stem, any extension)."
+    )
+
+    @property
+    def label_names(self) -> list[str]:
+        cfg = self.config
+        if cfg.mask_mode == "binary":
+            return [cfg.label]
+        if cfg.mask_mode == "labels":
+            return [cfg.label_map[k] for k in sorted(cfg.label_map)]
+        return list(dict.fromkeys(cfg.colour_map.values()))
+
+    def label_specs(self) -> tuple[LabelSpec, ...]:
+        cfg = self.config
+        return tuple(
+            LabelSpec(
+                id=index,
+                name=name,
+                display=name.replace("_", " "),
+                single_region=name in cfg.single_region_labels,
+                min_size=cfg.min_size,
+            )
+            for index, name in enumerate(self.label_names, start=1)
+        )
+
+    @cached_property
+    def source(self) -> SourceInfo:
+        cfg = self.config
+        return SourceInfo(
+            name=cfg.source_name,
+            title=cfg.source_title,
+            license=cfg.license,
+            license_url=cfg.license_url,
+            commercial_use=cfg.commercial_use,
+            homepage=cfg.homepage,
+            citation=cfg.citation,
+            modality=cfg.modality,
+            body_part=cfg.body_part,
+            description=cfg.description or f"{cfg.source_title}: 2D images with expert masks.",
+            labels=self.label_specs(),
+        )
+
+    def image_dir(self, data_dir: Path) -> Path:
+        return data_dir / self.config.images_subdir
+
+    def mask_dir(self, data_dir: Path) -> Path:
+        return data_dir / self.config.masks_subdir
+
+    def is_image(self, path: Path) -> bool:
+        return path.suffix.lower() in IMAGE_SUFFIXES
+
+    def group_of(self, stem: str) -> str:
+        pattern = self.config.group_pattern
+        if not pattern:
+            return stem
+        match = re.search(pattern, stem)
+        return match.group(1) if match else stem
+
+    def list_items(self, data_dir: Path) -> list[Item]:
+        image_dir, mask_dir = self.image_dir(data_dir), self.mask_dir(data_dir)
+        for folder in {image_dir, mask_dir}:
+            if not folder.is_dir():
+                raise InputError(folder, f"expected folder is missing.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        items = []
+        for image in sorted(p for p in image_dir.iterdir() if self.is_image(p)):
+            pattern = self.config.mask_pattern.format(stem=image.stem)
+            masks = sorted(p for p in mask_dir.glob(pattern) if p != image)
+            if not masks:
+                missing = InputError(image, f"no mask matches {mask_dir / pattern}")
+                items.append(Item(image.stem, self.group_of(image.stem), (str(image),),
+                                  extra=(("error", missing.problem),)))
+                continue
+            if len(masks) > 1:
+                raise InputError(image, f"several masks match {pattern}: {[m.name for m in masks]}")
+            items.append(Item(image.stem, self.group_of(image.stem), (str(image), str(masks[0]))))
+        return items
+
+    def masks_of(self, mask_path: Path) -> dict[str, object]:
+        cfg = self.config
+        values = load_mask(mask_path)
+        if cfg.mask_mode == "binary":
+            masks = {cfg.label: binary_mask(values, cfg.threshold)}
+        elif cfg.mask_mode == "labels":
+            masks = label_masks(mask_path, values, cfg.label_map)
+        else:
+            colours = {_parse_colour(k): v for k, v in cfg.colour_map.items()}
+            masks = colour_masks(mask_path, values, colours, cfg.colour_tolerance)
+        if cfg.fill_holes:
+            masks = {name: ndimage.binary_fill_holes(m) for name, m in masks.items()}
+        if not any(m.any() for m in masks.values()):
+            raise InputError(mask_path, "mask is empty (no foreground pixel)")
+        return masks
+
+    def spacing_of(self, item: Item) -> tuple[float, float] | None:
+        """Pixel spacing (row, column) in mm when the source provides it."""
+        return None
+
+    def load_item(self, item: Item) -> Iterator[Sample]:
+        extra = dict(item.extra)
+        if "error" in extra:
+            raise InputError(item.files[0], extra["error"])
+        image_path, mask_path = (Path(f) for f in item.files)
+        image, data = load_image(image_path)
+        masks = self.masks_of(mask_path)
+        first = next(iter(masks.values()))
+        check_same_size(image_path, image, mask_path, first)
+        specs = {spec.name: spec for spec in self.source.labels}
+        yield Sample(
+            case_id=item.key,
+            group_id=item.group,
+            image=image,
+            image_bytes=data,
+            masks=[(specs[name], m) for name, m in masks.items()],
+            source_files=[image_path.name, mask_path.name],
+            modality=self.source.modality,
+            pixel_spacing_mm=self.spacing_of(item),
+        )

@@ -1,0 +1,184 @@
+"""``medground build``: run a source builder and write a loadable dataset folder.
+
+builder (``download_and_prepare`` into a scratch Arrow cache) -> canonical records per split ->
+Parquet shards + manifest + card. Generation and verification plug in between records and shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+from datasets import Dataset
+from datasets.exceptions import DatasetGenerationError
+
+from . import PIPELINE_VERSION
+from .errors import InputError, read_skips
+from .folder import read_manifest, split_key, write_manifest, write_split
+from .source import SourceInfo
+
+logger = logging.getLogger("medground_hf")
+
+
+class BuildError(RuntimeError):
+    """The build cannot go on; the message says why (and which file, for input errors)."""
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """``datasets`` wraps generator errors; surface the InputError that names the file."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, InputError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error
+
+
+def source_metadata(source: SourceInfo) -> dict:
+    meta = asdict(source)
+    meta["labels"] = [asdict(label) for label in source.labels]
+    return meta
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise BuildError(f"{out}: output folder is not empty (use --overwrite to replace it)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_builder(
+    source: str,
+    data_dir: Path,
+    work: Path,
+    *,
+    config_name: str | None = None,
+    on_error: str = "raise",
+    split_ratios: Mapping[str, float] | None = None,
+    num_proc: int | None = None,
+    options: Mapping[str, object] | None = None,
+):
+    """Run one builder into ``work``; returns it and its datasets per split."""
+    from .builders import get_builder_class
+
+    cls = get_builder_class(source)
+    kwargs = dict(options or {})
+    if split_ratios:
+        kwargs["split_ratios"] = dict(split_ratios)
+    try:
+        builder = cls(
+            config_name=config_name,
+            data_dir=str(data_dir),
+            cache_dir=str(work / "cache"),
+            on_error=on_error,
+            report_dir=str(work / "skips"),
+            **kwargs,
+        )
+    except (TypeError, ValueError) as exc:
+        raise BuildError(f"{source}: bad builder options: {exc}") from exc
+    try:
+        builder.download_and_prepare(
+            output_dir=str(work / "arrow"), num_proc=num_proc, verification_mode="no_checks"
+        )
+    except InputError:
+        raise
+    except DatasetGenerationError as exc:
+        cause = _unwrap(exc)
+        if isinstance(cause, InputError):
+            raise cause from None
+        raise
+    splits = {
+        name: builder.as_dataset(split=name)
+        for name in sorted(builder.info.splits or {}, key=split_key)
+    }
+    return builder, splits
+
+
+def count_split(ds: Dataset) -> dict:
+    cols = ds.select_columns(["image_id", "case_id", "label"]).to_dict()
+    return {
+        "records": len(ds),
+        "images": len(set(cols["image_id"])),
+        "cases": len(set(cols["case_id"])),
+        "labels": dict(sorted(Counter(cols["label"]).items())),
+    }
+
+
+def build(
+    source: str,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    config_name: str | None = None,
+    on_error: str = "raise",
+    split_ratios: Mapping[str, float] | None = None,
+    num_proc: int | None = None,
+    options: Mapping[str, object] | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Build ``source`` from ``data_dir`` into the folder ``out``; returns the manifest."""
+    out = Path(out)
+    prepare_out(out, overwrite)
+    with tempfile.TemporaryDirectory(prefix="medground-", dir=out) as tmp:
+        work = Path(tmp)
+        builder, splits = run_builder(
+            source,
+            Path(data_dir),
+            work,
+            config_name=config_name,
+            on_error=on_error,
+            split_ratios=split_ratios,
+            num_proc=num_proc,
+            options=options,
+        )
+        skips = read_skips(work / "skips")
+        counts = {}
+        for split, ds in splits.items():
+            if len(ds):
+                write_split(out, "grounding", split, ds)
+            counts[split] = count_split(ds)
+        items_read = sum(len(items) for items in builder.items_by_split.values())
+        skipped_items = [s for s in skips if s["stage"] == "input"]
+        built_items = sum(c["cases"] for c in counts.values())
+        if items_read != built_items + len(skipped_items):
+            raise BuildError(
+                f"counts do not add up: read {items_read}, built {built_items}, "
+                f"skipped {len(skipped_items)}"
+            )
+        manifest = {
+            "pipeline_version": PIPELINE_VERSION,
+            "sources": [source_metadata(builder.source)],
+            "builds": [
+                {
+                    "source": builder.source.name,
+                    "builder": builder.name,
+                    "builder_version": str(builder.VERSION),
+                    "config": builder.config.name,
+                    "split_ratios": dict(builder.config.split_ratios),
+                    "on_error": on_error,
+                }
+            ],
+            "counts": {
+                "items_read": items_read,
+                "items_built": built_items,
+                "items_skipped": len(skipped_items),
+                "components_dropped": sum(1 for s in skips if s["stage"] == "min_size"),
+                "splits": counts,
+            },
+            "skipped": skips,
+        }
+    write_manifest(out, manifest)
+    write_card(out, manifest)
+    return manifest
+
+
+def write_card(out: Path, manifest: dict | None = None) -> None:
+    from .dataset_card import render_card
+
+    (out / "README.md").write_text(render_card(out, manifest or read_manifest(out)), "utf-8")

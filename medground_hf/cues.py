@@ -1,0 +1,173 @@
+"""Spatial cues, relations among the targets of one image, and visual-distinctness statistics.
+
+Image-space words ("left of the image") come from pixel positions; the patient side comes only from
+volume geometry (see :mod:`medground_hf.volumes`) and is stored separately so queries never mix them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .geometry import Component
+
+# Centroids within this fraction of the width around the vertical midline are "center".
+SIDE_DEAD_BAND = 0.05
+# A target counts as inside another when this share of its pixels lies in the other's filled region.
+INSIDE_FRACTION = 0.9
+# Targets whose masks come within this many pixels of each other are adjacent.
+ADJACENT_PX = 2
+# Grey values at or below this count as padding / blank background.
+BLANK_LEVEL = 8.0
+
+
+def _third(value: float, extent: int, names: tuple[str, str, str]) -> str:
+    position = value / extent
+    if position < 1 / 3:
+        return names[0]
+    if position < 2 / 3:
+        return names[1]
+    return names[2]
+
+
+def spatial_cues(
+    centroid_xy: tuple[float, float],
+    width: int,
+    height: int,
+    *,
+    patient_side: str | None = None,
+    display_convention: str = "as-acquired",
+) -> dict:
+    """Position on a 3x3 grid of the image, the image side, and (volumes only) the patient side."""
+    x, y = centroid_xy
+    row = _third(y, height, ("upper", "middle", "lower"))
+    col = _third(x, width, ("left", "center", "right"))
+    cell = "center" if (row, col) == ("middle", "center") else f"{row} {col}"
+    offset = x / width - 0.5
+    side = "center" if abs(offset) <= SIDE_DEAD_BAND else ("left" if offset < 0 else "right")
+    return {
+        "grid_row": row,
+        "grid_col": col,
+        "grid_cell": cell,
+        "image_side": side,
+        "patient_side": patient_side,
+        "display_convention": display_convention,
+    }
+
+
+def _grown_window(comp: Component, margin: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = comp.bbox_xyxy
+    return (
+        slice(max(0, y0 - margin), min(shape[0], y1 + margin)),
+        slice(max(0, x0 - margin), min(shape[1], x1 + margin)),
+    )
+
+
+def _filled(comp: Component) -> np.ndarray:
+    """The component with its holes filled, in its own box window."""
+    return ndimage.binary_fill_holes(comp.mask[comp.window])
+
+
+def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) -> float:
+    ox0, oy0, ox1, oy1 = outer.bbox_xyxy
+    ix0, iy0, ix1, iy1 = inner.bbox_xyxy
+    if ix0 < ox0 or iy0 < oy0 or ix1 > ox1 or iy1 > oy1:
+        return 0.0
+    window = (slice(iy0 - oy0, iy1 - oy0), slice(ix0 - ox0, ix1 - ox0))
+    inner_crop = inner.mask[inner.window]
+    return float(np.count_nonzero(outer_filled[window] & inner_crop)) / inner.area
+
+
+def relations(
+    comps: Sequence[Component],
+    labels: Sequence[str],
+    context: dict[str, Component] | None = None,
+) -> list[dict]:
+    """Per target: extreme position/size among its own label, and adjacency/containment.
+
+    ``context`` holds named structures that are not targets (e.g. the brain mask) but take part in
+    "inside" and "next to" relations.
+    """
+    context = context or {}
+    all_comps = list(comps) + list(context.values())
+    all_labels = list(labels) + list(context)
+    filled = [_filled(c) for c in all_comps]
+    out: list[dict] = []
+    for i, (comp, label) in enumerate(zip(comps, labels, strict=True)):
+        same = [j for j, other in enumerate(labels) if other == label]
+        xs = {j: comps[j].centroid_xy[0] for j in same}
+        ys = {j: comps[j].centroid_xy[1] for j in same}
+        areas = {j: comps[j].area for j in same}
+        many = len(same) > 1
+        rank = 1 + sum(1 for j in same if areas[j] > comp.area)
+        grown_window = _grown_window(comp, ADJACENT_PX, comp.mask.shape)
+        grown = ndimage.binary_dilation(
+            comp.mask[grown_window], structure=np.ones((3, 3), bool), iterations=ADJACENT_PX
+        )
+        adjacent: set[str] = set()
+        inside: set[str] = set()
+        contains: set[str] = set()
+        for j, (other, other_label) in enumerate(zip(all_comps, all_labels, strict=True)):
+            if j == i:
+                continue
+            if _share_inside(comp, other, filled[j]) >= INSIDE_FRACTION:
+                inside.add(other_label)
+            elif j < len(comps) and _share_inside(other, comp, filled[i]) >= INSIDE_FRACTION:
+                contains.add(other_label)
+            elif np.any(grown & other.mask[grown_window]):
+                adjacent.add(other_label)
+        out.append(
+            {
+                "leftmost": many and xs[i] == min(xs.values()),
+                "rightmost": many and xs[i] == max(xs.values()),
+                "uppermost": many and ys[i] == min(ys.values()),
+                "lowermost": many and ys[i] == max(ys.values()),
+                "largest": many and rank == 1,
+                "smallest": many and comp.area == min(areas.values()),
+                "size_rank": rank,
+                "adjacent_to": sorted(adjacent),
+                "inside": sorted(inside),
+                "contains": sorted(contains),
+            }
+        )
+    return out
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Luma of an RGB image (or the image itself), float32, for intensity statistics."""
+    if image.ndim == 2:
+        return image.astype(np.float32, copy=False)
+    rgb = image[..., :3].astype(np.float32)
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def visual_stats(gray: np.ndarray, comp: Component) -> dict:
+    """Region vs surrounding-ring intensity statistics, and the share of blank/padding pixels.
+
+    The ring is ``max(3, 0.15 * sqrt(area))`` pixels wide. ``contrast`` is the mean difference over
+    the pooled standard deviation (a d'-like separability; 0 means indistinguishable).
+    """
+    width = max(3, int(round(0.15 * np.sqrt(comp.area))))
+    window = _grown_window(comp, width, gray.shape)
+    region = comp.mask[window]
+    ring = ndimage.binary_dilation(region, structure=np.ones((3, 3), bool), iterations=width)
+    ring &= ~region
+    values = gray[window]
+    inner = values[region]
+    outer = values[ring]
+    r_mean, r_std = float(inner.mean()), float(inner.std())
+    if outer.size:
+        o_mean, o_std = float(outer.mean()), float(outer.std())
+    else:  # the target fills the whole image: nothing to compare with
+        o_mean, o_std = r_mean, r_std
+    pooled = float(np.sqrt((r_std**2 + o_std**2) / 2.0)) + 1.0
+    return {
+        "region_mean": r_mean,
+        "region_std": r_std,
+        "ring_mean": o_mean,
+        "ring_std": o_std,
+        "contrast": abs(r_mean - o_mean) / pooled,
+        "blank_fraction": float(np.count_nonzero(inner <= BLANK_LEVEL)) / inner.size,
+    }

@@ -1,0 +1,52 @@
+"""Input errors that name the file and the problem, and the skip report that keeps what was skipped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger("medground_hf")
+
+
+class InputError(ValueError):
+    """A source file that cannot become a record: the message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+class SkipReport:
+    """Appends skipped items to JSONL files in a folder, one file per writer process.
+
+    Without a folder the skips are only logged. Builders may run in several processes (``--num-proc``); each process writes its own file so
+    nothing is lost or interleaved, and :func:`read_skips` merges them.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = Path(folder) if folder is not None else None
+
+    def add(self, item: str, path: str | None, stage: str, reason: str) -> None:
+        """Log the skip and, when a report folder is set, append it there."""
+        logger.warning("skipped %s [%s] (%s): %s", item, stage, path, reason)
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        entry = {"item": item, "path": path, "stage": stage, "reason": reason}
+        with open(self.folder / f"skipped-{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+
+def read_skips(folder: str | os.PathLike) -> list[dict]:
+    """All skip entries written under ``folder``, sorted by item for stable reports."""
+    entries: list[dict] = []
+    for file in sorted(Path(folder).glob("skipped-*.jsonl")):
+        with open(file, encoding="utf-8") as fh:
+            entries.extend(json.loads(line) for line in fh if line.strip())
+    return sorted(entries, key=lambda e: (e["item"], e["stage"]))

@@ -1,0 +1,82 @@
+"""The built dataset folder: Parquet shards per config and split, a manifest, and the card.
+
+Layout::
+
+    OUT/README.md                      card with YAML ``configs:`` (what load_dataset reads)
+    OUT/medground.json                 manifest: sources, counts, skips, verification stats
+    OUT/<config>/<split>-00000-of-00001.parquet
+
+The same folder works with ``load_dataset(OUT, config)`` offline and, pushed to the Hub, with
+``load_dataset(repo, config, revision=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from datasets import Dataset
+
+MANIFEST = "medground.json"
+DEFAULT_CONFIG = "grounding"
+MAX_SHARD_BYTES = 500 * 2**20
+SPLIT_ORDER = ("train", "validation", "test")
+_SHARD = re.compile(r"^(?P<split>[A-Za-z0-9_.]+)-\d{5}-of-\d{5}\.parquet$")
+
+
+def write_split(out: Path, config: str, split: str, ds: Dataset) -> list[Path]:
+    """Write one split of one config as Parquet shards of at most ~500 MB, images embedded."""
+    folder = out / config
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{split}-*.parquet"):
+        old.unlink()
+    size = ds.data.nbytes if len(ds) else 0
+    shards = max(1, math.ceil(size / MAX_SHARD_BYTES))
+    paths = []
+    for index in range(shards):
+        path = folder / f"{split}-{index:05d}-of-{shards:05d}.parquet"
+        ds.shard(num_shards=shards, index=index, contiguous=True).to_parquet(str(path))
+        paths.append(path)
+    return paths
+
+
+def split_key(split: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+def config_splits(out: Path) -> dict[str, list[str]]:
+    """Which configs and splits the folder holds, read off the shard files."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(out.glob("*/*.parquet")):
+        match = _SHARD.match(path.name)
+        if match:
+            found.setdefault(path.parent.name, set()).add(match["split"])
+    return {config: sorted(splits, key=split_key) for config, splits in sorted(found.items())}
+
+
+def configs_metadata(out: Path) -> list[dict]:
+    """The ``configs:`` entries of the card: one per config, data files per split."""
+    entries = []
+    for config, splits in config_splits(out).items():
+        entry: dict = {
+            "config_name": config,
+            "data_files": [{"split": s, "path": f"{config}/{s}-*.parquet"} for s in splits],
+        }
+        if config == DEFAULT_CONFIG:
+            entry["default"] = True
+        entries.append(entry)
+    entries.sort(key=lambda e: (not e.get("default", False), e["config_name"]))
+    return entries
+
+
+def read_manifest(out: Path) -> dict:
+    path = out / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{out}: not a medground dataset folder ({MANIFEST} missing)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
