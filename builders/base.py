@@ -23,7 +23,6 @@ from medground_hf.source import SourceInfo
 from medground_hf.splits import DEFAULT_RATIOS, assign_split, validate_ratios
 
 
-
 @dataclass(frozen=True)
 class Item:
     """One unit of the source (an image/mask pair, a case volume), found without decoding."""
@@ -90,7 +89,9 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
     def data_path(self) -> Path:
         """The user's copy of the corpus: it must exist and hold something."""
         if not self.config.data_dir:
-            raise InputError(None, f"{self.name}: no data dir given.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+            raise InputError(
+                None, f"{self.name}: no data dir given.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
         path = Path(self.config.data_dir).expanduser()
         if not path.is_dir():
             raise InputError(path, "data dir does not exist or is not a folder")
@@ -104,7 +105,8 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
         items = self.list_items(data_dir)
         if not items:
             raise InputError(
-                data_dir, f"no {self.source.title} items found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+                data_dir,
+                f"no {self.source.title} items found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}",
             )
         keys = [item.key for item in items]
         if len(set(keys)) != len(keys):

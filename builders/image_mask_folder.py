@@ -153,15 +153,23 @@ class ImageMaskFolder(MedGroundBuilder):
         image_dir, mask_dir = self.image_dir(data_dir), self.mask_dir(data_dir)
         for folder in {image_dir, mask_dir}:
             if not folder.is_dir():
-                raise InputError(folder, f"expected folder is missing.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+                raise InputError(
+                    folder, f"expected folder is missing.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+                )
         items = []
         for image in sorted(p for p in image_dir.iterdir() if self.is_image(p)):
             pattern = self.config.mask_pattern.format(stem=image.stem)
             masks = sorted(p for p in mask_dir.glob(pattern) if p != image)
             if not masks:
                 missing = InputError(image, f"no mask matches {mask_dir / pattern}")
-                items.append(Item(image.stem, self.group_of(image.stem), (str(image),),
-                                  extra=(("error", missing.problem),)))
+                items.append(
+                    Item(
+                        image.stem,
+                        self.group_of(image.stem),
+                        (str(image),),
+                        extra=(("error", missing.problem),),
+                    )
+                )
                 continue
             if len(masks) > 1:
                 raise InputError(image, f"several masks match {pattern}: {[m.name for m in masks]}")

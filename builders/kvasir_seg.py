@@ -56,8 +56,8 @@ class KvasirSeg(ImageMaskFolder):
         )
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Download kvasir-seg.zip from https://datasets.simula.no/kvasir-seg/ and unzip it; pass the "
-        "folder holding images/ and masks/ (and kavsir_bboxes.json) as --data-dir."
+        "Download kvasir-seg.zip from https://datasets.simula.no/kvasir-seg/ and unzip it; "
+        "pass the folder holding images/ and masks/ (and kavsir_bboxes.json) as --data-dir."
     )
     SOURCE = SOURCE
 

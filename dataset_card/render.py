@@ -14,8 +14,13 @@ from huggingface_hub import DatasetCardData
 
 from medground_hf.folder import configs_metadata
 
-SIZE_BUCKETS = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))
+SIZE_BUCKETS = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+)
 
 
 def size_category(n: int) -> str:
@@ -52,11 +57,13 @@ def card_metadata(out: Path, manifest: dict) -> DatasetCardData:
 
 
 def render_card(out: Path, manifest: dict) -> str:
-    template_text = (
-        resources.files("medground_hf.dataset_card").joinpath("card.md.j2").read_text()
+    template_text = resources.files("medground_hf.dataset_card").joinpath("card.md.j2").read_text()
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
     _, license_list = combined_license(manifest["sources"])
     body = env.from_string(template_text).render(
         manifest=manifest,

@@ -41,11 +41,15 @@ def print_summary(out: Path, manifest: dict) -> None:
     print(f"Built {out}")
     for split, c in counts["splits"].items():
         labels = ", ".join(f"{k} {v}" for k, v in c["labels"].items())
-        print(f"  {split:<11} {c['records']:>6} records  {c['images']:>6} images  "
-              f"{c['cases']:>5} cases  ({labels})")
-    print(f"  items read {counts['items_read']} = built {counts['items_built']} "
-          f"+ skipped {counts['items_skipped']}; "
-          f"components below min size {counts['components_dropped']}")
+        print(
+            f"  {split:<11} {c['records']:>6} records  {c['images']:>6} images  "
+            f"{c['cases']:>5} cases  ({labels})"
+        )
+    print(
+        f"  items read {counts['items_read']} = built {counts['items_built']} "
+        f"+ skipped {counts['items_skipped']}; "
+        f"components below min size {counts['components_dropped']}"
+    )
     for skip in manifest["skipped"]:
         if skip["stage"] == "input":
             print(f"  skipped {skip['item']}: {skip['path']}: {skip['reason']}")
@@ -87,11 +91,20 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output dataset folder")
     b.add_argument("--config-name", default=None, help="builder config (default: the builder's)")
     b.add_argument("--num-proc", type=int, default=None, help="worker processes")
-    b.add_argument("--on-error", choices=ON_ERROR_CHOICES, default="raise",
-                   help="raise on bad input (default) or skip it and report why")
+    b.add_argument(
+        "--on-error",
+        choices=ON_ERROR_CHOICES,
+        default="raise",
+        help="raise on bad input (default) or skip it and report why",
+    )
     b.add_argument("--split-ratios", default=None, help="e.g. train=0.8,validation=0.1,test=0.1")
-    b.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE",
-                   help="builder option (value parsed as JSON when it is JSON)")
+    b.add_argument(
+        "--set",
+        type=_option,
+        action="append",
+        metavar="KEY=VALUE",
+        help="builder option (value parsed as JSON when it is JSON)",
+    )
     b.add_argument("--options-file", default=None, help="YAML/JSON file of builder options")
     b.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     b.set_defaults(func=cmd_build)

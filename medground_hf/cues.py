@@ -1,7 +1,8 @@
 """Spatial cues, relations among the targets of one image, and visual-distinctness statistics.
 
 Image-space words ("left of the image") come from pixel positions; the patient side comes only from
-volume geometry (see :mod:`medground_hf.volumes`) and is stored separately so queries never mix them.
+volume geometry (see :mod:`medground_hf.volumes`) and is stored separately so queries never mix
+them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input errors that name the file and the problem, and the skip report that keeps what was skipped."""
+"""Errors that name the file and the problem; the skip report that keeps what was skipped."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ ON_ERROR_CHOICES = ("raise", "skip")
 class SkipReport:
     """Appends skipped items to JSONL files in a folder, one file per writer process.
 
-    Without a folder the skips are only logged. Builders may run in several processes (``--num-proc``); each process writes its own file so
-    nothing is lost or interleaved, and :func:`read_skips` merges them.
+    Without a folder the skips are only logged. Builders may run in several processes
+    (``--num-proc``); each writes its own file so nothing is lost or interleaved, and
+    :func:`read_skips` merges them.
     """
 
     def __init__(self, folder: str | os.PathLike | None):

@@ -1,8 +1,8 @@
 """Mask geometry: instances as connected components, the canonical box, RLE and shape cues.
 
-Box convention (the only one stored): ``bbox_xyxy = [x_min, y_min, x_max, y_max]`` in pixels of the
-original image, ``x_min`` the first mask column and ``x_max`` one past the last (exclusive), same for
-rows. Every other convention is derived in :mod:`medground_hf.boxes`.
+Box convention (the only one stored): ``bbox_xyxy = [x_min, y_min, x_max, y_max]`` in pixels of
+the original image, ``x_min`` the first mask column and ``x_max`` one past the last (exclusive),
+same for rows. Every other convention is derived in :mod:`medground_hf.boxes`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def components(
 
 
 def encode_rle(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a binary mask, with ``counts`` as a UTF-8 string (JSON/Parquet safe)."""
+    """COCO compressed RLE of a binary mask, ``counts`` as a UTF-8 string (JSON/Parquet safe)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 

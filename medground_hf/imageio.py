@@ -70,7 +70,7 @@ def load_mask(path: Path) -> np.ndarray:
 
 
 def binary_mask(values: np.ndarray, threshold: int) -> np.ndarray:
-    """Foreground of a binary mask; lossy (JPEG) masks are thresholded rather than compared to 255."""
+    """Foreground of a binary mask; lossy (JPEG) masks are thresholded, not compared to 255."""
     if values.ndim == 3:
         values = values.max(axis=2)
     return values >= threshold
@@ -88,9 +88,7 @@ def label_masks(
         raise InputError(
             path, f"mask values {unknown} are not in the label map {sorted(label_map)}"
         )
-    return {
-        label_map[int(v)]: values == v for v in present if v != background
-    }
+    return {label_map[int(v)]: values == v for v in present if v != background}
 
 
 def colour_masks(

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from datasets import Features, Image, List, Value
 
-VERDICT = {"stage": Value("string"), "check": Value("string"), "passed": Value("bool"),
-           "reason": Value("string")}
+VERDICT = {
+    "stage": Value("string"),
+    "check": Value("string"),
+    "passed": Value("bool"),
+    "reason": Value("string"),
+}
 
 QUERY = {
     "text": Value("string"),

@@ -6,7 +6,7 @@ on, every source goes through the same instance, cue and relation code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
