@@ -44,6 +44,10 @@ class MedGroundConfig(datasets.BuilderConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Check and normalise options; ``datasets`` sets overrides after ``__post_init__``."""
         if self.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
         validate_ratios(self.split_ratios)
@@ -59,6 +63,10 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
     RELEASE_NOTES: Mapping[str, str] = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = ""
     SOURCE: SourceInfo
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config.validate()
 
     # ---- what a subclass provides -------------------------------------------------------------
     @property

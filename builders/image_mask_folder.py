@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 import datasets
+import numpy as np
 from scipy import ndimage
 
 from medground_hf.errors import InputError
@@ -73,8 +74,8 @@ class ImageMaskFolderConfig(MedGroundConfig):
     modality: str = "unknown"
     body_part: str = "unknown"
 
-    def __post_init__(self):
-        super().__post_init__()
+    def validate(self) -> None:
+        super().validate()
         if self.mask_mode not in MASK_MODES:
             raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
         self.label_map = {int(k): v for k, v in self.label_map.items()}
@@ -176,9 +177,9 @@ class ImageMaskFolder(MedGroundBuilder):
             items.append(Item(image.stem, self.group_of(image.stem), (str(image), str(masks[0]))))
         return items
 
-    def masks_of(self, mask_path: Path) -> dict[str, object]:
+    def masks_of(self, mask_path: Path, values: np.ndarray) -> dict[str, np.ndarray]:
+        """One boolean mask per label from the raw mask values, by the configured encoding."""
         cfg = self.config
-        values = load_mask(mask_path)
         if cfg.mask_mode == "binary":
             masks = {cfg.label: binary_mask(values, cfg.threshold)}
         elif cfg.mask_mode == "labels":
@@ -202,9 +203,9 @@ class ImageMaskFolder(MedGroundBuilder):
             raise InputError(item.files[0], extra["error"])
         image_path, mask_path = (Path(f) for f in item.files)
         image, data = load_image(image_path)
-        masks = self.masks_of(mask_path)
-        first = next(iter(masks.values()))
-        check_same_size(image_path, image, mask_path, first)
+        values = load_mask(mask_path)
+        check_same_size(image_path, image, mask_path, values)
+        masks = self.masks_of(mask_path, values)
         specs = {spec.name: spec for spec in self.source.labels}
         yield Sample(
             case_id=item.key,

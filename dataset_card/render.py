@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 from huggingface_hub import DatasetCardData
 
-from medground_hf.folder import configs_metadata
+from medground_hf.folder import configs_metadata, dataset_info_metadata
 
 SIZE_BUCKETS = (
     (1_000, "n<1K"),
@@ -53,6 +53,7 @@ def card_metadata(out: Path, manifest: dict) -> DatasetCardData:
         size_categories=[size_category(total_records(manifest))],
         tags=["medical", "referring-expression-grounding", "visual-grounding", *modalities],
         configs=configs_metadata(out),
+        dataset_info=dataset_info_metadata(out),
     )
 
 

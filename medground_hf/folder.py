@@ -17,6 +17,7 @@ import math
 import re
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from datasets import Dataset
 
 MANIFEST = "medground.json"
@@ -69,6 +70,35 @@ def configs_metadata(out: Path) -> list[dict]:
         entries.append(entry)
     entries.sort(key=lambda e: (not e.get("default", False), e["config_name"]))
     return entries
+
+
+def dataset_info_metadata(out: Path) -> list[dict]:
+    """The ``dataset_info:`` entries of the card: rows and bytes per config and split.
+
+    Besides informing Hub users, these sizes make ``load_dataset`` on a local folder notice a
+    rebuild: ``datasets`` keys its cache for a folder on the card's metadata, not on the files.
+    """
+    infos = []
+    for config, splits in config_splits(out).items():
+        entries = []
+        download = 0
+        for split in splits:
+            rows = size = 0
+            for path in sorted((out / config).glob(f"{split}-*.parquet")):
+                meta = pq.ParquetFile(path).metadata
+                rows += meta.num_rows
+                size += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+                download += path.stat().st_size
+            entries.append({"name": split, "num_bytes": size, "num_examples": rows})
+        infos.append(
+            {
+                "config_name": config,
+                "splits": entries,
+                "download_size": download,
+                "dataset_size": sum(e["num_bytes"] for e in entries),
+            }
+        )
+    return infos
 
 
 def read_manifest(out: Path) -> dict:

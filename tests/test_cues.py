@@ -1,0 +1,105 @@
+"""Spatial cues, relations and visual statistics on constructed images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medground_hf.cues import relations, spatial_cues, visual_stats
+from medground_hf.geometry import components
+
+
+def comp_of(mask):
+    (c,), _ = components(mask, single_region=True)
+    return c
+
+
+def box_mask(shape, x0, y0, x1, y1):
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+@pytest.mark.parametrize(
+    ("centroid", "cell", "side"),
+    [
+        ((10, 10), "upper left", "left"),
+        ((150, 10), "upper center", "center"),
+        ((290, 10), "upper right", "right"),
+        ((150, 100), "center", "center"),
+        ((10, 190), "lower left", "left"),
+        ((290, 100), "middle right", "right"),
+        ((130, 100), "center", "left"),  # 0.433 of the width: left of the dead band
+        ((160, 100), "center", "center"),  # 0.533: inside the +-5 % band
+    ],
+)
+def test_grid_and_image_side(centroid, cell, side):
+    cues = spatial_cues(centroid, 300, 200)
+    assert cues["grid_cell"] == cell
+    assert cues["image_side"] == side
+    assert cues["patient_side"] is None
+    assert cues["display_convention"] == "as-acquired"
+
+
+def test_patient_side_is_kept_apart_from_image_side():
+    cues = spatial_cues(
+        (20, 100), 300, 200, patient_side="right", display_convention="radiological"
+    )
+    assert cues["image_side"] == "left" and cues["patient_side"] == "right"
+
+
+def test_extremes_and_size_rank_among_same_label():
+    shape = (100, 200)
+    small_left = comp_of(box_mask(shape, 10, 10, 20, 20))
+    big_right = comp_of(box_mask(shape, 120, 50, 180, 90))
+    other = comp_of(box_mask(shape, 60, 60, 70, 70))
+    rel = relations([small_left, big_right, other], ["polyp", "polyp", "vessel"])
+    assert rel[0]["leftmost"] and rel[0]["uppermost"] and rel[0]["smallest"]
+    assert not rel[0]["largest"] and rel[0]["size_rank"] == 2
+    assert rel[1]["rightmost"] and rel[1]["lowermost"] and rel[1]["largest"]
+    assert rel[1]["size_rank"] == 1
+    # a lone target of its label is never "leftmost" or "largest": there is nothing to compare
+    assert not any(rel[2][k] for k in ("leftmost", "rightmost", "largest", "smallest"))
+
+
+def test_inside_contains_and_adjacent():
+    shape = (100, 100)
+    ring = box_mask(shape, 20, 20, 80, 80) & ~box_mask(shape, 30, 30, 70, 70)
+    core = box_mask(shape, 35, 35, 65, 65)
+    neighbour = box_mask(shape, 81, 40, 90, 50)  # 1 px gap to the ring
+    far = box_mask(shape, 0, 90, 5, 95)
+    comps = [comp_of(m) for m in (ring, core, neighbour, far)]
+    rel = relations(comps, ["enhancing", "necrosis", "edema", "edema"])
+    assert rel[1]["inside"] == ["enhancing"]
+    assert rel[0]["contains"] == ["necrosis"]
+    assert rel[0]["adjacent_to"] == ["edema"]
+    assert rel[2]["adjacent_to"] == ["enhancing"]
+    assert rel[3]["adjacent_to"] == [] and rel[3]["inside"] == []
+
+
+def test_context_structures_take_part_in_relations():
+    shape = (100, 100)
+    brain = comp_of(box_mask(shape, 10, 10, 90, 90))
+    lesion = comp_of(box_mask(shape, 40, 40, 50, 50))
+    (rel,) = relations([lesion], ["tumour"], {"brain": brain})
+    assert rel["inside"] == ["brain"]
+
+
+def test_visual_stats_separate_bright_target_from_dark_surroundings():
+    image = np.full((100, 100), 40.0, np.float32)
+    target = box_mask(image.shape, 40, 40, 60, 60)
+    image[target] = 200.0
+    stats = visual_stats(image, comp_of(target))
+    assert stats["region_mean"] == pytest.approx(200.0)
+    assert stats["ring_mean"] == pytest.approx(40.0)
+    assert stats["contrast"] > 100
+    assert stats["blank_fraction"] == 0.0
+
+
+def test_visual_stats_flag_a_target_in_blank_padding():
+    image = np.zeros((100, 100), np.float32)
+    image[:, 50:] = 120.0
+    target = box_mask(image.shape, 5, 5, 25, 25)
+    stats = visual_stats(image, comp_of(target))
+    assert stats["blank_fraction"] == 1.0
+    assert stats["contrast"] == pytest.approx(0.0)

@@ -1,0 +1,159 @@
+"""Box convention, instances, RLE and shape cues pinned on constructed masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from medground_hf.geometry import (
+    bbox_from_mask,
+    components,
+    decode_rle,
+    encode_rle,
+    shape_cues,
+    size_category,
+)
+
+
+def disk(shape, centre, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
+
+
+def test_single_pixel_box_is_exclusive_max():
+    m = np.zeros((10, 12), bool)
+    m[5, 3] = True  # row 5, column 3
+    assert bbox_from_mask(m) == (3, 5, 4, 6)
+
+
+def test_box_touching_image_edges():
+    m = np.zeros((7, 9), bool)
+    m[:, -1] = True
+    assert bbox_from_mask(m) == (8, 0, 9, 7)
+    m[:] = True
+    assert bbox_from_mask(m) == (0, 0, 9, 7)
+
+
+def test_rectangle_box_and_area():
+    m = np.zeros((50, 60), bool)
+    m[10:20, 30:45] = True
+    (comp,), dropped = components(m)
+    assert comp.bbox_xyxy == (30, 10, 45, 20)
+    assert comp.area == 150 and dropped == []
+    assert comp.centroid_xy == pytest.approx((37.5, 15.0))
+
+
+def test_empty_mask_has_no_box_and_no_components():
+    m = np.zeros((5, 5), bool)
+    with pytest.raises(ValueError):
+        bbox_from_mask(m)
+    assert components(m) == ([], [])
+
+
+def test_components_are_8_connected_and_in_raster_order():
+    m = np.zeros((20, 20), bool)
+    m[15:18, 1:4] = True  # lower-left blob: first pixel at row 15
+    m[2, 10] = m[3, 11] = True  # diagonal neighbours: one component, first pixel at row 2
+    comps, _ = components(m)
+    assert [c.bbox_xyxy for c in comps] == [(10, 2, 12, 4), (1, 15, 4, 18)]
+
+
+def test_min_size_drops_and_reports_small_components():
+    m = np.zeros((30, 30), bool)
+    m[0:10, 0:10] = True
+    m[20:22, 20:22] = True
+    kept, dropped = components(m, min_size=5)
+    assert [c.area for c in kept] == [100]
+    assert dropped == [4]
+
+
+def test_single_region_keeps_disconnected_parts_together():
+    m = np.zeros((30, 30), bool)
+    m[0:5, 0:5] = True
+    m[20:25, 20:30] = True
+    kept, _ = components(m, single_region=True)
+    assert len(kept) == 1
+    assert kept[0].bbox_xyxy == (0, 0, 30, 25)
+    assert kept[0].area == 75
+
+
+def test_rle_round_trip_and_pycocotools_agreement():
+    rng = np.random.default_rng(0)
+    m = rng.random((37, 53)) > 0.6
+    rle = encode_rle(m)
+    assert rle["size"] == [37, 53] and isinstance(rle["counts"], str)
+    assert np.array_equal(decode_rle(rle), m)
+    coco = {"size": rle["size"], "counts": rle["counts"].encode()}
+    assert mask_utils.area(coco) == m.sum()
+    x, y, w, h = mask_utils.toBbox(coco)
+    x0, y0, x1, y1 = bbox_from_mask(m)
+    assert (x, y, w, h) == (x0, y0, x1 - x0, y1 - y0)
+
+
+def cues_of(mask):
+    (comp,), _ = components(mask)
+    return shape_cues(comp, mask.size)
+
+
+def test_disk_is_round_solid_and_circular():
+    c = cues_of(disk((200, 200), (100, 100), 40))
+    assert c["elongation"] < 0.02
+    assert c["solidity"] > 0.97
+    assert c["circularity"] > 0.9
+    assert c["orientation"] == "none"
+    assert c["aspect_ratio"] == pytest.approx(1.0)
+
+
+def test_horizontal_and_vertical_bars():
+    m = np.zeros((100, 100), bool)
+    m[45:55, 10:90] = True
+    h = cues_of(m)
+    assert h["orientation"] == "horizontal" and h["elongation"] > 0.8
+    assert h["aspect_ratio"] == pytest.approx(8.0)
+    assert h["circularity"] < 0.5
+    v = cues_of(m.T.copy())
+    assert v["orientation"] == "vertical"
+    assert v["orientation_deg"] == pytest.approx(90.0, abs=1.0)
+
+
+def test_diagonal_bar_rising_to_the_right_is_oblique_at_45_degrees():
+    m = np.zeros((100, 100), bool)
+    for i in range(10, 90):  # from lower left to upper right as displayed
+        m[99 - i - 2 : 99 - i + 2, i] = True
+    c = cues_of(m)
+    assert c["orientation"] == "oblique"
+    assert c["orientation_deg"] == pytest.approx(45.0, abs=3.0)
+
+
+def test_l_shape_solidity_is_area_over_convex_hull():
+    m = np.zeros((100, 100), bool)
+    m[10:90, 10:30] = True
+    m[70:90, 10:90] = True
+    # area 2800; hull = 80x80 square minus a 60x60 half-square = 4600 (pixel-centre hull is a bit less)
+    assert cues_of(m)["solidity"] == pytest.approx(2800 / 4600, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "name"),
+    [
+        (0.001, "tiny"),
+        (0.0099, "tiny"),
+        (0.01, "small"),
+        (0.049, "small"),
+        (0.05, "medium"),
+        (0.19, "medium"),
+        (0.2, "large"),
+        (0.9, "large"),
+    ],
+)
+def test_size_categories(fraction, name):
+    assert size_category(fraction) == name
+
+
+def test_relative_area_and_size_category_from_mask():
+    m = np.zeros((100, 100), bool)
+    m[0:30, 0:30] = True  # 9 % of the image
+    c = cues_of(m)
+    assert c["relative_area"] == pytest.approx(0.09)
+    assert c["size_category"] == "medium"
