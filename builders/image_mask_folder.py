@@ -17,9 +17,9 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from scipy import ndimage
 
 from medground_hf.errors import InputError
+from medground_hf.geometry import fill_holes
 from medground_hf.imageio import (
     binary_mask,
     check_same_size,
@@ -188,7 +188,7 @@ class ImageMaskFolder(MedGroundBuilder):
             colours = {_parse_colour(k): v for k, v in cfg.colour_map.items()}
             masks = colour_masks(mask_path, values, colours, cfg.colour_tolerance)
         if cfg.fill_holes:
-            masks = {name: ndimage.binary_fill_holes(m) for name, m in masks.items()}
+            masks = {name: fill_holes(m) for name, m in masks.items()}
         if not any(m.any() for m in masks.values()):
             raise InputError(mask_path, "mask is empty (no foreground pixel)")
         return masks

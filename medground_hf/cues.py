@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Component
+from .geometry import Component, fill_holes
 
 # Centroids within this fraction of the width around the vertical midline are "center".
 SIDE_DEAD_BAND = 0.05
@@ -68,7 +68,7 @@ def _grown_window(comp: Component, margin: int, shape: tuple[int, int]) -> tuple
 
 def _filled(comp: Component) -> np.ndarray:
     """The component with its holes filled, in its own box window."""
-    return ndimage.binary_fill_holes(comp.mask[comp.window])
+    return fill_holes(comp.mask[comp.window])
 
 
 def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) -> float:
@@ -79,6 +79,21 @@ def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) 
     window = (slice(iy0 - oy0, iy1 - oy0), slice(ix0 - ox0, ix1 - ox0))
     inner_crop = inner.mask[inner.window]
     return float(np.count_nonzero(outer_filled[window] & inner_crop)) / inner.area
+
+
+def _lone_relations() -> dict:
+    return {
+        "leftmost": False,
+        "rightmost": False,
+        "uppermost": False,
+        "lowermost": False,
+        "largest": False,
+        "smallest": False,
+        "size_rank": 1,
+        "adjacent_to": [],
+        "inside": [],
+        "contains": [],
+    }
 
 
 def relations(
@@ -92,6 +107,8 @@ def relations(
     "inside" and "next to" relations.
     """
     context = context or {}
+    if len(comps) == 1 and not context:  # a lone target has no neighbours and no extremes
+        return [_lone_relations()]
     all_comps = list(comps) + list(context.values())
     all_labels = list(labels) + list(context)
     filled = [_filled(c) for c in all_comps]
@@ -144,18 +161,19 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def visual_stats(gray: np.ndarray, comp: Component) -> dict:
+def visual_stats(image: np.ndarray, comp: Component) -> dict:
     """Region vs surrounding-ring intensity statistics, and the share of blank/padding pixels.
 
     The ring is ``max(3, 0.15 * sqrt(area))`` pixels wide. ``contrast`` is the mean difference over
     the pooled standard deviation (a d'-like separability; 0 means indistinguishable).
     """
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
-    window = _grown_window(comp, width, gray.shape)
+    window = _grown_window(comp, width, image.shape[:2])
     region = comp.mask[window]
-    ring = ndimage.binary_dilation(region, structure=np.ones((3, 3), bool), iterations=width)
+    # chessboard distance <= width is the same set as ``width`` 3x3 dilations, in one pass
+    ring = ndimage.distance_transform_cdt(~region, metric="chessboard") <= width
     ring &= ~region
-    values = gray[window]
+    values = to_gray(image[window])
     inner = values[region]
     outer = values[ring]
     r_mean, r_std = float(inner.mean()), float(inner.std())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
-from skimage.measure import regionprops
+from scipy.spatial import ConvexHull, QhullError
 
 # 8-connectivity: diagonal pixels of a lesion belong to the same lesion.
 _STRUCTURE = np.ones((3, 3), dtype=bool)
@@ -88,6 +88,26 @@ def components(
     return kept, dropped
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill enclosed background (e.g. an outline annotation becomes a filled region).
+
+    One labelling of the background inside the mask's box (4-connected, the dual of 8-connected
+    foreground): every background region not touching the box's padded border is a hole. Linear
+    in the box area, unlike iterative reconstruction over the whole image.
+    """
+    if not mask.any():
+        return mask.copy()
+    x0, y0, x1, y1 = bbox_from_mask(mask)
+    crop = np.pad(mask[y0:y1, x0:x1], 1)
+    background, n = ndimage.label(~crop)
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[0] = True
+    outside[background[0, 0]] = True  # the padding ring is one connected region
+    filled = mask.copy()
+    filled[y0:y1, x0:x1] |= ~outside[background[1:-1, 1:-1]]
+    return filled
+
+
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE of a binary mask, ``counts`` as a UTF-8 string (JSON/Parquet safe)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -118,30 +138,68 @@ def orientation_word(angle_deg: float, elongation: float) -> str:
     return "oblique"
 
 
+def convex_area(crop: np.ndarray) -> float:
+    """Area of the convex hull of the mask's pixel squares (not their centres).
+
+    Only each row's first and last pixel can be hull vertices, so the hull is taken over their
+    square corners: exact for pixel-aligned shapes (a filled rectangle has solidity 1) and far
+    cheaper than rasterising the hull image.
+    """
+    rows = np.flatnonzero(crop.any(axis=1))
+    sub = crop[rows]
+    first = sub.argmax(axis=1)
+    last = sub.shape[1] - sub[:, ::-1].argmax(axis=1)  # exclusive
+    xs = np.concatenate([first, first, last, last]).astype(np.float64)
+    ys = np.concatenate([rows, rows + 1, rows, rows + 1]).astype(np.float64)
+    try:
+        return float(ConvexHull(np.stack([xs, ys], axis=1)).volume)
+    except QhullError:  # a single row or column of pixels: its hull is the box itself
+        return float((xs.max() - xs.min()) * (ys.max() - ys.min()))
+
+
+def crofton_perimeter(crop: np.ndarray) -> float:
+    """Perimeter by the Cauchy-Crofton formula over four line directions.
+
+    Counts foreground/background transitions along rows, columns and both diagonals; unbiased
+    for smooth shapes (a digital disk is within ~2 %), unlike counting pixel edges (+27 %).
+    """
+    c = crop.astype(np.int8)
+    n0 = np.count_nonzero(np.diff(c, axis=1))
+    n90 = np.count_nonzero(np.diff(c, axis=0))
+    n45 = np.count_nonzero(c[1:, 1:] != c[:-1, :-1])
+    n135 = np.count_nonzero(c[1:, :-1] != c[:-1, 1:])
+    return math.pi / 8 * (n0 + n90 + (n45 + n135) / math.sqrt(2))
+
+
 def shape_cues(component: Component, image_area: int) -> dict:
     """Size, aspect, elongation, solidity, circularity and orientation of one instance.
 
-    Computed on the instance's box window only, so cost follows the target, not the image.
-    ``orientation_deg`` is the major axis angle counter-clockwise from the image's x axis as
-    displayed (y up), in [0, 180).
+    Computed on the instance's box window only, so cost follows the target, not the image. Axes
+    are those of the ellipse with the same second moments (4 * sqrt(eigenvalue), as in
+    scikit-image); ``orientation_deg`` is the major axis angle counter-clockwise from the image's
+    x axis as displayed (y up), in [0, 180).
     """
     crop = np.pad(component.mask[component.window], 1)
-    props = regionprops(crop.astype(np.uint8))[0]
-    x0, y0, x1, y1 = component.bbox_xyxy
-    major = float(props.axis_major_length)
-    minor = float(props.axis_minor_length)
+    ys, xs = np.nonzero(crop)
+    dx = xs - xs.mean()
+    dy = ys - ys.mean()
+    # plain ufunc reductions: BLAS dot products spin threads, which costs more than they save here
+    mu20, mu02, mu11 = float((dx * dx).mean()), float((dy * dy).mean()), float((dx * dy).mean())
+    spread = math.hypot((mu20 - mu02) / 2, mu11)
+    major = 4 * math.sqrt((mu20 + mu02) / 2 + spread)
+    minor = 4 * math.sqrt(max((mu20 + mu02) / 2 - spread, 0.0))
     elongation = 1.0 - minor / major if major > 0 else 0.0
-    theta = float(props.orientation)  # angle between the row axis and the major axis
-    angle = math.degrees(math.atan2(-math.cos(theta), math.sin(theta))) % 180.0
-    perimeter = float(props.perimeter)
+    angle = -math.degrees(0.5 * math.atan2(2 * mu11, mu20 - mu02)) % 180.0
+    perimeter = crofton_perimeter(crop)
     circularity = min(1.0, 4 * math.pi * component.area / perimeter**2) if perimeter > 0 else 1.0
+    x0, y0, x1, y1 = component.bbox_xyxy
     relative = component.area / image_area
     return {
         "relative_area": relative,
         "size_category": size_category(relative),
         "aspect_ratio": (x1 - x0) / (y1 - y0),
         "elongation": elongation,
-        "solidity": float(props.solidity),
+        "solidity": min(1.0, component.area / convex_area(crop)),
         "circularity": circularity,
         "orientation_deg": angle,
         "orientation": orientation_word(angle, elongation),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import PIPELINE_VERSION
-from .cues import relations, spatial_cues, to_gray, visual_stats
+from .cues import relations, spatial_cues, visual_stats
 from .geometry import Component, components, encode_rle, shape_cues
 from .record import image_key, record_id
 from .source import LabelSpec, SourceInfo
@@ -90,7 +90,6 @@ def sample_to_records(
         if found:
             context[name] = found[0]
     rels = relations(comps, [s.name for s in specs], context)
-    gray = to_gray(sample.image)
     counts = {name: sum(1 for s in specs if s.name == name) for name in {s.name for s in specs}}
     px_area = (
         sample.pixel_spacing_mm[0] * sample.pixel_spacing_mm[1] if sample.pixel_spacing_mm else None
@@ -139,7 +138,7 @@ def sample_to_records(
                     display_convention=sl.display_convention if sl else "as-acquired",
                 ),
                 "relations": rel,
-                "visual": visual_stats(gray, comp),
+                "visual": visual_stats(sample.image, comp),
                 "queries": [],
                 "provenance": {
                     "pipeline_version": PIPELINE_VERSION,

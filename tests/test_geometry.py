@@ -9,8 +9,11 @@ from pycocotools import mask as mask_utils
 from medground_hf.geometry import (
     bbox_from_mask,
     components,
+    convex_area,
+    crofton_perimeter,
     decode_rle,
     encode_rle,
+    fill_holes,
     shape_cues,
     size_category,
 )
@@ -130,7 +133,7 @@ def test_l_shape_solidity_is_area_over_convex_hull():
     m = np.zeros((100, 100), bool)
     m[10:90, 10:30] = True
     m[70:90, 10:90] = True
-    # area 2800; hull = 80x80 square minus a 60x60 half-square = 4600 (pixel-centre hull is a bit less)
+    # area 2800; hull = 80x80 square minus a 60x60 half-square = 4600
     assert cues_of(m)["solidity"] == pytest.approx(2800 / 4600, abs=0.01)
 
 
@@ -157,3 +160,31 @@ def test_relative_area_and_size_category_from_mask():
     c = cues_of(m)
     assert c["relative_area"] == pytest.approx(0.09)
     assert c["size_category"] == "medium"
+
+
+def test_fill_holes_fills_outlines_and_keeps_open_shapes():
+    ring = disk((60, 60), (30, 30), 20) & ~disk((60, 60), (30, 30), 17)
+    filled = fill_holes(ring)
+    assert np.array_equal(filled, disk((60, 60), (30, 30), 20))
+    open_c = ring.copy()
+    open_c[28:33, 45:] = False  # cut the ring: nothing is enclosed any more
+    assert np.array_equal(fill_holes(open_c), open_c)
+    # a hole touching a diagonal gap stays enclosed: background is 4-connected
+    m = np.zeros((5, 5), bool)
+    m[1, 2] = m[2, 1] = m[2, 3] = m[3, 2] = True
+    assert fill_holes(m)[2, 2]
+
+
+@pytest.mark.parametrize(("radius", "tolerance"), [(10, 0.05), (40, 0.01), (100, 0.005)])
+def test_crofton_perimeter_of_a_disk(radius, tolerance):
+    m = np.pad(disk((2 * radius + 9, 2 * radius + 9), (radius + 4, radius + 4), radius), 1)
+    assert crofton_perimeter(m) == pytest.approx(2 * np.pi * radius, rel=tolerance)
+
+
+def test_convex_area_of_pixel_squares():
+    m = np.zeros((12, 30), bool)
+    m[2:6, 3:25] = True
+    assert convex_area(m) == 4 * 22
+    m[2:6, 3:25] = False
+    m[5, 3:25] = True  # a single row: degenerate for qhull, still its box
+    assert convex_area(m) == 22

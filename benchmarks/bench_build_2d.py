@@ -1,0 +1,118 @@
+"""Build throughput of the 2D sources against the bare decode floor.
+
+The floor is what any build must do at least: read each image and mask file and decode both to
+pixels. The build is the full ``medground build`` (listing, decoding, instances, cues, relations,
+RLE, Arrow, Parquet with embedded images, card). The sample corpora are small, so they are
+replicated (symlinks in a temporary folder, nothing copied) to amortise fixed start-up costs.
+
+    python benchmarks/bench_build_2d.py [--data ../shared/data] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from medground_hf.build import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def replicate(src: Path, dst: Path, subdirs: list[str], copies: int, extra: list[str]) -> None:
+    """Symlink every file ``copies`` times under new stems (r00_<stem>, r01_<stem>, ...)."""
+    for sub in subdirs:
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+        for f in sorted((src / sub).iterdir()):
+            for k in range(copies):
+                (dst / sub / f"r{k:02d}_{f.name}").symlink_to(f.resolve())
+    for name in extra:
+        (dst / name).write_text(replicated_csv(src / name, copies))
+
+
+def replicated_csv(path: Path, copies: int) -> str:
+    header, *rows = path.read_text().splitlines()
+    return "\n".join([header] + [f"r{k:02d}_{r}" for k in range(copies) for r in rows]) + "\n"
+
+
+def records_only(name: str, corpus: Path) -> float:
+    """The core alone: list, decode, instances, cues and relations, no Arrow or Parquet."""
+    from medground_hf.builders import get_builder_class
+    from medground_hf.sample import sample_to_records
+
+    builder = get_builder_class(name)(data_dir=str(corpus), cache_dir=str(corpus / ".cache"))
+    start = time.perf_counter()
+    for item in builder.list_items(corpus):
+        for sample in builder.load_item(item):
+            sample_to_records(
+                sample, builder.source, builder=name, builder_version="", config_name="default"
+            )
+    return time.perf_counter() - start
+
+
+def decode_floor(pairs: list[tuple[Path, Path]]) -> float:
+    start = time.perf_counter()
+    for image, mask in pairs:
+        for path in (image, mask):
+            with Image.open(io.BytesIO(path.read_bytes())) as im:
+                np.asarray(im)
+    return time.perf_counter() - start
+
+
+SOURCES = {
+    "kvasir_seg": (
+        ["images", "masks"],
+        [],
+        lambda d: [(p, d / "masks" / p.name) for p in sorted((d / "images").iterdir())],
+    ),
+    "hc18": (
+        ["training_set"],
+        ["training_set_pixel_size_and_HC.csv"],
+        lambda d: [
+            (p, p.with_name(p.stem + "_Annotation.png"))
+            for p in sorted((d / "training_set").glob("*HC.png"))
+        ],
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--repeat", type=int, default=20, help="replicas of each sample corpus")
+    parser.add_argument("--num-proc", type=int, default=None)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    print(
+        "| source | images | targets | decode floor s | records s | build s | targets/s "
+        "| records / floor | build / floor |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, (subdirs, extra, pairs_of) in SOURCES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = Path(tmp) / name
+            replicate(args.data / name, corpus, subdirs, args.repeat, extra)
+            pairs = pairs_of(corpus)
+            floor = min(decode_floor(pairs) for _ in range(3))
+            core = min(records_only(name, corpus) for _ in range(2))
+            start = time.perf_counter()
+            manifest = build(name, corpus, Path(tmp) / "out", num_proc=args.num_proc)
+            elapsed = time.perf_counter() - start
+            targets = sum(c["records"] for c in manifest["counts"]["splits"].values())
+            print(
+                f"| {name} | {len(pairs)} | {targets} | {floor:.2f} | {core:.2f} | {elapsed:.2f} "
+                f"| {targets / elapsed:.0f} | {core / floor:.2f}x | {elapsed / floor:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()
