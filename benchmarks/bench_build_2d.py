@@ -44,6 +44,7 @@ def replicated_csv(path: Path, copies: int) -> str:
 def records_only(name: str, corpus: Path) -> float:
     """The core alone: list, decode, instances, cues and relations, no Arrow or Parquet."""
     from medground_hf.builders import get_builder_class
+
     from medground_hf.sample import sample_to_records
 
     builder = get_builder_class(name)(data_dir=str(corpus), cache_dir=str(corpus / ".cache"))
