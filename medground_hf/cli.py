@@ -76,7 +76,10 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
     for name in sorted(REGISTRY):
         cls = get_builder_class(name)
-        print(f"{name:<20} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
+        source = getattr(cls, "SOURCE", None)
+        title = f"{source.title} ({source.modality}, {source.license})" if source else ""
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<20} {title or doc}")
     return 0
 
 
