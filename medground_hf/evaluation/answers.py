@@ -33,12 +33,13 @@ DIALECT_CONVENTIONS = {
     "qwen3-vl": "norm1000",
     "internvl": "norm1000",
     "florence-2": "florence",
-    "ms-swift": "pixel",
+    "ms-swift": "real",
 }
 
-# convention -> its inverse to canonical pixels (``pixel``: canonical already, only rounded)
+# convention -> its inverse to canonical pixels (``real``: canonical already, rounded and clipped).
+# Names as in the formats' dialect table, so this can become ``boxes.to_canonical`` once shared.
 _INVERSES: dict[str, Callable[[Sequence[float], int, int], boxes.Box]] = {
-    "pixel": boxes.clip_canonical,
+    "real": boxes.clip_canonical,
     "coco": boxes.from_coco,
     "norm": boxes.from_norm,
     "norm1000": boxes.from_norm1000,
@@ -87,7 +88,7 @@ def convention_for(config: str, box_format: str | None = None) -> str:
             raise ValueError(f"unknown box format {box_format!r}; choose from {BOX_FORMATS}")
         return box_format
     if config == "grounding":
-        return "pixel"
+        return "real"
     if config == "coco":
         return "coco"
     dialect = config.removeprefix("chat-")

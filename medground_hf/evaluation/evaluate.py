@@ -47,7 +47,7 @@ def score_prediction(pred: Prediction, convention: str, width: int, height: int)
             isinstance(v, int | float) and not isinstance(v, bool) for v in pred.bbox_xyxy
         ):
             raise ParseFailure(f"bbox_xyxy is not a list of numbers: {pred.bbox_xyxy!r}")
-        box, out_of_range = to_canonical(pred.bbox_xyxy, "pixel", width, height)
+        box, out_of_range = to_canonical(pred.bbox_xyxy, "real", width, height)
         return {"box": box, "form": "bbox_xyxy", "out_of_range": out_of_range}
     except ParseFailure as exc:
         return {"box": None, "form": None, "reason": str(exc)}
