@@ -42,9 +42,7 @@ def test_every_dialect_round_trips_within_its_error_bound(dialect, size, write_d
         box = scaled(case, width, height)
         text = write_dialect_answer(dialect, box, width, height, QUERY, "polyp")
         parsed = parse_answer(text, convention, width, height)
-        bound = boxes.max_error_px(
-            "norm" if convention == "real" else convention, width, height
-        )
+        bound = boxes.max_error_px("norm" if convention == "real" else convention, width, height)
         if dialect == "llava":  # three decimals quantize like a 1000-step grid
             bound = max(width, height) / 2000 + 0.5
         errors = [abs(a - b) for a, b in zip(parsed.box, box, strict=True)]
@@ -56,7 +54,11 @@ def test_every_dialect_round_trips_within_its_error_bound(dialect, size, write_d
 @pytest.mark.parametrize(
     ("text", "form", "numbers"),
     [
-        ('```json\n[{"bbox_2d": [10, 20, 30, 40], "label": "polyp"}]\n```', "json", [10, 20, 30, 40]),
+        (
+            '```json\n[{"bbox_2d": [10, 20, 30, 40], "label": "polyp"}]\n```',
+            "json",
+            [10, 20, 30, 40],
+        ),
         ('[{"bbox_2d": [10.5, 20, 30, 40]}]', "json", [10.5, 20, 30, 40]),
         ('{"bbox": [[1, 2, 3, 4]], "bbox_type": "real"}', "json", [1, 2, 3, 4]),
         ('Sure! {"box": [5, 6, 7, 8]} is where it is', "list", [5, 6, 7, 8]),
@@ -68,10 +70,16 @@ def test_every_dialect_round_trips_within_its_error_bound(dialect, size, write_d
         ("It is [ 12 ,34,56 , 78 ] here", "list", [12, 34, 56, 78]),
         ("box: (12, 34), (56, 78)", "pairs", [12, 34, 56, 78]),
         ("(12,34)(56,78)", "pairs", [12, 34, 56, 78]),
-        ("<|box_start|>(1,2),(3,4)<|box_end|><|box_start|>(5,6),(7,8)<|box_end|>", "qwen2-vl",
-         [1, 2, 3, 4]),
-        ("<ref>a [1, 2] thing</ref><box>[[100, 200, 300, 400]]</box>", "internvl",
-         [100, 200, 300, 400]),
+        (
+            "<|box_start|>(1,2),(3,4)<|box_end|><|box_start|>(5,6),(7,8)<|box_end|>",
+            "qwen2-vl",
+            [1, 2, 3, 4],
+        ),
+        (
+            "<ref>a [1, 2] thing</ref><box>[[100, 200, 300, 400]]</box>",
+            "internvl",
+            [100, 200, 300, 400],
+        ),
         ("polyp<loc_10><loc_20><loc_30><loc_40></s>", "florence", [10, 20, 30, 40]),
         ("at [1e2, 2E1, 3.5e2, 400]", "list", [100, 20, 350, 400]),
     ],

@@ -44,8 +44,7 @@ def ref_summary(items: list[dict]) -> dict:
         "acc@0.7": sum(i["iou"] >= 0.7 for i in items) / n,
         "miou": sum(i["iou"] for i in items) / n,
         "parse_failures": sum(i["status"] == "parse_failure" for i in items),
-        "parse_failure_rate": sum(i["status"] == "parse_failure" for i in answered)
-        / len(answered),
+        "parse_failure_rate": sum(i["status"] == "parse_failure" for i in answered) / len(answered),
         "missing": n - len(answered),
         "mirror_errors": sum(i["mirror"] >= 0.5 and i["iou"] < 0.5 for i in items),
     }

@@ -54,7 +54,8 @@ REJECT_COLUMNS = ("rejected_stage", "rejected_reason")
 FACETS = ("source", "modality", "label", "split", "status")
 WEB_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
 BATCH_ROWS = 64
-OUTLINE_TOLERANCE_PX = 0.5
+# below half a pixel, so simplifying never moves the outline off a mask edge
+OUTLINE_TOLERANCE_PX = 0.25
 STATIC = ("gallery.js", "gallery.css")
 
 
@@ -164,9 +165,7 @@ def write_gallery(
         (to / name).write_text(
             resources.files(__package__).joinpath("static", name).read_text("utf-8"), "utf-8"
         )
-    env = Environment(
-        loader=PackageLoader(__package__, "templates"), autoescape=True
-    )
+    env = Environment(loader=PackageLoader(__package__, "templates"), autoescape=True)
     page = env.get_template("gallery.html.j2").render(
         title=dataset.name,
         sources=[s["name"] for s in manifest.get("sources", [])],

@@ -23,7 +23,7 @@
 
   function frame(item) {
     const div = el("div", { class: "frame" });
-    div.appendChild(el("img", { src: item.image, alt: item.id, loading: "lazy",
+    div.appendChild(el("img", { src: item.image, alt: item.id,
                                 width: item.width, height: item.height }));
     const svg = svgEl("svg", { viewBox: `0 0 ${item.width} ${item.height}`,
                                preserveAspectRatio: "none" });
