@@ -223,7 +223,7 @@ def test_cli_reports_errors_and_baseline_round_trip(built_hc18, tmp_path, capsys
     assert main(["eval", "--dataset", str(built_hc18), "--predictions", str(preds),
                  "--split", "validation"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "2 targets" in out and "report:" in out
+    assert "2 targets, 2 scored" in out and "report:" in out
     code = main(["baseline", "--dataset", str(built_hc18), "--kind", "center-prior",
                  "--out", str(preds), "--prior-split", "test"])  # fmt: skip
     assert code == 2

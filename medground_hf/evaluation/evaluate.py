@@ -76,13 +76,15 @@ def evaluate(
     known = everything.index()
     index = targets.index()
     scored = Scored()
-    unknown: list[str] = []
+    unknown: list[str] = []  # the first few, for the error message
     seen: Counter[str] = Counter()
-    lines = other_split = 0
+    lines = other_split = unknown_count = 0
     for pred in read_predictions(predictions):
         lines += 1
         if pred.id not in known:
-            unknown.append(f"line {pred.line}: {pred.id!r}")
+            unknown_count += 1
+            if len(unknown) < MAX_UNKNOWN_SHOWN:
+                unknown.append(f"line {pred.line}: {pred.id!r}")
             continue
         if pred.id not in index:
             other_split += 1
@@ -94,11 +96,11 @@ def evaluate(
         )
         status = metrics.OK if result["box"] is not None else metrics.PARSE_FAILURE
         scored.add(row, result.pop("box"), status, line=pred.line, **result)
-    if unknown:
-        shown = "; ".join(unknown[:MAX_UNKNOWN_SHOWN])
+    if unknown_count:
         raise InputError(
             predictions,
-            f"{len(unknown)} prediction ids are not in {dataset}'s grounding config ({shown})",
+            f"{unknown_count} prediction ids are not in {dataset}'s grounding config "
+            f"({'; '.join(unknown)})",
         )
     for row, target_id in enumerate(targets.ids):
         if target_id not in seen:
