@@ -93,7 +93,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     o = report["overall"]
     print(
-        f"{report['counts']['targets']} targets, {o['n']} scored: Acc@0.5 {o['acc@0.5']:.3f}  mIoU {o['miou']:.3f}  "
+        f"{report['counts']['targets']} targets, {o['n']} scored: "
+        f"Acc@0.5 {o['acc@0.5']:.3f}  mIoU {o['miou']:.3f}  "
         f"parse failures {o['parse_failures']}  missing {o['missing']}  "
         f"mirror errors {o['mirror_errors']}"
     )
