@@ -181,16 +181,18 @@ def test_split_selection_and_duplicates(built_kvasir, tmp_path):
     rows = truth(built_kvasir)
     test_rows = [r for r in rows if r["split"] == "test"]
     lines = [{"id": r["id"], "bbox_xyxy": r["bbox_xyxy"]} for r in rows]
-    lines.append({"id": test_rows[0]["id"], "bbox_xyxy": None})  # a second, failed answer
+    lines.append({"id": test_rows[0]["id"], "bbox_xyxy": None})  # second answers, both failed
+    lines.append({"id": test_rows[1]["id"], "output": None})
     preds = write_jsonl(tmp_path / "p.jsonl", lines)
     report = evaluate(built_kvasir, "grounding", preds, split="test")
     assert report["report_dir"] == str(tmp_path / "p-eval")
     counts = report["counts"]
     assert counts["targets"] == len(test_rows)
     assert counts["other_split"] == len(rows) - len(test_rows)
-    assert counts["duplicate_ids"] == 1 and counts["scored"] == len(test_rows) + 1
-    assert report["overall"]["acc@0.5"] == pytest.approx(len(test_rows) / (len(test_rows) + 1))
-    assert report["overall"]["parse_failures"] == 1
+    assert counts["duplicate_ids"] == 2 and counts["scored"] == len(test_rows) + 2
+    assert report["overall"]["acc@0.5"] == pytest.approx(len(test_rows) / (len(test_rows) + 2))
+    assert report["overall"]["parse_failures"] == 2
+    assert report["failure_reasons"] == {"bbox_xyxy is not a list of numbers": 1, "empty answer": 1}
     with pytest.raises(ValueError, match="no targets in split 'nope'"):
         evaluate(built_kvasir, "grounding", preds, split="nope")
 

@@ -7,6 +7,7 @@ targets (by id) -> metrics overall and per group -> JSON + Markdown report and p
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,21 +159,17 @@ def score(targets: Targets, scored: Scored) -> tuple[dict, np.ndarray, np.ndarra
 
 def per_item(
     targets: Targets, scored: Scored, ious: np.ndarray, mirror_ious: np.ndarray
-) -> list[dict]:
+) -> Iterator[dict]:
     """One JSON-able record per scored item, for the ``items.jsonl`` of the report."""
-    items = []
     for k, row in enumerate(scored.rows):
         box = scored.boxes[k]
-        items.append(
-            {
-                "id": str(targets.ids[row]),
-                **{name: targets.groups[name][row] for name in ("split", "source", "label")},
-                "status": scored.status[k],
-                "iou": round(float(ious[k]), 6),
-                "mirror_iou": round(float(mirror_ious[k]), 6),
-                "pred_bbox_xyxy": None if np.isnan(box).any() else [int(v) for v in box],
-                "bbox_xyxy": [int(v) for v in targets.boxes[row]],
-                **scored.detail[k],
-            }
-        )
-    return items
+        yield {
+            "id": str(targets.ids[row]),
+            **{name: targets.groups[name][row] for name in ("split", "source", "label")},
+            "status": scored.status[k],
+            "iou": round(float(ious[k]), 6),
+            "mirror_iou": round(float(mirror_ious[k]), 6),
+            "pred_bbox_xyxy": None if np.isnan(box).any() else [int(v) for v in box],
+            "bbox_xyxy": [int(v) for v in targets.boxes[row]],
+            **scored.detail[k],
+        }

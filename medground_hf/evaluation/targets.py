@@ -109,4 +109,5 @@ def read_predictions(path: str | Path) -> Iterator[Prediction]:
                 )
             if has_output and not isinstance(row["output"], str | None):
                 raise InputError(path, f"line {number}: 'output' must be a string")
-            yield Prediction(number, row["id"], row.get("output"), row.get("bbox_xyxy"))
+            output = (row["output"] or "") if has_output else None  # null: an empty answer
+            yield Prediction(number, row["id"], output, row.get("bbox_xyxy"))
