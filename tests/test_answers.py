@@ -90,6 +90,13 @@ def test_free_forms(text, form, numbers):
     assert found_form == form
 
 
+def test_a_box_below_one_quantization_step_is_a_pixel_not_a_failure():
+    # a 1-pixel-wide target at x = 1 in a 1920-wide image: both edges round to 1 in 0-1000
+    assert boxes.to_norm1000([1, 10, 2, 20], 1920, 1080)[0::2] == [1, 1]
+    assert parse_answer("[1, 9, 1, 19]", "norm1000", 1920, 1080).box == [2, 10, 3, 21]
+    assert parse_answer("[0.001, 0.5, 0.001, 0.6]", "norm", 1920, 1080).box[0::2] == [2, 3]
+
+
 def test_loc_tokens_are_florence_bins_whatever_the_config():
     parsed = parse_answer("<loc_0><loc_0><loc_999><loc_999>", "norm1000", 200, 100)
     assert parsed.box == [0, 0, 200, 100]
@@ -106,7 +113,8 @@ def test_loc_tokens_are_florence_bins_whatever_the_config():
         ("(1, 2), (3)", "norm1000", "no box found"),
         ("<loc_1><loc_2>", "florence", "only 2 <loc_N> tokens"),
         ("[0.5, 0.5, 0.2, 0.9]", "norm", "not an ordered"),
-        ("[100, 100, 100, 300]", "norm1000", "not an ordered"),
+        ("[100, 100, 90, 300]", "norm1000", "not an ordered"),
+        ("[10, 10, 10, 30]", "real", "not an ordered, non-empty"),
         ("[10, 10, 0, 5]", "coco", "not an ordered"),
         ("[NaN, 1, 2, 3]", "norm1000", "not four finite numbers"),
         ('{"bbox_2d": [Infinity, 1, 2, 3]}', "norm1000", "not four finite numbers"),

@@ -47,6 +47,7 @@ _INVERSES: dict[str, Callable[[Sequence[float], int, int], boxes.Box]] = {
     "florence": boxes.from_florence_bins,
 }
 BOX_FORMATS = tuple(_INVERSES)
+_PIXELS = ("real", "coco")  # unquantized: a box of zero width is empty, not a tiny box
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _SEP = r"\s*,\s*"
@@ -168,18 +169,21 @@ def to_canonical(
 ) -> tuple[boxes.Box, bool]:
     """Convert four numbers in ``convention`` to a canonical box; refuse non-boxes.
 
-    A box must be finite and ordered (x1 < x2, y1 < y2, or for ``coco`` w, h > 0; Florence bins
-    may coincide, a bin is a pixel span). Coordinates past the convention's range are clipped by
-    the inverse; the second value says whether that happened.
+    A box must be finite and ordered. In pixels (``real``, ``coco``) it must be non-empty
+    (x1 < x2, y1 < y2; w, h > 0); in quantized conventions equal coordinates are a box smaller
+    than one step (the inverse keeps at least a pixel), only x2 < x1 or y2 < y1 is refused.
+    Coordinates past the convention's range are clipped by the inverse; the second value says
+    whether that happened.
     """
     values = [float(v) for v in numbers]
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
         raise ParseFailure(f"not four finite numbers: {list(numbers)}")
     x1, y1, a, b = values
     x2, y2 = (x1 + a, y1 + b) if convention == "coco" else (a, b)
-    ordered = x2 >= x1 and y2 >= y1 if convention == "florence" else x2 > x1 and y2 > y1
-    if not ordered:
+    if convention in _PIXELS and not (x2 > x1 and y2 > y1):
         raise ParseFailure(f"not an ordered, non-empty box: {list(numbers)}")
+    if not (x2 >= x1 and y2 >= y1):
+        raise ParseFailure(f"not an ordered box: {list(numbers)}")
     max_x, max_y = _upper_bounds(convention, width, height)
     out_of_range = min(x1, y1) < 0 or x2 > max_x or y2 > max_y
     return _INVERSES[convention](values, width, height), out_of_range
