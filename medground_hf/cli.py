@@ -71,15 +71,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sources(args: argparse.Namespace) -> int:
-    from .builders import REGISTRY, get_builder_class
-
-    for name in sorted(REGISTRY):
-        cls = get_builder_class(name)
-        print(f"{name:<20} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
-    return 0
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
@@ -117,6 +108,15 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     index = write_gallery(args.dataset, args.to, page_size=args.page_size)
     print(f"gallery: {index}")
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from .builders import REGISTRY, get_builder_class
+
+    for name in sorted(REGISTRY):
+        cls = get_builder_class(name)
+        print(f"{name:<20} {cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ''}")
     return 0
 
 
