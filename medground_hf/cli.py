@@ -71,6 +71,46 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    report = evaluate(
+        args.dataset,
+        args.config,
+        args.predictions,
+        split=args.split,
+        box_format=args.box_format,
+        report_dir=args.report_dir,
+    )
+    o = report["overall"]
+    print(
+        f"{report['counts']['targets']} targets, {o['n']} scored: "
+        f"Acc@0.5 {o['acc@0.5']:.3f}  mIoU {o['miou']:.3f}  "
+        f"parse failures {o['parse_failures']}  missing {o['missing']}  "
+        f"mirror errors {o['mirror_errors']}"
+    )
+    print(f"report: {report['report_dir']}/report.md")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .evaluation import write_baseline
+
+    n = write_baseline(
+        args.dataset, args.kind, args.out, split=args.split, prior_split=args.prior_split
+    )
+    print(f"wrote {n} {args.kind} predictions to {args.out}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .viewer import write_gallery
+
+    index = write_gallery(args.dataset, args.to, page_size=args.page_size)
+    print(f"gallery: {index}")
+    return 0
+
+
 def cmd_sources(args: argparse.Namespace) -> int:
     from .builders import REGISTRY, get_builder_class
 
@@ -114,6 +154,38 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sources", help="list the source builders")
     s.set_defaults(func=cmd_sources)
+
+    from .evaluation import KINDS
+    from .evaluation.answers import BOX_FORMATS
+
+    e = sub.add_parser("eval", help="score model predictions against a built dataset folder")
+    e.add_argument("--dataset", required=True, help="built dataset folder")
+    e.add_argument(
+        "--config",
+        default="grounding",
+        help="config the predictions answer (grounding, coco, chat-<dialect>): sets the box format",
+    )
+    e.add_argument("--predictions", required=True, help='JSONL of {"id", "output"|"bbox_xyxy"}')
+    e.add_argument("--split", default=None, help="evaluate one split (default: all)")
+    e.add_argument("--box-format", choices=BOX_FORMATS, default=None, help="override the format")
+    e.add_argument("--report-dir", default=None, help="default: <predictions stem>-eval/")
+    e.set_defaults(func=cmd_eval)
+
+    bl = sub.add_parser("baseline", help="write baseline predictions (JSONL, canonical pixels)")
+    bl.add_argument("--dataset", required=True, help="built dataset folder")
+    bl.add_argument("--kind", choices=KINDS, required=True)
+    bl.add_argument("--out", required=True, help="predictions JSONL to write")
+    bl.add_argument("--split", default=None, help="predict one split (default: all)")
+    bl.add_argument("--prior-split", default="train", help="split the centre prior is fit on")
+    bl.set_defaults(func=cmd_baseline)
+
+    v = sub.add_parser("view", help="write a static HTML gallery of a built dataset folder")
+    v.add_argument("dataset", help="built dataset folder")
+    v.add_argument(
+        "--to", default=None, help="gallery folder (default: <dataset>-viewer next to it)"
+    )
+    v.add_argument("--page-size", type=int, default=24, help="items per page")
+    v.set_defaults(func=cmd_view)
     return p
 
 

@@ -49,3 +49,74 @@ def built_hc18(hc18_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "hc18"
     build("hc18", hc18_dir, out)
     return out
+
+
+# ---- evaluation and viewer ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def built_mixed(built_kvasir: Path, built_hc18: Path, tmp_path_factory) -> Path:
+    """One folder holding both sample builds (two sources, modalities and labels), made by
+    concatenating their ``grounding`` shards per split and their manifests' sources."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from medground_hf.folder import config_splits, read_manifest, write_manifest
+
+    out = tmp_path_factory.mktemp("built") / "mixed"
+    (out / "grounding").mkdir(parents=True)
+    parts = (built_kvasir, built_hc18)
+    splits = {s for folder in parts for s in config_splits(folder)["grounding"]}
+    for split in splits:
+        tables = [
+            pq.read_table(path)
+            for folder in parts
+            for path in sorted((folder / "grounding").glob(f"{split}-*.parquet"))
+        ]
+        pq.write_table(
+            pa.concat_tables(tables), out / "grounding" / f"{split}-00000-of-00001.parquet"
+        )
+    manifests = [read_manifest(folder) for folder in parts]
+    merged = json.loads(json.dumps(manifests[0]))
+    for key in ("sources", "builds"):
+        merged[key] = [entry for m in manifests for entry in m[key]]
+    write_manifest(out, merged)
+    return out
+
+
+def dialect_answer(dialect: str, box, width: int, height: int, query: str, label: str) -> str:
+    """A model answer in ``dialect`` exactly as /work/dialects.md writes it, via ``boxes``."""
+    import json
+
+    from medground_hf import boxes
+
+    if dialect == "llava":
+        return "[" + ", ".join(f"{v:.3f}" for v in boxes.to_norm(box, width, height)) + "]"
+    if dialect == "florence-2":
+        return query + boxes.to_florence(box, width, height)
+    if dialect == "ms-swift":
+        return "[" + ", ".join(str(int(v)) for v in box) + "]"
+    if dialect == "qwen2.5-vl":
+        coords = boxes.to_qwen25(box, width, height)
+    else:
+        coords = boxes.to_norm1000(box, width, height)
+    x1, y1, x2, y2 = coords
+    if dialect in ("sharegpt", "trl"):
+        return f"[{x1}, {y1}, {x2}, {y2}]"
+    if dialect == "qwen2-vl":
+        return (
+            f"<|object_ref_start|>{query}<|object_ref_end|>"
+            f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
+        )
+    if dialect in ("qwen2.5-vl", "qwen3-vl"):
+        payload = json.dumps([{"bbox_2d": coords, "label": label}])
+        return f"```json\n{payload}\n```"
+    if dialect == "internvl":
+        return f"<ref>{query}</ref><box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
+    raise KeyError(dialect)
+
+
+@pytest.fixture(scope="session")
+def write_dialect_answer():
+    """:func:`dialect_answer`, as a fixture so test modules need not import conftest."""
+    return dialect_answer

@@ -1,0 +1,179 @@
+"""Write a static, serverless HTML gallery of a built dataset folder.
+
+Layout of the gallery folder (open ``index.html`` from disk, no server)::
+
+    index.html            page (Jinja2 template) with the filters and the pager
+    gallery.js, .css      rendering, filtering and paging in the browser
+    items.js              ``window.MEDGROUND_ITEMS = [...]``: one entry per row (a script, not
+                          JSON, because browsers refuse ``fetch`` on file:// pages)
+    images/<name>.<ext>   each image once, its original bytes
+
+Rows come from the ``grounding`` config (status ``kept``) and, when present, the ``rejected``
+config (status ``rejected``, with the stage and reason). Shards are streamed in batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from jinja2 import Environment, PackageLoader
+from PIL import Image
+from skimage.measure import approximate_polygon, find_contours
+
+from ..folder import DEFAULT_CONFIG, config_splits, read_manifest
+from ..geometry import decode_rle
+
+CONFIGS = ((DEFAULT_CONFIG, "kept"), ("rejected", "rejected"))
+COLUMNS = (
+    "id",
+    "image_id",
+    "image",
+    "source",
+    "modality",
+    "split",
+    "width",
+    "height",
+    "label",
+    "label_display",
+    "num_candidates",
+    "bbox_xyxy",
+    "mask",
+    "queries",
+)
+REJECT_COLUMNS = ("rejected_stage", "rejected_reason")
+FACETS = ("source", "modality", "label", "split", "status")
+WEB_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
+BATCH_ROWS = 64
+# below half a pixel, so simplifying never moves the outline off a mask edge
+OUTLINE_TOLERANCE_PX = 0.25
+STATIC = ("gallery.js", "gallery.css")
+
+
+def iter_rows(dataset: Path) -> Iterator[tuple[str, dict]]:
+    """(status, row) for every row of the kept and rejected configs, streamed batch by batch."""
+    present = config_splits(dataset)
+    for config, status in CONFIGS:
+        if config not in present:
+            continue
+        for shard in sorted((dataset / config).glob("*.parquet")):
+            parquet = pq.ParquetFile(shard)
+            names = set(parquet.schema_arrow.names)
+            columns = [c for c in (*COLUMNS, *REJECT_COLUMNS) if c in names]
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                for row in batch.to_pylist():
+                    yield status, row
+
+
+def mask_outline(mask: dict, bbox: list[int]) -> str:
+    """SVG path of the mask's boundary in image pixel-edge coordinates (traced on the box only)."""
+    x0, y0, x1, y1 = bbox
+    window = np.pad(decode_rle(mask)[y0:y1, x0:x1], 1).astype(np.float32)
+    parts = []
+    for contour in find_contours(window, 0.5):
+        points = approximate_polygon(contour, OUTLINE_TOLERANCE_PX)
+        # padded index -> pixel edges: col c of the window is x0 + c - 1, its centre + 0.5
+        coords = [f"{x0 + c - 0.5:.1f},{y0 + r - 0.5:.1f}" for r, c in points]
+        parts.append("M" + " L".join(coords) + " Z")
+    return " ".join(parts)
+
+
+def image_name(image_id: str, data: bytes) -> tuple[str, bytes]:
+    """A file name for an image and its bytes, re-encoded as PNG only if browsers can't show it."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("_")[:80]
+    digest = hashlib.sha1(image_id.encode("utf-8")).hexdigest()[:8]
+    with Image.open(io.BytesIO(data)) as im:
+        ext = WEB_FORMATS.get(im.format or "")
+        if ext is None:
+            buffer = io.BytesIO()
+            im.save(buffer, format="PNG")
+            data, ext = buffer.getvalue(), "png"
+    return f"{slug}-{digest}.{ext}", data
+
+
+def gallery_item(status: str, row: dict, image: str) -> dict:
+    """What the page needs to draw one row: facets, box, outline, queries and verdicts."""
+    return {
+        "id": row["id"],
+        "image": image,
+        "status": status,
+        **{key: row[key] or "unknown" for key in ("source", "modality", "label", "split")},
+        "label_display": row.get("label_display") or row["label"],
+        "width": row["width"],
+        "height": row["height"],
+        "num_candidates": row["num_candidates"],
+        "bbox": row["bbox_xyxy"],
+        "outline": mask_outline(row["mask"], row["bbox_xyxy"]),
+        "queries": [
+            {
+                "text": q["text"],
+                "style": q.get("style"),
+                "kept": q.get("kept"),
+                "verdicts": [
+                    {k: v.get(k) for k in ("stage", "check", "passed", "reason")}
+                    for v in q.get("verdicts") or []
+                ],
+            }
+            for q in row.get("queries") or []
+        ],
+        "rejected_stage": row.get("rejected_stage"),
+        "rejected_reason": row.get("rejected_reason"),
+    }
+
+
+def write_gallery(
+    dataset: str | Path, to: str | Path | None = None, *, page_size: int = 24
+) -> Path:
+    """Write the gallery of ``dataset`` into ``to`` (default ``<dataset>-viewer``); its index."""
+    dataset = Path(dataset)
+    manifest = read_manifest(dataset)
+    if page_size < 1:
+        raise ValueError(f"page size must be at least 1, got {page_size}")
+    to = Path(to) if to else dataset.with_name(dataset.name + "-viewer")
+    images = to / "images"
+    if images.exists():
+        shutil.rmtree(images)
+    images.mkdir(parents=True)
+    written: dict[str, str] = {}
+    facets: dict[str, Counter] = {f: Counter() for f in FACETS}
+    total = 0
+    with open(to / "items.js", "w", encoding="utf-8") as fh:
+        fh.write("window.MEDGROUND_ITEMS = [\n")
+        for status, row in iter_rows(dataset):
+            if row["image_id"] not in written:
+                name, data = image_name(row["image_id"], row["image"]["bytes"])
+                (images / name).write_bytes(data)
+                written[row["image_id"]] = f"images/{name}"
+            item = gallery_item(status, row, written[row["image_id"]])
+            for facet in FACETS:
+                facets[facet][item[facet]] += 1
+            fh.write(("" if total == 0 else ",\n") + json.dumps(item))
+            total += 1
+        fh.write("\n];\n")
+    if total == 0:
+        raise ValueError(f"{dataset}: no rows in the grounding or rejected configs to show")
+    for name in STATIC:
+        (to / name).write_text(
+            resources.files(__package__).joinpath("static", name).read_text("utf-8"), "utf-8"
+        )
+    env = Environment(loader=PackageLoader(__package__, "templates"), autoescape=True)
+    page = env.get_template("gallery.html.j2").render(
+        title=dataset.name,
+        sources=[s["name"] for s in manifest.get("sources", [])],
+        total=total,
+        images=len(written),
+        page_size=page_size,
+        facets={f: sorted(c.items(), key=lambda kv: str(kv[0])) for f, c in facets.items()},
+    )
+    index = to / "index.html"
+    index.write_text(page, "utf-8")
+    return index
