@@ -26,12 +26,12 @@ from medground_hf import boxes
 
 from .rows import kept_queries
 
-GROUND = "Locate {q} in the image and give its bounding box."
+GROUND = "Locate {q} and give its bounding box."
 DISAMBIGUATE = (
     "This image contains {n} regions labelled {label}. Locate only the one described as "
     "{q} and give its bounding box."
 )
-DESCRIBE = "Describe the region {box} in the image."
+DESCRIBE = "Describe the region {box}."
 TASKS = ("ground", "disambiguate", "describe")
 IMAGE_TOKEN = "<image>"
 
@@ -203,9 +203,9 @@ class Dialect:
 
     def rows(self, row: dict, image) -> Iterator[dict]:
         """Laid-out rows of one canonical row; ``image`` is the bytes dict or an export path."""
-        common = {"id": row["id"], "width": row["width"], "height": row["height"]}
+        size = {"width": row["width"], "height": row["height"]}
         for turn in self.turns(row):
-            yield {**common, "task": turn.task, **self.layout.build(image, turn)}
+            yield {"id": row["id"], "task": turn.task, **size, **self.layout.build(image, turn)}
 
     def numbers(self, text: str) -> list[float]:
         match = re.search(self.box_pattern, text, re.S) if self.box_pattern else None
