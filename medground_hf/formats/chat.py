@@ -287,6 +287,7 @@ class FlorenceDialect(Dialect):
         return f"{query}{self.box_text(coords)}"
 
     def ground_prompt(self, query: str, label: str, candidates: int) -> str:
+        """Florence-2 takes only its task token and the phrase: the query must disambiguate."""
         return f"<CAPTION_TO_PHRASE_GROUNDING>{query}"
 
     def describe_prompt(self, coords: list) -> str:
@@ -337,7 +338,8 @@ def get_dialect(name: str) -> Dialect:
 
 
 def answer_box(dialect: Dialect, answer: str, objects: dict | None, width: int, height: int):
-    """The canonical box a written answer stands for (ms-swift keeps it in ``objects``)."""
+    """The canonical box a written text (answer, or describe prompt) stands for; ms-swift keeps
+    it in ``objects`` behind its ``<bbox>`` placeholder."""
     if objects is not None and "<bbox>" in answer:
         return boxes.to_canonical(objects["bbox"][0], dialect.convention, width, height)
     return dialect.parse(answer, width, height)
