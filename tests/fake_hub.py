@@ -243,7 +243,8 @@ def _handler(hub: FakeHub):
             if body.get("type") != "dataset":
                 raise HubError(400, "the fake hub only hosts dataset repos")
             if repo_id in hub.repos:
-                raise HubError(409, "You already created this dataset repo")
+                self._json({"error": "You already created this dataset repo", "url": url}, 409)
+                return
             hub.repos[repo_id] = Repo(repo_id, bool(body.get("private")))
             self._json({"url": url, "name": repo_id})
 
