@@ -134,18 +134,21 @@ def parser() -> argparse.ArgumentParser:
 
     from .formats.export import FORMATS
 
-    e = sub.add_parser("export", help="write a built folder as COCO or a chat dialect's files")
-    e.add_argument("src", metavar="OUT", help="built dataset folder")
-    e.add_argument("--format", required=True, choices=FORMATS)
-    e.add_argument("--to", required=True, help="output folder (JSON/JSONL + images/)")
-    e.set_defaults(func=cmd_export)
-
-    c = sub.add_parser("convert", help="like export, from a built folder or a Hub dataset")
-    c.add_argument("src", help="built dataset folder or Hub dataset repo id (ORG/NAME)")
-    c.add_argument("--revision", default=None, help="Hub revision, e.g. a version tag v1.0.0")
-    c.add_argument("--format", required=True, choices=FORMATS)
-    c.add_argument("--to", required=True, help="output folder (JSON/JSONL + images/)")
-    c.set_defaults(func=cmd_export)
+    for name, source_help, summary in (
+        (
+            "export",
+            "built dataset folder",
+            "write a built folder as COCO or a chat dialect's files",
+        ),
+        ("convert", "built folder or Hub dataset repo id (ORG/NAME)", "export from folder or Hub"),
+    ):
+        e = sub.add_parser(name, help=summary)
+        e.add_argument("src", help=source_help)
+        if name == "convert":
+            e.add_argument("--revision", default=None, help="Hub revision, e.g. tag v1.0.0")
+        e.add_argument("--format", required=True, choices=FORMATS)
+        e.add_argument("--to", required=True, help="output folder (JSON/JSONL + images/)")
+        e.set_defaults(func=cmd_export)
 
     u = sub.add_parser("publish", help="push a built folder to the Hub and tag the version")
     u.add_argument("out", help="built dataset folder")
