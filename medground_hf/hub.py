@@ -53,9 +53,10 @@ def non_commercial_sources(out: Path, manifest: dict) -> list[str]:
         for s in manifest["sources"]
         if not s.get("commercial_use", False) or is_non_commercial(s["license"])
     ]
-    for shard in sorted((out / GROUNDING).glob("*.parquet")):
-        column = pq.read_table(shard, columns=["source", "source_license"]).to_pylist()
-        for row in column:
+    for shard in sorted(out.glob("*/*.parquet")):
+        if "source_license" not in pq.read_schema(shard).names:
+            continue
+        for row in pq.read_table(shard, columns=["source", "source_license"]).to_pylist():
             entry = f"{row['source']} ({row['source_license']})"
             if is_non_commercial(row["source_license"] or "") and entry not in found:
                 found.append(entry)

@@ -151,6 +151,7 @@ def test_export_writes_what_the_trainer_reads(name, kvasir_queries, tmp_path, ca
     assert f"Wrote {name}" in capsys.readouterr().out
     dialect = get_dialect(name)
     rows = canonical(kvasir_queries)
+    referenced = set()
     for split in ("train", "validation", "test"):
         path = tmp_path / f"{split}.{dialect.json_ext}"
         text = path.read_text()
@@ -163,6 +164,9 @@ def test_export_writes_what_the_trainer_reads(name, kvasir_queries, tmp_path, ca
         for item in items:
             images = item.get("images") or [item["image"]]
             assert all((tmp_path / p).is_file() for p in images)
+            referenced.update(images)
+    written = {str(p.relative_to(tmp_path)) for p in (tmp_path / "images").rglob("*.*")}
+    assert written == referenced  # each image once, none without rows
     if name == "sharegpt":
         info = json.loads((tmp_path / "dataset_info.json").read_text())
         assert info["medground_train"]["formatting"] == "sharegpt"

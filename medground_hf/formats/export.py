@@ -23,7 +23,7 @@ from medground_hf.folder import MANIFEST, read_manifest
 
 from .chat import DIALECTS, get_dialect
 from .coco import CocoIds, coco_image_entry, coco_images, instances_header
-from .rows import grounding_splits, image_file, iter_rows
+from .rows import grounding_splits, image_file, iter_rows, kept_queries
 
 FORMATS = ("coco", *DIALECTS)
 
@@ -66,7 +66,8 @@ def _export_chat(out: Path, name: str, to: Path) -> dict:
     images = ImageFiles(to)
     counts = {}
     for split in grounding_splits(out):
-        rows = (r for row in iter_rows(out, split) for r in dialect.rows(row, images(row)))
+        queried = (row for row in iter_rows(out, split) if kept_queries(row))
+        rows = (r for row in queried for r in dialect.rows(row, images(row)))
         counts[split] = _write_rows(to / f"{split}.{dialect.json_ext}", rows)
     if name == "sharegpt":
         info = {
