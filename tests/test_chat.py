@@ -197,3 +197,28 @@ def test_unknown_format_and_missing_folder_are_clear_errors(tmp_path, capsys):
         main(["export", str(tmp_path), "--format", "yolo", "--to", str(tmp_path / "x")])
     assert main(["export", str(tmp_path), "--format", "llava", "--to", str(tmp_path / "x")]) == 2
     assert "no grounding/<split>-*.parquet shards" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "values"),
+    [
+        ("llava", "The box is [0.1, 0.2, 0.3, 0.4].", [0.1, 0.2, 0.3, 0.4]),
+        ("sharegpt", "[100, 200, 300, 400]", [100, 200, 300, 400]),
+        ("qwen2-vl", "<|box_start|>(100,200),(300,400)<|box_end|>", [100, 200, 300, 400]),
+        ("qwen2.5-vl", '[{"bbox_2d": [10, 20, 30, 40], "label": "polyp"}]', [10, 20, 30, 40]),
+        ("qwen3-vl", '```json\n[{"label": "a", "bbox_2d": [1, 2, 3, 4]}]\n```', [1, 2, 3, 4]),
+        ("internvl", "<ref>q</ref><box>[[100, 200, 300, 400]]</box>", [100, 200, 300, 400]),
+        ("florence-2", "q<loc_100><loc_200><loc_300><loc_400>", [100, 200, 300, 400]),
+        ("ms-swift", "(10,20),(30,40)", [10, 20, 30, 40]),
+        ("ms-swift", "[10, 20, 30, 40]", [10, 20, 30, 40]),
+    ],
+)
+def test_raw_model_answers_parse_to_canonical_boxes(name, text, values):
+    dialect = get_dialect(name)
+    assert dialect.parse(text, 800, 540) == boxes.to_canonical(values, dialect.convention, 800, 540)
+
+
+@pytest.mark.parametrize("name", list(DIALECTS))
+def test_answers_without_a_box_are_refused(name):
+    with pytest.raises(ValueError, match="no box|four <loc_N>"):
+        get_dialect(name).parse("I cannot see any polyp.", 256, 256)
