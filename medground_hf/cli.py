@@ -51,6 +51,9 @@ def print_summary(out: Path, manifest: dict) -> None:
         f"+ skipped {counts['items_skipped']}; "
         f"components below min size {counts['components_dropped']}"
     )
+    if "formats" in manifest:
+        left_out = sum(manifest["formats"]["targets_without_kept_queries"].values())
+        print(f"  targets without kept queries (no chat rows, no COCO refs): {left_out}")
     for skip in manifest["skipped"]:
         if skip["stage"] == "input":
             print(f"  skipped {skip['item']}: {skip['path']}: {skip['reason']}")
