@@ -4,8 +4,9 @@ It implements the endpoints that ``huggingface_hub`` (create_repo, list_repo_ref
 create_commit, create_tag, snapshot_download, hf_hub_download) and ``datasets.load_dataset`` (repo
 info by revision, tree listing, paths-info, resolve with byte ranges) use for dataset repos, with
 git semantics that matter here: every commit is an immutable snapshot, branches move, tags don't.
-The preupload endpoint answers ``regular`` for every file, so content arrives base64 in the commit
-payload (no LFS/Xet storage needed). Requests without a bearer token are refused on writes.
+Parquet files go through the LFS "basic" transfer (batch endpoint, PUT, ``lfsFile`` in the commit)
+as on the real Hub; other files are ``regular`` (base64 in the commit payload). Xet storage is
+not emulated: clients run with ``HF_HUB_DISABLE_XET=1``. Writes without a bearer token are refused.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ KNOWN_LICENSES = {
     "other",
     "unknown",
 }
+
+
+def is_lfs(path: str) -> bool:
+    return path.endswith(".parquet")
 
 
 def blob_oid(data: bytes) -> str:
@@ -67,8 +72,10 @@ class FakeHub:
 
     def __init__(self):
         self.repos: dict[str, Repo] = {}
+        self.lfs: dict[str, bytes] = {}  # sha256 -> content
         self.lock = threading.Lock()
         self.auth_headers: list[str] = []
+        self.requests: list[tuple[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -94,6 +101,10 @@ class FakeHub:
                 header = value
             elif line["key"] == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
+            elif line["key"] == "lfsFile":
+                if value["oid"] not in self.lfs:
+                    raise PermissionError(f"LFS object {value['oid']} was never uploaded")
+                files[value["path"]] = self.lfs[value["oid"]]
             elif line["key"] == "deletedFile":
                 files.pop(value["path"], None)
             elif line["key"] == "deletedFolder":
@@ -123,6 +134,12 @@ ROUTES = [
     ("GET", re.compile(_REPO + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     ("POST", re.compile(_REPO + r"/paths-info/(?P<rev>[^/]+)$"), "paths_info"),
     (
+        "POST",
+        re.compile(r"^/datasets/(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$"),
+        "lfs_batch",
+    ),
+    ("PUT", re.compile(r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$"), "lfs_upload"),
+    (
         "GET",
         re.compile(r"^/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"),
         "resolve",
@@ -150,9 +167,9 @@ def _handler(hub: FakeHub):
 
         def _dispatch(self, method: str) -> None:
             url = urlparse(self.path)
+            hub.requests.append((method, url.path))
             self.query = parse_qs(url.query)
-            length = int(self.headers.get("Content-Length") or 0)
-            self.body = self.rfile.read(length) if length else b""
+            self.body = self._read_body()
             auth = self.headers.get("Authorization")
             if auth:
                 hub.auth_headers.append(auth)
@@ -179,7 +196,21 @@ def _handler(hub: FakeHub):
         def do_POST(self) -> None:
             self._dispatch("POST")
 
+        def do_PUT(self) -> None:
+            self._dispatch("PUT")
+
         # ---- helpers ---------------------------------------------------------------------------
+        def _read_body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
         def _json(self, payload, status: int = 200, code: str | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
@@ -213,15 +244,17 @@ def _handler(hub: FakeHub):
             for path in paths:
                 if path in commit.files:
                     data = commit.files[path]
-                    out.append(
-                        {
-                            "type": "file",
-                            "oid": blob_oid(data),
-                            "size": len(data),
-                            "path": path,
-                            "lastCommit": last,
-                        }
-                    )
+                    entry = {
+                        "type": "file",
+                        "oid": blob_oid(data),
+                        "size": len(data),
+                        "path": path,
+                        "lastCommit": last,
+                    }
+                    if is_lfs(path):
+                        sha = hashlib.sha256(data).hexdigest()
+                        entry["lfs"] = {"oid": sha, "size": len(data), "pointerSize": 134}
+                    out.append(entry)
                 else:
                     out.append(
                         {
@@ -302,14 +335,29 @@ def _handler(hub: FakeHub):
             self._write_allowed()
             self._repo(repo)
             files = json.loads(self.body)["files"]
-            self._json(
-                {
-                    "files": [
-                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                        for f in files
-                    ]
-                }
-            )
+            modes = [
+                {"path": f["path"], "uploadMode": "lfs" if is_lfs(f["path"]) else "regular"}
+                for f in files
+            ]
+            self._json({"files": [{**m, "shouldIgnore": False} for m in modes]})
+
+        def lfs_batch(self, repo: str) -> None:
+            self._write_allowed()
+            self._repo(repo)
+            objects = []
+            for obj in json.loads(self.body)["objects"]:
+                entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+                if obj["oid"] not in hub.lfs:
+                    href = f"{hub.endpoint}/lfs-upload/{obj['oid']}"
+                    entry["actions"] = {"upload": {"href": href, "header": {}}}
+                objects.append(entry)
+            self._json({"transfer": "basic", "objects": objects})
+
+        def lfs_upload(self, oid: str) -> None:
+            if hashlib.sha256(self.body).hexdigest() != oid:
+                raise HubError(400, "uploaded content does not match its sha256")
+            hub.lfs[oid] = self.body
+            self._json({})
 
         def commit(self, repo: str, rev: str) -> None:
             self._write_allowed()
@@ -382,6 +430,9 @@ def _handler(hub: FakeHub):
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", f'"{blob_oid(data)}"')
+            if is_lfs(path):
+                self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("X-Linked-Size", str(len(data)))
             self.send_header("X-Repo-Commit", commit.oid)
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")

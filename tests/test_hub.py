@@ -61,6 +61,7 @@ def published(kvasir_queries, hc18_queries, tmp_path_factory):
             "HF_HOME": str(home),
             "NO_PROXY": "127.0.0.1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_XET": "1",  # the fake Hub speaks LFS, not Xet
         }
         cli = [sys.executable, "-m", "medground_hf.cli", "publish"]
         first = run([*cli, str(kvasir_queries), "--repo-id", REPO, "--version", "v1.0.0"], env)
@@ -91,6 +92,12 @@ def test_each_version_loads_back_exactly(published, kvasir_queries, hc18_queries
     v2_files = repo.commits[repo.tags["v1.1.0"]].files
     assert not any("test-" in f for f in v2_files), "HC18 has no test split: stale files deleted"
     assert any("grounding/test-" in f for f in repo.commits[repo.tags["v1.0.0"]].files)
+    # the shards went through LFS, as Parquet does on the real Hub
+    assert all(
+        data in published["hub"].lfs.values()
+        for f, data in v2_files.items()
+        if f.endswith(".parquet")
+    )
 
 
 def test_an_existing_tag_is_never_overwritten(published, hc18_queries):
