@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -222,3 +223,13 @@ def test_raw_model_answers_parse_to_canonical_boxes(name, text, values):
 def test_answers_without_a_box_are_refused(name):
     with pytest.raises(ValueError, match="no box|four <loc_N>"):
         get_dialect(name).parse("I cannot see any polyp.", 256, 256)
+
+
+def test_a_corrupt_shard_is_named(kvasir_queries, tmp_path, capsys):
+    out = tmp_path / "corrupt"
+    (out / "grounding").mkdir(parents=True)
+    shutil.copy(kvasir_queries / "medground.json", out)
+    (out / "grounding" / "train-00000-of-00001.parquet").write_bytes(b"not parquet")
+    assert main(["export", str(out), "--format", "trl", "--to", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "train-00000-of-00001.parquet: unreadable Parquet shard" in err
