@@ -11,13 +11,18 @@ it:
 ``norm``        ``[x1, y1, x2, y2]`` floats in [0, 1] (divide by width/height)
 ``norm1000``    ``[x1, y1, x2, y2]`` ints in [0, 1000] (Qwen2-VL, Qwen3-VL, InternVL)
 ``qwen25``      ``[x1, y1, x2, y2]`` absolute pixels of the Qwen2.5-VL *smart-resized* image
-``florence``    four ``<loc_N>`` bins, N in [0, 999]: floor(coord / size * 1000), clamped
+``florence``    four ``<loc_N>`` bins, N in [0, 999]: floor(coord / (size / 1000)), clamped
+``real``        canonical pixels themselves (ms-swift ``bbox_type: real``)
 ==============  ==========================================================================
+
+``convert`` and ``to_canonical`` dispatch on the convention name; ``max_error_px`` bounds the error
+of a round trip through a convention.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,12 +45,17 @@ class SmartResize:
     max_pixels: int = 28 * 28 * 16384
 
     def __call__(self, height: int, width: int) -> tuple[int, int]:
-        """(resized_height, resized_width), both multiples of ``factor``."""
+        """(resized_height, resized_width), both multiples of ``factor``.
+
+        Same arithmetic as transformers' ``smart_resize``: round each side to the nearest
+        multiple (Python's round, halves to even), then scale down (floor, at least one
+        ``factor``) or up (ceil) when the area leaves ``[min_pixels, max_pixels]``.
+        """
         if max(height, width) / min(height, width) > 200:
             raise ValueError(f"aspect ratio of {width}x{height} exceeds 200, Qwen refuses it")
         f = self.factor
-        h_bar = max(f, round(height / f) * f)
-        w_bar = max(f, round(width / f) * f)
+        h_bar = round(height / f) * f
+        w_bar = round(width / f) * f
         if h_bar * w_bar > self.max_pixels:
             beta = math.sqrt(height * width / self.max_pixels)
             h_bar = max(f, math.floor(height / beta / f) * f)
@@ -147,7 +157,8 @@ def from_qwen25(
 
 # ---- Florence-2 location bins -------------------------------------------------------------------
 def _bin(coord: float, size: int) -> int:
-    return min(max(math.floor(coord / size * FLORENCE_BINS), 0), FLORENCE_BINS - 1)
+    """Florence-2's ``BoxQuantizer`` in ``floor`` mode: coord / (size / bins), clamped."""
+    return min(max(math.floor(coord / (size / FLORENCE_BINS)), 0), FLORENCE_BINS - 1)
 
 
 def to_florence_bins(box: Sequence[int], width: int, height: int) -> list[int]:
@@ -157,12 +168,74 @@ def to_florence_bins(box: Sequence[int], width: int, height: int) -> list[int]:
 
 def from_florence_bins(bins: Sequence[int], width: int, height: int) -> Box:
     """Bin centres back to pixels, as Florence-2's post-processor dequantizes."""
-    x0, y0, x1, y1 = ((b + 0.5) / FLORENCE_BINS for b in bins)
-    return clip_canonical([x0 * width, y0 * height, x1 * width, y1 * height], width, height)
+    x0, y0, x1, y1 = ((b + 0.5) for b in bins)
+    sx, sy = width / FLORENCE_BINS, height / FLORENCE_BINS
+    return clip_canonical([x0 * sx, y0 * sy, x1 * sx, y1 * sy], width, height)
 
 
 def to_florence(box: Sequence[int], width: int, height: int) -> str:
     return "".join(f"<loc_{b}>" for b in to_florence_bins(box, width, height))
+
+
+_LOC = re.compile(r"<loc_(\d+)>")
+
+
+def from_florence(text: str, width: int, height: int) -> Box:
+    """The first four ``<loc_N>`` tokens of ``text`` back to canonical pixels."""
+    bins = [int(b) for b in _LOC.findall(text)[:4]]
+    if len(bins) != 4 or max(bins) >= FLORENCE_BINS:
+        raise ValueError(f"expected four <loc_N> tokens with N < {FLORENCE_BINS} in {text!r}")
+    return from_florence_bins(bins, width, height)
+
+
+# ---- dispatch -----------------------------------------------------------------------------------
+def _to_real(box: Sequence[int], width: int, height: int) -> list[int]:
+    return [int(v) for v in box]
+
+
+def _from_real(box: Sequence[float], width: int, height: int) -> Box:
+    return clip_canonical(box, width, height)
+
+
+def _from_coco(box: Sequence[float], width: int, height: int) -> Box:
+    return from_coco(box, width, height)
+
+
+def _to_coco(box: Sequence[int], width: int, height: int) -> list[int]:
+    return to_coco(box)
+
+
+_CONVENTIONS = {
+    "real": (_to_real, _from_real),
+    "coco": (_to_coco, _from_coco),
+    "norm": (to_norm, from_norm),
+    "norm1000": (to_norm1000, from_norm1000),
+    "qwen25": (to_qwen25, from_qwen25),
+    "florence": (to_florence_bins, from_florence_bins),
+}
+CONVENTIONS = tuple(_CONVENTIONS)
+
+
+def _pair(convention: str):
+    try:
+        return _CONVENTIONS[convention]
+    except KeyError:
+        raise KeyError(
+            f"unknown box convention {convention!r} (known: {', '.join(CONVENTIONS)})"
+        ) from None
+
+
+def convert(box: Sequence[int], convention: str, width: int, height: int) -> list:
+    """The canonical ``box`` in ``convention`` (florence: the four bin numbers)."""
+    check_canonical(box, width, height)
+    return _pair(convention)[0](box, width, height)
+
+
+def to_canonical(value: Sequence[float], convention: str, width: int, height: int) -> Box:
+    """A box in ``convention`` back to canonical pixels, clipped to the image."""
+    if len(value) != 4:
+        raise ValueError(f"a box needs 4 numbers, got {list(value)}")
+    return _pair(convention)[1](value, width, height)
 
 
 def max_error_px(
@@ -173,7 +246,7 @@ def max_error_px(
     Lossless conventions give 0; quantizing ones give half a quantization step (plus rounding).
     """
     size = max(width, height)
-    if convention in ("coco", "norm"):
+    if convention in ("real", "coco", "norm"):
         return 0.0
     if convention == "norm1000":
         return size / 2000 + 0.5
@@ -181,5 +254,5 @@ def max_error_px(
         rh, rw = resize(height, width)
         return max(width / rw, height / rh) / 2 + 0.5
     if convention == "florence":
-        return size / FLORENCE_BINS + 0.5
+        return size / (2 * FLORENCE_BINS) + 0.5
     raise KeyError(f"unknown box convention {convention!r}")

@@ -20,6 +20,7 @@ from datasets.exceptions import DatasetGenerationError
 from . import PIPELINE_VERSION
 from .errors import InputError, read_skips
 from .folder import read_manifest, split_key, write_manifest, write_split
+from .formats import write_format_configs
 from .source import SourceInfo
 
 logger = logging.getLogger("medground_hf")
@@ -173,6 +174,7 @@ def build(
             },
             "skipped": skips,
         }
+        manifest["formats"] = write_format_configs(out, manifest)
     write_manifest(out, manifest)
     write_card(out, manifest)
     return manifest

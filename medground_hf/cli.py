@@ -12,6 +12,7 @@ import yaml
 
 from .build import BuildError, build
 from .errors import ON_ERROR_CHOICES, InputError
+from .hub import PublishError
 from .splits import parse_ratios
 
 
@@ -50,6 +51,9 @@ def print_summary(out: Path, manifest: dict) -> None:
         f"+ skipped {counts['items_skipped']}; "
         f"components below min size {counts['components_dropped']}"
     )
+    if "formats" in manifest:
+        left_out = sum(manifest["formats"]["targets_without_kept_queries"].values())
+        print(f"  targets without kept queries (no chat rows, no COCO refs): {left_out}")
     for skip in manifest["skipped"]:
         if skip["stage"] == "input":
             print(f"  skipped {skip['item']}: {skip['path']}: {skip['reason']}")
@@ -123,6 +127,28 @@ def cmd_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .formats.export import convert
+
+    counts = convert(args.src, args.format, args.to, revision=getattr(args, "revision", None))
+    rows = ", ".join(f"{split} {n}" for split, n in counts.items())
+    print(f"Wrote {args.format} to {args.to}: {rows}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .hub import plan, publish
+
+    print(plan(args.out, args.repo_id, args.version).summary())
+    done = publish(args.out, args.repo_id, args.version, private=args.private, dry_run=args.dry_run)
+    if args.dry_run:
+        print("dry run: nothing was uploaded")
+    else:
+        print(f"Published {args.repo_id} at {done['commit']}, tagged {args.version}")
+        print(f'  load_dataset("{args.repo_id}", "grounding", revision="{args.version}")')
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medground", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -151,6 +177,32 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--options-file", default=None, help="YAML/JSON file of builder options")
     b.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     b.set_defaults(func=cmd_build)
+
+    from .formats.export import FORMATS
+
+    for name, source_help, summary in (
+        (
+            "export",
+            "built dataset folder",
+            "write a built folder as COCO or a chat dialect's files",
+        ),
+        ("convert", "built folder or Hub dataset repo id (ORG/NAME)", "export from folder or Hub"),
+    ):
+        e = sub.add_parser(name, help=summary)
+        e.add_argument("src", help=source_help)
+        if name == "convert":
+            e.add_argument("--revision", default=None, help="Hub revision, e.g. tag v1.0.0")
+        e.add_argument("--format", required=True, choices=FORMATS)
+        e.add_argument("--to", required=True, help="output folder (JSON/JSONL + images/)")
+        e.set_defaults(func=cmd_export)
+
+    u = sub.add_parser("publish", help="push a built folder to the Hub and tag the version")
+    u.add_argument("out", help="built dataset folder")
+    u.add_argument("--repo-id", required=True, help="ORG/NAME of the Hub dataset repo")
+    u.add_argument("--version", required=True, help="version tag vX.Y.Z (never overwritten)")
+    u.add_argument("--private", action="store_true", help="create the repo as private")
+    u.add_argument("--dry-run", action="store_true", help="check and list, upload nothing")
+    u.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("sources", help="list the source builders")
     s.set_defaults(func=cmd_sources)
@@ -195,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("datasets", "huggingface_hub", "filelock", "httpx"):
+    for noisy in ("datasets", "huggingface_hub", "filelock", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (InputError, BuildError, ValueError, FileNotFoundError) as exc:
+    except (InputError, BuildError, PublishError, ValueError, FileNotFoundError) as exc:
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,6 @@
+"""Derived formats of a built folder: COCO + RefCOCO refs and the chat dialects of VLM trainers."""
+
+from .chat import DIALECTS, get_dialect
+from .configs import derived_configs, write_format_configs
+
+__all__ = ["DIALECTS", "derived_configs", "get_dialect", "write_format_configs"]

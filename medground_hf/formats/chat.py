@@ -1,0 +1,345 @@
+"""Chat dialects: one canonical row with kept queries -> training rows in each trainer's format.
+
+A dialect is two choices: how a box is written in text (its convention from ``boxes`` and its
+answer template, per /work/dialects.md) and the row layout its trainer reads (``Layout``). Tasks:
+
+``ground``        query -> box (referring grounding), for targets that are the only candidate
+``disambiguate``  query -> box when the image holds several candidates of the same label; the
+                  prompt says how many, so the query has to single one out
+``describe``      box -> query (region description)
+
+Every row carries ``id`` (the canonical record id), ``task``, ``width`` and ``height`` so an
+answer can be converted back to canonical pixels and traced to its source image and mask.
+Each dialect also parses a model's answer back to a canonical box (``parse``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+from datasets import Features, Image, List, Value
+
+from medground_hf import boxes
+
+from .rows import kept_queries
+
+GROUND = "Locate {q} and give its bounding box."
+DISAMBIGUATE = (
+    "This image contains {n} regions labelled {label}. Locate only the one described as "
+    "{q} and give its bounding box."
+)
+DESCRIBE = "Describe the region {box}."
+TASKS = ("ground", "disambiguate", "describe")
+IMAGE_TOKEN = "<image>"
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One single-turn sample before it is laid out: prompt, answer and ms-swift objects."""
+
+    task: str
+    query: str
+    prompt: str
+    answer: str
+    objects: dict | None = None
+
+
+# ---- layouts: how (image, prompt, answer) becomes a row ---------------------------------------
+COMMON = {
+    "id": Value("string"),
+    "task": Value("string"),
+    "width": Value("int32"),
+    "height": Value("int32"),
+}
+FROM_VALUE = List({"from": Value("string"), "value": Value("string")})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A trainer's row shape: its ``datasets`` features and a function building one row."""
+
+    name: str
+    fields: dict
+    build: Callable[[object, Turn], dict]
+    image_list: bool  # images as a list (``images``) rather than one ``image``
+
+    def features(self) -> Features:
+        image = List(Image()) if self.image_list else Image()
+        key = "images" if self.image_list else "image"
+        return Features({**COMMON, key: image, **self.fields})
+
+
+def _conversations(image, turn: Turn) -> dict:
+    return {
+        "image": image,
+        "conversations": [
+            {"from": "human", "value": f"{IMAGE_TOKEN}\n{turn.prompt}"},
+            {"from": "gpt", "value": turn.answer},
+        ],
+    }
+
+
+def _sharegpt(image, turn: Turn) -> dict:
+    row = _conversations(image, turn)
+    return {"images": [row.pop("image")], **row}
+
+
+def _trl(image, turn: Turn) -> dict:
+    return {
+        "images": [image],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image", "text": None}, {"type": "text", "text": turn.prompt}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": turn.answer}]},
+        ],
+    }
+
+
+def _prefix_suffix(image, turn: Turn) -> dict:
+    return {"image": image, "prefix": turn.prompt, "suffix": turn.answer}
+
+
+def _swift(image, turn: Turn) -> dict:
+    return {
+        "images": [image],
+        "messages": [
+            {"role": "user", "content": f"{IMAGE_TOKEN}{turn.prompt}"},
+            {"role": "assistant", "content": turn.answer},
+        ],
+        "objects": turn.objects,
+    }
+
+
+CONVERSATIONS = Layout("conversations", {"conversations": FROM_VALUE}, _conversations, False)
+SHAREGPT = Layout("sharegpt", {"conversations": FROM_VALUE}, _sharegpt, True)
+TRL = Layout(
+    "trl",
+    {
+        "messages": List(
+            {
+                "role": Value("string"),
+                "content": List({"type": Value("string"), "text": Value("string")}),
+            }
+        )
+    },
+    _trl,
+    True,
+)
+PREFIX_SUFFIX = Layout(
+    "prefix-suffix", {"prefix": Value("string"), "suffix": Value("string")}, _prefix_suffix, False
+)
+SWIFT = Layout(
+    "ms-swift",
+    {
+        "messages": List({"role": Value("string"), "content": Value("string")}),
+        "objects": {
+            "ref": List(Value("string")),
+            "bbox": List(List(Value("float32"))),
+            "bbox_type": Value("string"),
+        },
+    },
+    _swift,
+    True,
+)
+
+
+# ---- dialects: how a box and an answer are written -----------------------------------------------
+@dataclass(frozen=True)
+class Dialect:
+    """Numbers in brackets, ``[x1, y1, x2, y2]``; subclasses change the text around them."""
+
+    name: str
+    convention: str
+    layout: Layout
+    decimals: int | None = None  # None: integers
+    json_ext: str = "json"  # what the trainer reads: a JSON list or JSON lines
+    box_pattern: str = r"\[([^\[\]]*)\]"
+
+    @property
+    def config(self) -> str:
+        return f"chat-{self.name}"
+
+    def coords(self, box, width: int, height: int) -> list:
+        values = boxes.convert(box, self.convention, width, height)
+        if self.decimals is None:
+            return [int(round(v)) for v in values]
+        return [round(float(v), self.decimals) for v in values]
+
+    def fmt(self, value) -> str:
+        return str(value) if self.decimals is None else f"{value:.{self.decimals}f}"
+
+    def box_text(self, coords: list) -> str:
+        return "[" + ", ".join(self.fmt(v) for v in coords) + "]"
+
+    def answer(self, query: str, label: str, coords: list) -> str:
+        return self.box_text(coords)
+
+    def ground_prompt(self, query: str, label: str, candidates: int) -> str:
+        if candidates > 1:
+            return DISAMBIGUATE.format(q=query, n=candidates, label=label)
+        return GROUND.format(q=query)
+
+    def describe_prompt(self, coords: list) -> str:
+        return DESCRIBE.format(box=self.box_text(coords))
+
+    def turns(self, row: dict) -> Iterator[Turn]:
+        """The samples of one canonical row: a referring and a describing turn per kept query."""
+        coords = self.coords(row["bbox_xyxy"], row["width"], row["height"])
+        label = row["label_display"] or row["label"]
+        candidates = row["num_candidates"] or 1
+        task = "disambiguate" if candidates > 1 else "ground"
+        for query in kept_queries(row):
+            q = query["text"]
+            prompt = self.ground_prompt(q, label, candidates)
+            yield Turn(task, q, prompt, self.answer(q, label, coords))
+            yield Turn("describe", q, self.describe_prompt(coords), q)
+
+    def rows(self, row: dict, image) -> Iterator[dict]:
+        """Laid-out rows of one canonical row; ``image`` is the bytes dict or an export path."""
+        size = {"width": row["width"], "height": row["height"]}
+        for turn in self.turns(row):
+            yield {"id": row["id"], "task": turn.task, **size, **self.layout.build(image, turn)}
+
+    def numbers(self, text: str) -> list[float]:
+        match = re.search(self.box_pattern, text, re.S) if self.box_pattern else None
+        found = _NUMBER.findall(match.group(1) if match else text)
+        if len(found) < 4:
+            raise ValueError(f"{self.name}: no box of 4 numbers in {text!r}")
+        return [float(v) for v in found[:4]]
+
+    def parse(self, text: str, width: int, height: int) -> list[int]:
+        """A model answer in this dialect back to a canonical box (clipped to the image)."""
+        return boxes.to_canonical(self.numbers(text), self.convention, width, height)
+
+    def max_error_px(self, width: int, height: int) -> float:
+        """Round-trip error bound of the written box (decimals quantize like the convention)."""
+        if self.decimals is not None:
+            return max(width, height) / (2 * 10**self.decimals) + 0.5
+        return boxes.max_error_px(self.convention, width, height)
+
+
+@dataclass(frozen=True)
+class QwenRefDialect(Dialect):
+    """Qwen2-VL: the query in ``<|object_ref_start|>``/``<|object_ref_end|>``, then
+    ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``."""
+
+    box_pattern: str = r"<\|box_start\|>(.*?)<\|box_end\|>"
+
+    def box_text(self, coords: list) -> str:
+        x1, y1, x2, y2 = coords
+        return f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
+
+    def answer(self, query: str, label: str, coords: list) -> str:
+        return f"<|object_ref_start|>{query}<|object_ref_end|>{self.box_text(coords)}"
+
+
+@dataclass(frozen=True)
+class JsonDialect(Dialect):
+    """Qwen2.5-VL / Qwen3-VL: a fenced JSON list of ``{"bbox_2d": [...], "label": ...}``."""
+
+    box_pattern: str = r"\"bbox_2d\"\s*:\s*\[([^\]]*)\]"
+
+    def answer(self, query: str, label: str, coords: list) -> str:
+        payload = json.dumps([{"bbox_2d": coords, "label": label}], ensure_ascii=False)
+        return f"```json\n{payload}\n```"
+
+    def ground_prompt(self, query: str, label: str, candidates: int) -> str:
+        return super().ground_prompt(query, label, candidates) + " Output it in JSON format."
+
+
+@dataclass(frozen=True)
+class InternVLDialect(Dialect):
+    """InternVL: ``<ref>q</ref><box>[[x1, y1, x2, y2]]</box>`` with its own grounding prompts."""
+
+    box_pattern: str = r"<box>\s*\[\[(.*?)\]\]\s*</box>"
+
+    def box_text(self, coords: list) -> str:
+        return f"<box>[{super().box_text(coords)}]</box>"
+
+    def answer(self, query: str, label: str, coords: list) -> str:
+        return f"<ref>{query}</ref>{self.box_text(coords)}"
+
+    def ground_prompt(self, query: str, label: str, candidates: int) -> str:
+        lead = "Please provide the bounding box coordinate of the region this sentence describes"
+        if candidates > 1:
+            lead = f"This image contains {candidates} regions labelled {label}. {lead}"
+        return f"{lead}: <ref>{query}</ref>"
+
+    def describe_prompt(self, coords: list) -> str:
+        return f"Please provide a short description for this region: {self.box_text(coords)}"
+
+
+@dataclass(frozen=True)
+class FlorenceDialect(Dialect):
+    """Florence-2: task-token prefix, answer ``q<loc_x1><loc_y1><loc_x2><loc_y2>``."""
+
+    def box_text(self, coords: list) -> str:
+        return "".join(f"<loc_{v}>" for v in coords)
+
+    def answer(self, query: str, label: str, coords: list) -> str:
+        return f"{query}{self.box_text(coords)}"
+
+    def ground_prompt(self, query: str, label: str, candidates: int) -> str:
+        """Florence-2 takes only its task token and the phrase: the query must disambiguate."""
+        return f"<CAPTION_TO_PHRASE_GROUNDING>{query}"
+
+    def describe_prompt(self, coords: list) -> str:
+        return f"<REGION_TO_DESCRIPTION>{self.box_text(coords)}"
+
+    def parse(self, text: str, width: int, height: int) -> list[int]:
+        return boxes.from_florence(text, width, height)
+
+
+@dataclass(frozen=True)
+class SwiftDialect(Dialect):
+    """ms-swift grounding: ``<ref-object>``/``<bbox>`` placeholders filled from ``objects``."""
+
+    box_pattern: str = ""
+
+    def turns(self, row: dict) -> Iterator[Turn]:
+        coords = self.coords(row["bbox_xyxy"], row["width"], row["height"])
+        for turn in super().turns(row):
+            objects = {"ref": [turn.query], "bbox": [coords], "bbox_type": "real"}
+            if turn.task == "describe":
+                prompt, answer = DESCRIBE.format(box="<bbox>"), "<ref-object>"
+            else:
+                prompt, answer = turn.prompt.replace(turn.query, "<ref-object>", 1), "<bbox>"
+            yield replace(turn, prompt=prompt, answer=answer, objects=objects)
+
+
+DIALECTS: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect("llava", "norm", CONVERSATIONS, decimals=3),
+        Dialect("sharegpt", "norm1000", SHAREGPT),
+        Dialect("trl", "norm1000", TRL, json_ext="jsonl"),
+        QwenRefDialect("qwen2-vl", "norm1000", CONVERSATIONS),
+        JsonDialect("qwen2.5-vl", "qwen25", CONVERSATIONS),
+        JsonDialect("qwen3-vl", "norm1000", CONVERSATIONS),
+        InternVLDialect("internvl", "norm1000", CONVERSATIONS, json_ext="jsonl"),
+        FlorenceDialect("florence-2", "florence", PREFIX_SUFFIX, json_ext="jsonl"),
+        SwiftDialect("ms-swift", "real", SWIFT, json_ext="jsonl"),
+    )
+}
+
+
+def get_dialect(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"unknown chat dialect {name!r} (known: {', '.join(DIALECTS)})") from None
+
+
+def answer_box(dialect: Dialect, answer: str, objects: dict | None, width: int, height: int):
+    """The canonical box a written text (answer, or describe prompt) stands for; ms-swift keeps
+    it in ``objects`` behind its ``<bbox>`` placeholder."""
+    if objects is not None and "<bbox>" in answer:
+        return boxes.to_canonical(objects["bbox"][0], dialect.convention, width, height)
+    return dialect.parse(answer, width, height)

@@ -1,0 +1,192 @@
+"""COCO instances and RefCOCO-style refs from canonical grounding rows.
+
+One canonical row is one COCO annotation (``bbox`` xywh from ``boxes.to_coco``, the RLE mask as
+``segmentation``); rows of one image become one COCO image. Each target with kept queries becomes
+one ref whose sentences are those queries. COCO needs integer ids: they are assigned in row order
+per split, and every image, annotation and ref also carries the stable medground id
+(``medground_image_id`` / ``record_id``) so it can be traced back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from datasets import Features, Image, List, Value
+
+from medground_hf import boxes
+
+from .rows import image_file, kept_queries
+
+ANNOTATION = {
+    "id": Value("int64"),
+    "image_id": Value("int64"),
+    "category_id": Value("int32"),
+    "bbox": List(Value("float32"), length=4),
+    "area": Value("float32"),
+    "iscrowd": Value("int32"),
+    "segmentation": {"size": List(Value("int32"), length=2), "counts": Value("string")},
+    "record_id": Value("string"),
+}
+
+SENTENCE = {"sent_id": Value("int64"), "sent": Value("string"), "raw": Value("string")}
+
+REF = {
+    "ref_id": Value("int64"),
+    "ann_id": Value("int64"),
+    "image_id": Value("int64"),
+    "category_id": Value("int32"),
+    "split": Value("string"),
+    "file_name": Value("string"),
+    "sent_ids": List(Value("int64")),
+    "sentences": List(SENTENCE),
+    "record_id": Value("string"),
+}
+
+COCO_FEATURES = Features(
+    {
+        "id": Value("int64"),
+        "medground_image_id": Value("string"),
+        "file_name": Value("string"),
+        "width": Value("int32"),
+        "height": Value("int32"),
+        "license": Value("int32"),
+        "image": Image(),
+        "annotations": List(ANNOTATION),
+        "refs": List(REF),
+    }
+)
+
+
+@dataclass
+class CocoIds:
+    """Category and licence ids from the manifest, and the running ids of one split."""
+
+    categories: list[dict]
+    licenses: list[dict]
+    category_ids: dict[tuple[str, str], int]
+    license_ids: dict[str, int]
+    next_ids: dict[str, int] = field(
+        default_factory=lambda: {"image": 1, "ann": 1, "ref": 1, "sent": 1}
+    )
+    targets_without_queries: int = 0
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> CocoIds:
+        categories, category_ids, licenses, license_ids = [], {}, [], {}
+        for source in manifest["sources"]:
+            license_ids[source["name"]] = len(licenses) + 1
+            licenses.append(
+                {"id": len(licenses) + 1, "name": source["license"], "url": source["license_url"]}
+            )
+            for label in source["labels"]:
+                category_ids[(source["name"], label["name"])] = len(categories) + 1
+                category = {"id": len(categories) + 1, "name": label["name"]}
+                categories.append({**category, "supercategory": source["name"]})
+        return cls(categories, licenses, category_ids, license_ids)
+
+    def take(self, kind: str) -> int:
+        value = self.next_ids[kind]
+        self.next_ids[kind] += 1
+        return value
+
+    def category(self, row: dict) -> int:
+        try:
+            return self.category_ids[(row["source"], row["label"])]
+        except KeyError:
+            raise ValueError(
+                f"record {row['id']}: label {row['label']!r} of source {row['source']!r} "
+                "is not declared in the manifest"
+            ) from None
+
+
+def _annotation(row: dict, image_id: int, ids: CocoIds) -> dict:
+    boxes.check_canonical(row["bbox_xyxy"], row["width"], row["height"])
+    return {
+        "id": ids.take("ann"),
+        "image_id": image_id,
+        "category_id": ids.category(row),
+        "bbox": [float(v) for v in boxes.to_coco(row["bbox_xyxy"])],
+        "area": float(row["area_px"]),
+        "iscrowd": 0,
+        "segmentation": dict(row["mask"]),
+        "record_id": row["id"],
+    }
+
+
+def _ref(row: dict, ann: dict, split: str, file_name: str, ids: CocoIds) -> dict | None:
+    queries = kept_queries(row)
+    if not queries:
+        ids.targets_without_queries += 1
+        return None
+    sentences = [
+        {"sent_id": ids.take("sent"), "sent": q["text"], "raw": q["text"]} for q in queries
+    ]
+    return {
+        "ref_id": ids.take("ref"),
+        "ann_id": ann["id"],
+        "image_id": ann["image_id"],
+        "category_id": ann["category_id"],
+        "split": split,
+        "file_name": file_name,
+        "sent_ids": [s["sent_id"] for s in sentences],
+        "sentences": sentences,
+        "record_id": row["id"],
+    }
+
+
+def coco_images(rows: Iterable[dict], split: str, ids: CocoIds) -> Iterator[dict]:
+    """One COCO image (with its annotations and refs) per run of rows sharing an ``image_id``.
+
+    Records of one image are written together by the builders; an image that shows up again
+    later would get two COCO ids, so that is refused.
+    """
+    seen: set[str] = set()
+    current: dict | None = None
+    for row in rows:
+        if current is None or row["image_id"] != current["medground_image_id"]:
+            if current is not None:
+                yield current
+            if row["image_id"] in seen:
+                raise ValueError(
+                    f"record {row['id']}: rows of image {row['image_id']} are not adjacent"
+                )
+            seen.add(row["image_id"])
+            current = {
+                "id": ids.take("image"),
+                "medground_image_id": row["image_id"],
+                "file_name": image_file(row),
+                "width": row["width"],
+                "height": row["height"],
+                "license": ids.license_ids.get(row["source"], 0),
+                "image": row["image"],
+                "annotations": [],
+                "refs": [],
+            }
+        ann = _annotation(row, current["id"], ids)
+        current["annotations"].append(ann)
+        ref = _ref(row, ann, split, current["file_name"], ids)
+        if ref is not None:
+            current["refs"].append(ref)
+    if current is not None:
+        yield current
+
+
+def instances_header(manifest: dict, ids: CocoIds, split: str) -> dict:
+    """``info``, ``licenses`` and ``categories`` of an ``instances_<split>.json``."""
+    titles = ", ".join(s["title"] for s in manifest["sources"])
+    return {
+        "info": {
+            "description": f"MedGround grounding data ({titles}), split {split}",
+            "version": manifest.get("pipeline_version", ""),
+            "contributor": "medground-hf",
+        },
+        "licenses": ids.licenses,
+        "categories": ids.categories,
+    }
+
+
+def coco_image_entry(image: dict) -> dict:
+    """The ``images`` entry of an instances file for one COCO image row."""
+    keys = ("id", "file_name", "width", "height", "license", "medground_image_id")
+    return {k: image[k] for k in keys}

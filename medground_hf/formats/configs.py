@@ -1,0 +1,55 @@
+"""Write the derived configs of a built folder (``coco`` and every ``chat-*``) from its
+``grounding`` shards, so ``load_dataset(OUT, "coco")`` and ``load_dataset(OUT, "chat-<d>")`` work.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from medground_hf.folder import read_manifest
+
+from .chat import DIALECTS
+from .coco import COCO_FEATURES, CocoIds, coco_images
+from .rows import ShardWriter, grounding_splits, iter_rows, kept_queries
+
+COCO = "coco"
+
+
+def derived_configs() -> list[str]:
+    return [COCO, *(d.config for d in DIALECTS.values())]
+
+
+def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
+    """Write ``coco`` and ``chat-*`` configs; returns their row counts for the manifest.
+
+    Targets without kept queries (a build without a generator) still become COCO annotations but
+    give no chat rows and no refs; how many were left out is part of the returned stats. A chat
+    config with no rows at all is not written (an empty config would not load).
+    """
+    out = Path(out)
+    manifest = manifest or read_manifest(out)
+    for config in derived_configs():
+        shutil.rmtree(out / config, ignore_errors=True)
+    stats: dict = {"targets": {}, "targets_without_kept_queries": {}, "rows": {}}
+    for split in grounding_splits(out):
+        ids = CocoIds.from_manifest(manifest)
+        coco = ShardWriter(out, COCO, split, COCO_FEATURES)
+        coco.write(coco_images(iter_rows(out, split), split, ids))
+        stats["rows"].setdefault(COCO, {})[split] = coco.close()
+
+        writers = {
+            name: ShardWriter(out, d.config, split, d.layout.features())
+            for name, d in DIALECTS.items()
+        }
+        targets = without = 0
+        for row in iter_rows(out, split):
+            targets += 1
+            without += not kept_queries(row)
+            for name, writer in writers.items():
+                writer.write(DIALECTS[name].rows(row, row["image"]))
+        for name, writer in writers.items():
+            stats["rows"].setdefault(DIALECTS[name].config, {})[split] = writer.close()
+        stats["targets"][split] = targets
+        stats["targets_without_kept_queries"][split] = without
+    return stats

@@ -1,0 +1,113 @@
+"""Streaming access to a built folder's canonical rows, and a streaming Parquet writer for configs.
+
+Formats read the ``grounding`` shards batch by batch with pyarrow (images stay undecoded bytes) and
+write each derived config the same way, so neither side holds a corpus in memory.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features
+from PIL import Image
+
+from medground_hf.folder import MAX_SHARD_BYTES, config_splits
+
+GROUNDING = "grounding"
+BATCH_ROWS = 64
+
+
+def grounding_splits(out: Path) -> list[str]:
+    """The splits of the folder's ``grounding`` config; a clear error when there are none."""
+    splits = config_splits(out).get(GROUNDING)
+    if not splits:
+        raise FileNotFoundError(f"{out}: no {GROUNDING}/<split>-*.parquet shards")
+    return splits
+
+
+def iter_rows(out: Path, split: str, config: str = GROUNDING) -> Iterator[dict]:
+    """Rows of one split of one config as plain dicts (image = ``{"bytes", "path"}``)."""
+    for path in sorted((out / config).glob(f"{split}-*.parquet")):
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+            for batch in batches:
+                yield from batch.to_pylist()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
+
+
+def kept_queries(row: dict) -> list[dict]:
+    """The queries a format may use: ``kept == True`` (the verified ones)."""
+    return [q for q in row.get("queries") or [] if q.get("kept")]
+
+
+def image_format(data: bytes) -> str:
+    """File extension of encoded image bytes (``png``, ``jpeg`` -> ``jpg``)."""
+    with Image.open(io.BytesIO(data)) as img:
+        fmt = (img.format or "png").lower()
+    return "jpg" if fmt == "jpeg" else fmt
+
+
+def image_file(row: dict) -> str:
+    """Relative file name of a row's image in an export: ``images/<image_id>.<ext>``."""
+    return f"images/{row['image_id']}.{image_format(row['image']['bytes'])}"
+
+
+class ShardWriter:
+    """Writes rows of one config split as ``<split>-NNNNN-of-MMMMM.parquet`` shards of <~500 MB.
+
+    The schema carries the ``datasets`` features (images embedded as bytes) so ``load_dataset``
+    decodes them; shard names get their final count when the writer closes.
+    """
+
+    def __init__(self, out: Path, config: str, split: str, features: Features):
+        self.folder = out / config
+        self.split = split
+        self.features = features
+        self.schema = features.arrow_schema
+        self.paths: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._bytes = 0
+        self._pending: list[dict] = []
+
+    def write(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            self._pending.append(self.features.encode_example(row))
+            if len(self._pending) >= BATCH_ROWS:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_pylist(self._pending, schema=self.schema)
+        self._pending = []
+        if self._writer is None or self._bytes >= MAX_SHARD_BYTES:
+            self._open()
+        self._writer.write_table(table)
+        self._bytes += table.nbytes
+        self.rows += table.num_rows
+
+    def _open(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f".{self.split}-{len(self.paths):05d}.partial"
+        self.paths.append(path)
+        self._writer = pq.ParquetWriter(path, self.schema)
+        self._bytes = 0
+
+    def close(self) -> int:
+        """Finish the shards (none when no row was written); returns the number of rows."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+        for old in self.folder.glob(f"{self.split}-*.parquet"):
+            old.unlink()
+        for index, path in enumerate(self.paths):
+            path.rename(self.folder / f"{self.split}-{index:05d}-of-{len(self.paths):05d}.parquet")
+        return self.rows

@@ -1,0 +1,235 @@
+"""Chat dialects: configs load, answers follow the dialect contract, boxes convert back to the
+canonical box within ``max_error_px``, exports are what the trainers read."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from datasets import load_dataset
+
+from medground_hf import boxes
+from medground_hf.cli import main
+from medground_hf.folder import config_splits
+from medground_hf.formats import DIALECTS, get_dialect
+from medground_hf.formats.chat import answer_box
+
+ANSWER = {  # the answer text of the referring task, per /work/dialects.md
+    "llava": r"\[\d\.\d{3}, \d\.\d{3}, \d\.\d{3}, \d\.\d{3}\]",
+    "sharegpt": r"\[\d+, \d+, \d+, \d+\]",
+    "trl": r"\[\d+, \d+, \d+, \d+\]",
+    "qwen2-vl": r"<\|object_ref_start\|>{q}<\|object_ref_end\|>"
+    r"<\|box_start\|>\(\d+,\d+\),\(\d+,\d+\)<\|box_end\|>",
+    "qwen2.5-vl": r'```json\n\[\{"bbox_2d": \[\d+, \d+, \d+, \d+\], "label": "{label}"\}\]\n```',
+    "qwen3-vl": r'```json\n\[\{"bbox_2d": \[\d+, \d+, \d+, \d+\], "label": "{label}"\}\]\n```',
+    "internvl": r"<ref>{q}</ref><box>\[\[\d+, \d+, \d+, \d+\]\]</box>",
+    "florence-2": r"{q}<loc_\d+><loc_\d+><loc_\d+><loc_\d+>",
+    "ms-swift": r"<bbox>",
+}
+
+
+def canonical(out: Path) -> dict[str, dict]:
+    rows = {}
+    for shard in sorted((out / "grounding").glob("*.parquet")):
+        for row in pq.read_table(shard).drop(["image"]).to_pylist():
+            rows[row["id"]] = row
+    return rows
+
+
+def prompt_and_answer(dialect_name: str, row: dict) -> tuple[str, str]:
+    """User text and assistant text of a loaded chat row, whatever its layout."""
+    if "conversations" in row:
+        return row["conversations"][0]["value"], row["conversations"][1]["value"]
+    if "prefix" in row:
+        return row["prefix"], row["suffix"]
+    user, assistant = row["messages"]
+    if dialect_name == "trl":
+        return user["content"][1]["text"], assistant["content"][0]["text"]
+    return user["content"], assistant["content"]
+
+
+@pytest.fixture(scope="module")
+def loaded(kvasir_queries, hc18_queries, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("hf-cache")
+    return {
+        (out.name, name): load_dataset(str(out), get_dialect(name).config, cache_dir=str(cache))
+        for out in (kvasir_queries, hc18_queries)
+        for name in DIALECTS
+    }
+
+
+@pytest.mark.parametrize("name", list(DIALECTS))
+@pytest.mark.parametrize("source", ["kvasir", "hc18"])
+def test_dialect_rows_round_trip_to_the_canonical_box(name, source, loaded, request):
+    out = request.getfixturevalue(f"{source}_queries")
+    rows = canonical(out)
+    dialect = get_dialect(name)
+    ds = loaded[(source, name)]
+    kept = {i: [q["text"] for q in r["queries"] if q["kept"]] for i, r in rows.items()}
+    for split in ds:
+        split_ids = [i for i, r in rows.items() if r["split"] == split]
+        assert len(ds[split]) == 2 * sum(len(kept[i]) for i in split_ids)
+        tasks = {"ground": 0, "disambiguate": 0, "describe": 0}
+        for row in ds[split]:
+            record = rows[row["id"]]  # every row traces back to its canonical record
+            tasks[row["task"]] += 1
+            assert (row["width"], row["height"]) == (record["width"], record["height"])
+            image = row["images"][0] if "images" in row else row["image"]
+            assert image.size == (record["width"], record["height"])
+            prompt, answer = prompt_and_answer(name, row)
+            box = record["bbox_xyxy"]
+            bound = dialect.max_error_px(record["width"], record["height"])
+            objects = row.get("objects")
+            if row["task"] == "describe":
+                assert (_ref(objects) or answer) in kept[row["id"]]
+                shown = answer_box(dialect, prompt, objects, *box_size(record))
+            else:
+                query = next(q for q in kept[row["id"]] if q in prompt or _ref(objects) == q)
+                label = record["label_display"]
+                pattern = ANSWER[name].replace("{q}", re.escape(query))
+                pattern = pattern.replace("{label}", re.escape(label))
+                assert re.fullmatch(pattern, answer), (answer, pattern)
+                shown = answer_box(dialect, answer, objects, *box_size(record))
+                assert (row["task"] == "disambiguate") == (record["num_candidates"] > 1)
+                if row["task"] == "disambiguate" and name != "florence-2":  # florence: task token
+                    assert f"contains {record['num_candidates']} regions" in prompt
+            err = max(abs(a - b) for a, b in zip(shown, box, strict=True))
+            assert err <= bound, (name, row["id"], shown, box)
+        assert tasks["describe"] == tasks["ground"] + tasks["disambiguate"]
+
+
+def box_size(record: dict) -> tuple[int, int]:
+    return record["width"], record["height"]
+
+
+def _ref(objects: dict | None) -> str | None:
+    return objects["ref"][0] if objects else None
+
+
+def test_multi_candidate_images_get_disambiguation_prompts(loaded, kvasir_queries):
+    rows = canonical(kvasir_queries)
+    multi = {i for i, r in rows.items() if r["num_candidates"] > 1 and r["queries"]}
+    assert multi, "the Kvasir samples hold images with several polyps"
+    ds = loaded[("kvasir", "qwen2.5-vl")]["train"]
+    found = {r["id"] for r in ds if r["task"] == "disambiguate"}
+    assert found == {i for i in multi if rows[i]["split"] == "train"}
+
+
+def test_qwen25_boxes_are_on_the_smart_resized_image(loaded, hc18_queries):
+    rows = canonical(hc18_queries)
+    row = next(r for r in loaded[("hc18", "qwen2.5-vl")]["train"] if r["task"] == "ground")
+    record = rows[row["id"]]
+    coords = json.loads(row["conversations"][1]["value"].split("\n")[1])[0]["bbox_2d"]
+    assert boxes.SmartResize()(540, 800) == (532, 812)
+    assert coords == boxes.to_qwen25(record["bbox_xyxy"], 800, 540)
+    assert coords != record["bbox_xyxy"]
+
+
+def test_rejected_queries_never_reach_a_dialect(loaded):
+    for ds in loaded.values():
+        for split in ds:
+            for row in ds[split]:
+                assert "top left corner" not in json.dumps(row, default=str)
+
+
+def test_build_without_queries_writes_no_chat_configs(built_kvasir):
+    manifest = json.loads((built_kvasir / "medground.json").read_text())
+    stats = manifest["formats"]
+    assert stats["targets_without_kept_queries"] == stats["targets"]
+    assert sum(stats["targets"].values()) == 50
+    configs = config_splits(built_kvasir)
+    assert set(configs) == {"grounding", "coco"}
+    assert all(n == 0 for c, split in stats["rows"].items() if c != "coco" for n in split.values())
+
+
+@pytest.mark.parametrize("name", list(DIALECTS))
+def test_export_writes_what_the_trainer_reads(name, kvasir_queries, tmp_path, capsys):
+    assert main(["export", str(kvasir_queries), "--format", name, "--to", str(tmp_path)]) == 0
+    assert f"Wrote {name}" in capsys.readouterr().out
+    dialect = get_dialect(name)
+    rows = canonical(kvasir_queries)
+    referenced = set()
+    for split in ("train", "validation", "test"):
+        path = tmp_path / f"{split}.{dialect.json_ext}"
+        text = path.read_text()
+        items = (
+            [json.loads(x) for x in text.splitlines()]
+            if path.suffix == ".jsonl"
+            else json.loads(text)
+        )
+        assert items and all(item["id"] in rows for item in items)
+        for item in items:
+            images = item.get("images") or [item["image"]]
+            assert all((tmp_path / p).is_file() for p in images)
+            referenced.update(images)
+    written = {str(p.relative_to(tmp_path)) for p in (tmp_path / "images").rglob("*.*")}
+    assert written == referenced  # each image once, none without rows
+    if name == "sharegpt":
+        info = json.loads((tmp_path / "dataset_info.json").read_text())
+        assert info["medground_train"]["formatting"] == "sharegpt"
+        assert (tmp_path / info["medground_train"]["file_name"]).is_file()
+    if name == "internvl":
+        meta = json.loads((tmp_path / "meta.json").read_text())
+        assert meta["medground_train"]["length"] == len(
+            json.loads("[" + ",".join((tmp_path / "train.jsonl").read_text().splitlines()) + "]")
+        )
+
+
+def test_convert_from_a_folder_matches_export(kvasir_queries, tmp_path):
+    assert (
+        main(["export", str(kvasir_queries), "--format", "internvl", "--to", str(tmp_path / "a")])
+        == 0
+    )
+    assert (
+        main(["convert", str(kvasir_queries), "--format", "internvl", "--to", str(tmp_path / "b")])
+        == 0
+    )
+    assert (tmp_path / "a" / "train.jsonl").read_text() == (
+        tmp_path / "b" / "train.jsonl"
+    ).read_text()
+
+
+def test_unknown_format_and_missing_folder_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export", str(tmp_path), "--format", "yolo", "--to", str(tmp_path / "x")])
+    assert main(["export", str(tmp_path), "--format", "llava", "--to", str(tmp_path / "x")]) == 2
+    assert "no grounding/<split>-*.parquet shards" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "values"),
+    [
+        ("llava", "The box is [0.1, 0.2, 0.3, 0.4].", [0.1, 0.2, 0.3, 0.4]),
+        ("sharegpt", "[100, 200, 300, 400]", [100, 200, 300, 400]),
+        ("qwen2-vl", "<|box_start|>(100,200),(300,400)<|box_end|>", [100, 200, 300, 400]),
+        ("qwen2.5-vl", '[{"bbox_2d": [10, 20, 30, 40], "label": "polyp"}]', [10, 20, 30, 40]),
+        ("qwen3-vl", '```json\n[{"label": "a", "bbox_2d": [1, 2, 3, 4]}]\n```', [1, 2, 3, 4]),
+        ("internvl", "<ref>q</ref><box>[[100, 200, 300, 400]]</box>", [100, 200, 300, 400]),
+        ("florence-2", "q<loc_100><loc_200><loc_300><loc_400>", [100, 200, 300, 400]),
+        ("ms-swift", "(10,20),(30,40)", [10, 20, 30, 40]),
+        ("ms-swift", "[10, 20, 30, 40]", [10, 20, 30, 40]),
+    ],
+)
+def test_raw_model_answers_parse_to_canonical_boxes(name, text, values):
+    dialect = get_dialect(name)
+    assert dialect.parse(text, 800, 540) == boxes.to_canonical(values, dialect.convention, 800, 540)
+
+
+@pytest.mark.parametrize("name", list(DIALECTS))
+def test_answers_without_a_box_are_refused(name):
+    with pytest.raises(ValueError, match="no box|four <loc_N>"):
+        get_dialect(name).parse("I cannot see any polyp.", 256, 256)
+
+
+def test_a_corrupt_shard_is_named(kvasir_queries, tmp_path, capsys):
+    out = tmp_path / "corrupt"
+    (out / "grounding").mkdir(parents=True)
+    shutil.copy(kvasir_queries / "medground.json", out)
+    (out / "grounding" / "train-00000-of-00001.parquet").write_bytes(b"not parquet")
+    assert main(["export", str(out), "--format", "trl", "--to", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "train-00000-of-00001.parquet: unreadable Parquet shard" in err
