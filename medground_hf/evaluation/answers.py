@@ -18,35 +18,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import boxes
+from ..formats.chat import DIALECTS
 
-# dialect (config ``chat-<dialect>``) -> box convention of its answers (see docs/formats.md)
-DIALECT_CONVENTIONS = {
-    "llava": "norm",
-    "sharegpt": "norm1000",
-    "trl": "norm1000",
-    "qwen2-vl": "norm1000",
-    "qwen2.5-vl": "qwen25",
-    "qwen3-vl": "norm1000",
-    "internvl": "norm1000",
-    "florence-2": "florence",
-    "ms-swift": "real",
-}
-
-# convention -> its inverse to canonical pixels (``real``: canonical already, rounded and clipped).
-# Names as in the formats' dialect table, so this can become ``boxes.to_canonical`` once shared.
-_INVERSES: dict[str, Callable[[Sequence[float], int, int], boxes.Box]] = {
-    "real": boxes.clip_canonical,
-    "coco": boxes.from_coco,
-    "norm": boxes.from_norm,
-    "norm1000": boxes.from_norm1000,
-    "qwen25": boxes.from_qwen25,
-    "florence": boxes.from_florence_bins,
-}
-BOX_FORMATS = tuple(_INVERSES)
+# dialect (config ``chat-<dialect>``) -> box convention of its answers: the formats' own table
+DIALECT_CONVENTIONS = {name: dialect.convention for name, dialect in DIALECTS.items()}
+BOX_FORMATS = boxes.CONVENTIONS
 _PIXELS = ("real", "coco")  # unquantized: a box of zero width is empty, not a tiny box
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -85,7 +65,7 @@ class Parsed:
 def convention_for(config: str, box_format: str | None = None) -> str:
     """The box convention of a dataset config (``grounding``, ``coco``, ``chat-<dialect>``)."""
     if box_format is not None:
-        if box_format not in _INVERSES:
+        if box_format not in BOX_FORMATS:
             raise ValueError(f"unknown box format {box_format!r}; choose from {BOX_FORMATS}")
         return box_format
     if config == "grounding":
@@ -186,7 +166,7 @@ def to_canonical(
         raise ParseFailure(f"not an ordered box: {list(numbers)}")
     max_x, max_y = _upper_bounds(convention, width, height)
     out_of_range = min(x1, y1) < 0 or x2 > max_x or y2 > max_y
-    return _INVERSES[convention](values, width, height), out_of_range
+    return boxes.to_canonical(values, convention, width, height), out_of_range
 
 
 def parse_answer(text: str, convention: str, width: int, height: int) -> Parsed:
