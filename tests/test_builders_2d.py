@@ -178,3 +178,13 @@ def test_jpeg_mask_threshold_matters(tmp_path):
     (row,) = all_rows(out, ["bbox_xyxy", "area_px"])
     assert row["bbox_xyxy"] == [10, 20, 30, 40]
     assert row["area_px"] == pytest.approx(400, abs=8)
+
+
+def test_num_proc_gives_the_same_records(hc18_dir, built_hc18, tmp_path):
+    parallel = tmp_path / "parallel"
+    build("hc18", hc18_dir, parallel, num_proc=2)
+    columns = ["id", "split", "bbox_xyxy", "area_px", "mask"]
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(all_rows(parallel, columns), key=key) == sorted(
+        all_rows(built_hc18, columns), key=key
+    )
