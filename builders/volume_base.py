@@ -8,7 +8,8 @@ is validated before any slice is rendered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,20 @@ class CaseFiles:
     context: dict[str, Path] = field(default_factory=dict)
 
 
+def nifti_stem(path: Path) -> str:
+    """``case_001.nii.gz`` -> ``case_001``."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def slug(text: str) -> str:
+    """A name as an id part: ``"non-enhancing tumor"`` -> ``non_enhancing_tumor``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
+
+
 def check_known_values(labels: np.ndarray, known: Sequence[int], path: Path) -> None:
     """Every non-zero value of the label map must be a declared label."""
     present = np.flatnonzero(np.bincount(labels.ravel()))
@@ -155,9 +170,15 @@ class VolumeBuilder(MedGroundBuilder):
             if cf.path not in arrays:
                 data = load_data(opened[cf.path], cf.path, allow_4d=cf.index is not None)
                 arrays[cf.path] = reorient(data, affine, transform)[0]
-            data = arrays[cf.path] if cf.index is None else arrays[cf.path][..., cf.index]
-            if data.ndim != 3:
-                raise InputError(cf.path, f"expected a 3D volume for {cf.name}, got {data.shape}")
+            data = arrays[cf.path]
+            if cf.index is not None:
+                if data.ndim != 4 or cf.index >= data.shape[3]:
+                    raise InputError(
+                        cf.path,
+                        f"channel {cf.index} ({cf.name}) missing: expected a 4D image with "
+                        f"channels last, got shape {data.shape}",
+                    )
+                data = data[..., cf.index]
             window = window_for(
                 data,
                 ct_preset=self.ct_preset(cf),
@@ -184,15 +205,3 @@ class VolumeBuilder(MedGroundBuilder):
     def load_item(self, item: Item) -> Iterator[Sample]:
         case = self.load_case(item)
         return render_case(case, self.render_options)
-
-
-def select_channels(
-    available: Mapping[str, ChannelFile], wanted: Sequence[str], where: Path
-) -> list[ChannelFile]:
-    """The configured modalities in order (all when none are); unknown ones are errors."""
-    if not wanted:
-        return list(available.values())
-    missing = [name for name in wanted if name not in available]
-    if missing:
-        raise InputError(where, f"modalities {missing} not found; available: {sorted(available)}")
-    return [available[name] for name in wanted]
