@@ -3,7 +3,10 @@
 For each target structure (a label, or a union such as "whole tumour") the per-slice area along
 the slicing axis is measured. Selected are:
 
-1. each structure's **largest slice** (its best view), biggest structures first;
+1. each structure's **largest slice** (its best view), biggest structures first. When that slice
+   is within ``min_gap`` of one already chosen, the chosen one stands in for it if it shows the
+   structure with at least half its largest area; otherwise the structure's largest slice that
+   keeps the gap is taken, so every structure is shown;
 2. with ``every_k > 0``, also every ``k``-th slice counted from that largest slice
    (``largest ± k, ± 2k, ...``) where the structure covers at least ``min_area_px`` pixels,
    larger areas first.
@@ -52,13 +55,29 @@ def area_profiles(
 
 def select_slices(profiles: Mapping[str, np.ndarray], policy: SlicePolicy) -> list[int]:
     """Slice indices chosen by ``policy`` from per-structure area profiles."""
-    present = {name: p for name, p in profiles.items() if p.max(initial=0) > 0}
-    anchors = sorted(
-        ((int(p.max()), int(np.argmax(p))) for p in present.values()), key=lambda t: (-t[0], t[1])
-    )
+    present = [p for p in profiles.values() if p.max(initial=0) > 0]
+    present.sort(key=lambda p: (-int(p.max()), int(np.argmax(p))))
+    chosen: list[int] = []
+
+    def full() -> bool:
+        return policy.max_slices is not None and len(chosen) >= policy.max_slices
+
+    def fits(index: int) -> bool:
+        return all(abs(index - other) >= policy.min_gap for other in chosen)
+
+    for p in present:
+        if full():
+            break
+        best = int(np.argmax(p))
+        if fits(best):
+            chosen.append(best)
+        elif not any(2 * p[j] >= p[best] for j in chosen if abs(j - best) < policy.min_gap):
+            allowed = [i for i in np.flatnonzero(p) if fits(int(i))]
+            if allowed:
+                chosen.append(int(max(allowed, key=lambda i: (p[i], -i))))
     extras: list[tuple[int, int]] = []
     if policy.every_k:
-        for p in present.values():
+        for p in present:
             start = int(np.argmax(p)) % policy.every_k
             extras.extend(
                 (int(p[i]), i)
@@ -66,10 +85,9 @@ def select_slices(profiles: Mapping[str, np.ndarray], policy: SlicePolicy) -> li
                 if p[i] >= policy.min_area_px
             )
         extras.sort(key=lambda t: (-t[0], t[1]))
-    chosen: list[int] = []
-    for _, index in anchors + extras:
-        if policy.max_slices is not None and len(chosen) >= policy.max_slices:
+    for _, index in extras:
+        if full():
             break
-        if all(abs(index - other) >= policy.min_gap for other in chosen):
+        if fits(index):
             chosen.append(index)
     return sorted(chosen)

@@ -106,18 +106,17 @@ def check_same_grid(
     atol: float = AFFINE_ATOL_MM,
 ) -> None:
     """Image and label map must share one voxel grid: same 3D shape, same affine (``atol`` mm)."""
+    ref_name = f"{Path(ref_path).parent.name}/{Path(ref_path).name}"
     if tuple(ref.shape[:3]) != tuple(img.shape[:3]):
         raise InputError(
-            path,
-            f"grid {tuple(img.shape[:3])} differs from {Path(ref_path).name} "
-            f"{tuple(ref.shape[:3])}",
+            path, f"grid {tuple(img.shape[:3])} differs from {ref_name} {tuple(ref.shape[:3])}"
         )
     if not np.allclose(ref.affine, img.affine, atol=atol, rtol=0):
         diff = float(np.abs(ref.affine - img.affine).max())
         raise InputError(
             path,
-            f"affine differs from {Path(ref_path).name} by up to {diff:.4g} (tolerance {atol:g}); "
-            "the label map is not on the image's grid",
+            f"affine differs from {ref_name} by up to {diff:.4g} (tolerance {atol:g}): "
+            "not on the same voxel grid",
         )
 
 

@@ -49,3 +49,11 @@ def built_hc18(hc18_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "hc18"
     build("hc18", hc18_dir, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def built_brats(brats_dir: Path, tmp_path_factory) -> Path:
+    """A dataset folder built from the BraTS samples, default slice policy (treat as read-only)."""
+    out = tmp_path_factory.mktemp("built") / "brats"
+    build("brats", brats_dir, out)
+    return out

@@ -287,6 +287,17 @@ def test_largest_slice_per_structure_without_near_duplicates():
     assert select_slices(profiles, SlicePolicy(min_gap=1)) == [20, 21, 45]  # neighbours asked for
 
 
+def test_a_structure_missing_from_the_nearby_slice_gets_its_own():
+    a = profile(60, 20, 10, 500)
+    b = np.zeros(60, int)
+    b[21:25] = 80  # largest at 21, next to a's 20, but absent from slice 20
+    assert select_slices({"a": a, "b": b}, SlicePolicy(min_gap=3)) == [20, 23]
+    b[20] = 30  # shown at 20, but with less than half its largest area
+    assert select_slices({"a": a, "b": b}, SlicePolicy(min_gap=3)) == [20, 23]
+    b[20] = 40  # half its largest area: slice 20 stands in for it
+    assert select_slices({"a": a, "b": b}, SlicePolicy(min_gap=3)) == [20]
+
+
 def test_every_kth_slice_with_min_area():
     profiles = {"a": profile(60, 20, 10, 500)}
     # 20 ± 4k where area >= 150: 12 (area 100) is too small, 16/24 and 28 (area 100) not
