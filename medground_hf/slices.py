@@ -45,10 +45,15 @@ class SlicePolicy:
 def area_profiles(
     labels: np.ndarray, structures: Mapping[str, Sequence[int]], axis: int
 ) -> dict[str, np.ndarray]:
-    """Per structure (a set of label values), its voxel count in every slice along ``axis``."""
-    others = tuple(a for a in range(labels.ndim) if a != axis)
+    """Per structure (a set of label values), its voxel count in every slice along ``axis``.
+
+    ``labels`` holds non-negative integers; one histogram per slice serves every structure.
+    """
+    moved = np.moveaxis(labels, axis, 0)
+    size = int(labels.max(initial=0)) + 1
+    counts = np.stack([np.bincount(plane.ravel(), minlength=size) for plane in moved])
     return {
-        name: np.count_nonzero(np.isin(labels, list(values)), axis=others)
+        name: counts[:, [v for v in values if 0 <= v < size]].sum(axis=1)
         for name, values in structures.items()
     }
 

@@ -171,7 +171,9 @@ def in_plane_axes(axis: str) -> tuple[int, int]:
 
 def display_slice(volume: np.ndarray, axis: str, index: int) -> np.ndarray:
     """One slice of a canonical (RAS) volume in the radiological display convention."""
-    slab = np.take(volume, index, axis=AXES[axis])
+    where: list[slice | int] = [slice(None)] * 3
+    where[AXES[axis]] = index
+    slab = volume[tuple(where)]  # a view: np.take would copy the whole (flipped) volume first
     return np.ascontiguousarray(slab[::-1, ::-1].T)
 
 
