@@ -102,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeat", type=int, default=3, help="timing repeats (best is kept)")
-    parser.add_argument("--counts", default="1,2,3,6", help="case counts for the memory figures")
+    parser.add_argument("--counts", default="1,2,3,12", help="case counts for the memory figures")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
