@@ -38,7 +38,7 @@ from PIL import Image
 from skimage.filters import threshold_otsu
 
 from .errors import InputError
-from .intensity import Window
+from .intensity import Window, background_value
 from .sample import Sample, SliceInfo
 from .slices import SlicePolicy, area_profiles, select_slices
 from .source import LabelSpec
@@ -246,9 +246,17 @@ def midline_x(mask: np.ndarray, affine: np.ndarray) -> float:
 
 
 def body_mask(volume: np.ndarray) -> np.ndarray:
-    """Foreground of an image (body or head vs air) by Otsu's threshold on a voxel sample."""
+    """Foreground of an image (body or head vs air), the midline reference without a mask.
+
+    A constant background filling much of the volume (skull-stripped or z-scored MR) is simply
+    left out: Otsu inside such a brain would keep only its brighter half (and the tumour with
+    it). Otherwise (CT, raw MR with noisy air) Otsu's threshold on a voxel sample separates them.
+    """
     flat = volume.reshape(-1)
     sample = flat[:: max(1, flat.size // 1_000_000)]
+    background = background_value(sample)
+    if background is not None and np.any(sample != background):
+        return volume != background
     if sample.min() == sample.max():
         return np.ones(volume.shape, dtype=bool)
     return volume > threshold_otsu(sample)

@@ -128,6 +128,20 @@ def test_brats_slices_are_radiological(brats_dir, brats_rows):
             assert same > 0.98 and mirrored < same - 0.1, (r["id"], same, mirrored)
 
 
+def test_brats_without_brain_mask_uses_the_head_as_midline(brats_dir, brats_rows, tmp_path):
+    out = tmp_path / "nomask"
+    options = {"brain_mask_pattern": "no-such-file*", "max_slices": 2}
+    manifest = build("brats", brats_dir, out, options=options)
+    rows = records(out)
+    assert all(len(r["provenance"]["source_files"]) == 2 for r in rows)
+    assert all("brain" not in r["relations"]["inside"] for r in rows)
+    with_mask = {r["id"]: r["spatial"]["patient_side"] for r in brats_rows}
+    shared = [r for r in rows if r["id"] in with_mask and r["spatial"]["patient_side"] != "midline"]
+    assert len(shared) >= 5 and manifest["counts"]["items_built"] == 3
+    for r in shared:
+        assert r["spatial"]["patient_side"] == with_mask[r["id"]], r["id"]
+
+
 def test_brats_whole_tumour_and_one_image_per_modality(brats_dir, tmp_path):
     out = tmp_path / "out"
     options = {"modalities": ["flair", "t1c"], "layout": "per_record", "max_slices": 1}

@@ -19,6 +19,7 @@ from medground_hf.slices import SlicePolicy, area_profiles, select_slices
 from medground_hf.volumes import (
     PatientSide,
     SliceGeometry,
+    body_mask,
     canonical_transform,
     check_same_grid,
     display_slice,
@@ -162,6 +163,18 @@ def test_midline_follows_an_off_centre_brain():
     mid = midline_x(brain, RAS_AFFINE)
     side = PatientSide(SliceGeometry("axial", 3, SHAPE, RAS_AFFINE), mid, band_mm=0.1)
     assert side(display_slice(target, "axial", 3)) == "left"
+
+
+def test_body_mask_for_noisy_air_and_for_constant_background():
+    rng = np.random.default_rng(1)
+    ct = rng.normal(-1000, 20, SHAPE)  # air with noise: no constant background
+    ct[2:8, 2:9] = rng.normal(40, 20, (6, 7, SHAPE[2]))
+    expected = np.zeros(SHAPE, bool)
+    expected[2:8, 2:9] = True
+    np.testing.assert_array_equal(body_mask(ct), expected)
+    mr = np.zeros(SHAPE, np.float32)  # z-scored brain on a zero background: half of it negative
+    mr[2:8, 2:9] = rng.normal(0, 1, (6, 7, SHAPE[2]))
+    np.testing.assert_array_equal(body_mask(mr), expected)
 
 
 def test_side_of_band():
