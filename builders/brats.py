@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -145,7 +145,7 @@ class Brats(VolumeBuilder):
     @cached_property
     def source(self) -> SourceInfo:
         labels = tuple(t.spec for t in self.targets())
-        return SourceInfo(**{**SOURCE.__dict__, "labels": labels})
+        return replace(SOURCE, labels=labels)
 
     def targets(self) -> list[Target]:
         return [*PART_TARGETS, WHOLE_TARGET] if self.config.whole_tumour else list(PART_TARGETS)
@@ -165,11 +165,12 @@ class Brats(VolumeBuilder):
 
     def list_items(self, data_dir: Path) -> list[Item]:
         pattern = self.config.label_pattern
-        cases = sorted({p.parent for p in data_dir.rglob(pattern)})
-        return [
-            Item(case.name, self.group_of(case.name), tuple(str(p) for p in sorted(case.iterdir())))
-            for case in cases
-        ]
+        items = []
+        for case in sorted({p.parent for p in data_dir.rglob(pattern)}):
+            # the label map last: errors about the case as a whole name it
+            files = sorted(case.iterdir(), key=lambda p: (fnmatch.fnmatch(p.name, pattern), p.name))
+            items.append(Item(case.name, self.group_of(case.name), tuple(map(str, files))))
+        return items
 
     def _find(self, item: Item, pattern: str, what: str, *, required: bool = True) -> Path | None:
         hits = [Path(f) for f in item.files if fnmatch.fnmatch(Path(f).name, pattern)]

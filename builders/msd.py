@@ -9,7 +9,7 @@ percentile window. The left/right midline is the body found in the first channel
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -155,15 +155,13 @@ class MedicalSegmentationDecathlon(VolumeBuilder):
         if "task" not in self.__dict__:
             return SOURCE
         task = self.task
-        return SourceInfo(
-            **{
-                **SOURCE.__dict__,
-                "name": f"msd_{slug(task.name)}",
-                "title": f"Medical Segmentation Decathlon: {task.name}",
-                "modality": "/".join(dict.fromkeys(map(record_modality, task.modalities.values()))),
-                "body_part": BODY_PARTS.get(slug(task.name).replace("_", ""), task.name.lower()),
-                "labels": tuple(t.spec for t in self.targets()),
-            }
+        return replace(
+            SOURCE,
+            name=f"msd_{slug(task.name)}",
+            title=f"Medical Segmentation Decathlon: {task.name}",
+            modality="/".join(dict.fromkeys(map(record_modality, task.modalities.values()))),
+            body_part=BODY_PARTS.get(slug(task.name).replace("_", ""), task.name.lower()),
+            labels=tuple(t.spec for t in self.targets()),
         )
 
     def targets(self) -> list[Target]:

@@ -145,7 +145,7 @@ class VolumeBuilder(MedGroundBuilder):
         label_img = read_nifti(files.label)
         spatial_shape(label_img, files.label)
         opened = {}
-        for path in {c.path for c in files.channels} | set(files.context.values()):
+        for path in dict.fromkeys([*(c.path for c in files.channels), *files.context.values()]):
             img = read_nifti(path)
             check_same_grid(files.label, label_img, path, img, atol=atol)
             opened[path] = img

@@ -430,6 +430,24 @@ def test_bad_volume_input_names_file_and_problem(tmp_path, case):
     assert err.value.path == str(root / bad_file)
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda data: data[: len(data) // 2], "cannot read voxel data"),
+        (lambda data: b"not a nifti file at all", "not a readable NIfTI file"),
+    ],
+)
+def test_truncated_or_foreign_file(tmp_path, damage, problem):
+    root = labelmap_case(tmp_path / "corpus")
+    image = root / "images" / "c1.nii.gz"
+    image.write_bytes(damage(image.read_bytes()))
+    with pytest.raises(InputError, match=problem) as err:
+        build(
+            "nifti_labelmap", root, tmp_path / "out", options={"label_names": {"1": "a", "2": "b"}}
+        )
+    assert err.value.path == str(image)
+
+
 def test_bad_case_skipped_with_on_error_skip(tmp_path):
     root = labelmap_case(tmp_path / "corpus", labels=fractional_labels())
     image, labels = phantom(1)
