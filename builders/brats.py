@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -101,17 +102,25 @@ class BratsConfig(VolumeConfig):
     whole_tumour: bool = False
     every_k: int = 10
     min_area_px: int = 100
-    modality_patterns: dict[str, str] = field(
+    # File name globs, matched case-insensitively: the DeepMedic-style BraTS 2013/2015 names
+    # (Flair_subtrMeanDivStd, T1c_..., OTMultiClass, brainmask) and the later _flair/_t1ce/_seg.
+    modality_patterns: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {
-            "flair": "*Flair*.nii*",
-            "t1c": "*T1c*.nii*",
-            "t1": "*T1_*.nii*",
-            "t2": "*T2*.nii*",
+            "flair": ("*flair*.nii*",),
+            "t1c": ("*t1c*.nii*",),
+            "t1": ("*t1_*.nii*", "*_t1.nii*"),
+            "t2": ("*t2*.nii*",),
         }
     )
-    label_pattern: str = "*OTMultiClass*.nii*"
-    brain_mask_pattern: str = "*brainmask*.nii*"
+    label_patterns: tuple[str, ...] = ("*otmulticlass*.nii*", "*_seg.nii*")
+    brain_mask_patterns: tuple[str, ...] = ("*brainmask*.nii*",)
     group_pattern: str = r"^(.*_pat\d+)(?:_\d+)?$"
+
+
+def matches(path: Path, patterns: Sequence[str]) -> bool:
+    """Whether a file's name matches one of the globs, ignoring case."""
+    name = path.name.lower()
+    return path.is_file() and any(fnmatch.fnmatch(name, p.lower()) for p in patterns)
 
 
 class Brats(VolumeBuilder):
@@ -138,7 +147,8 @@ class Brats(VolumeBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Register for BraTS 2013/2015 (http://braintumorsegmentation.org/) and convert each case "
         "to NIfTI in one folder per case: Flair*.nii.gz, T1c*.nii.gz, OTMultiClass*.nii.gz (labels "
-        "0-4) and optionally brainmask*.nii.gz, as in the DeepMedic example data. Point --data-dir "
+        "0-4) and optionally brainmask*.nii.gz, as in the DeepMedic example data (later names "
+        "*_flair, *_t1ce, *_seg.nii.gz are found too). Point --data-dir "
         "at the folder holding the case folders (subfolders such as HGG/ and LGG/ are searched)."
     )
 
@@ -164,23 +174,25 @@ class Brats(VolumeBuilder):
         return match.group(1) if match else case
 
     def list_items(self, data_dir: Path) -> list[Item]:
-        pattern = self.config.label_pattern
+        labels = self.config.label_patterns
         items = []
-        for case in sorted({p.parent for p in data_dir.rglob(pattern)}):
+        for case in sorted({p.parent for p in data_dir.rglob("*") if matches(p, labels)}):
             # the label map last: errors about the case as a whole name it
-            files = sorted(case.iterdir(), key=lambda p: (fnmatch.fnmatch(p.name, pattern), p.name))
+            files = sorted(case.iterdir(), key=lambda p: (matches(p, labels), p.name))
             items.append(Item(case.name, self.group_of(case.name), tuple(map(str, files))))
         return items
 
-    def _find(self, item: Item, pattern: str, what: str, *, required: bool = True) -> Path | None:
-        hits = [Path(f) for f in item.files if fnmatch.fnmatch(Path(f).name, pattern)]
+    def _find(
+        self, item: Item, patterns: Sequence[str], what: str, *, required: bool = True
+    ) -> Path | None:
+        hits = [Path(f) for f in item.files if matches(Path(f), patterns)]
         folder = Path(item.files[0]).parent
         if len(hits) > 1:
             raise InputError(
-                folder, f"several {what} files match {pattern}: {[p.name for p in hits]}"
+                folder, f"several {what} files match {list(patterns)}: {[p.name for p in hits]}"
             )
         if not hits and required:
-            raise InputError(folder, f"no {what} file matching {pattern}")
+            raise InputError(folder, f"no {what} file matching {list(patterns)}")
         return hits[0] if hits else None
 
     def case_files(self, item: Item) -> CaseFiles:
@@ -189,9 +201,9 @@ class Brats(VolumeBuilder):
         for name in cfg.modalities:
             path = self._find(item, cfg.modality_patterns[name], name)
             channels.append(ChannelFile(name, MODALITY_NAMES.get(name, f"MRI {name}"), path))
-        brain = self._find(item, cfg.brain_mask_pattern, "brain mask", required=False)
+        brain = self._find(item, cfg.brain_mask_patterns, "brain mask", required=False)
         return CaseFiles(
             channels=channels,
-            label=self._find(item, cfg.label_pattern, "label map"),
+            label=self._find(item, cfg.label_patterns, "label map"),
             context={"brain": brain} if brain else {},
         )

@@ -128,18 +128,33 @@ def test_brats_slices_are_radiological(brats_dir, brats_rows):
             assert same > 0.98 and mirrored < same - 0.1, (r["id"], same, mirrored)
 
 
-def test_brats_without_brain_mask_uses_the_head_as_midline(brats_dir, brats_rows, tmp_path):
+def test_brats_later_names_without_brain_mask(brats_dir, brats_rows, tmp_path):
+    """``<case>_flair`` / ``_t1ce`` / ``_seg`` names and no brain mask: the head (non-background
+    voxels) is the midline reference, and lateral targets keep their side."""
+    data = tmp_path / "brats19"
+    names = {"Flair": "flair", "T1c": "t1ce", "OTMultiClass": "seg"}
+    for case in sorted({r["case_id"] for r in brats_rows}):
+        folder = data / f"BraTS19_{case}"
+        folder.mkdir(parents=True)
+        for prefix, suffix in names.items():
+            (source,) = (brats_dir / case).glob(f"{prefix}*.nii.gz")
+            (folder / f"BraTS19_{case}_{suffix}.nii.gz").symlink_to(source)
     out = tmp_path / "nomask"
-    options = {"brain_mask_pattern": "no-such-file*", "max_slices": 2}
-    manifest = build("brats", brats_dir, out, options=options)
+    manifest = build("brats", data, out, options={"max_slices": 2})
     rows = records(out)
+    assert manifest["counts"]["items_built"] == 3
     assert all(len(r["provenance"]["source_files"]) == 2 for r in rows)
     assert all("brain" not in r["relations"]["inside"] for r in rows)
     with_mask = {r["id"]: r["spatial"]["patient_side"] for r in brats_rows}
-    shared = [r for r in rows if r["id"] in with_mask and r["spatial"]["patient_side"] != "midline"]
-    assert len(shared) >= 5 and manifest["counts"]["items_built"] == 3
-    for r in shared:
-        assert r["spatial"]["patient_side"] == with_mask[r["id"]], r["id"]
+    shared = [
+        (r["id"].replace("BraTS19_", ""), r["spatial"]["patient_side"])
+        for r in rows
+        if r["spatial"]["patient_side"] != "midline"
+    ]
+    shared = [(key, side) for key, side in shared if key in with_mask]
+    assert len(shared) >= 5
+    for key, side in shared:
+        assert side == with_mask[key], key
 
 
 def test_brats_whole_tumour_and_one_image_per_modality(brats_dir, tmp_path):
