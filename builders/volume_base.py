@@ -150,12 +150,17 @@ class VolumeBuilder(MedGroundBuilder):
             check_same_grid(files.label, label_img, path, img, atol=atol)
             opened[path] = img
         transform = canonical_transform(label_img.affine)
+
+        def canonical(data: np.ndarray) -> np.ndarray:
+            """Same grid as the label map (checked above), so the same flips/permutation."""
+            return reorient(data, label_img.affine, transform)[0]
+
         labels = label_values(load_data(label_img, files.label), files.label)
         targets = self.targets()
         check_known_values(labels, sorted({v for t in targets for v in t.values}), files.label)
         labels, affine = reorient(labels, label_img.affine, transform)
         context = {
-            name: reorient(binary_values(load_data(opened[path], path)), affine, transform)[0]
+            name: canonical(binary_values(load_data(opened[path], path)))
             for name, path in files.context.items()
         }
         for name, mask in context.items():
@@ -169,7 +174,7 @@ class VolumeBuilder(MedGroundBuilder):
         for cf in files.channels:
             if cf.path not in arrays:
                 data = load_data(opened[cf.path], cf.path, allow_4d=cf.index is not None)
-                arrays[cf.path] = reorient(data, affine, transform)[0]
+                arrays[cf.path] = canonical(data)
             data = arrays[cf.path]
             if cf.index is not None:
                 if data.ndim != 4 or cf.index >= data.shape[3]:
@@ -196,9 +201,7 @@ class VolumeBuilder(MedGroundBuilder):
             affine=affine,
             targets=targets,
             midline_x=midline_x(reference, affine),
-            source_files=[c.path.name for c in files.channels]
-            + [files.label.name]
-            + [p.name for p in files.context.values()],
+            source_files=[p.name for p in dict.fromkeys(opened)] + [files.label.name],
             context=context,
         )
 

@@ -158,7 +158,8 @@ def reorient(
 
 
 def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(v) for v in nib.affines.voxel_sizes(affine))  # type: ignore[return-value]
+    x, y, z = (float(v) for v in nib.affines.voxel_sizes(affine))
+    return x, y, z
 
 
 # ---- display ----------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ class SliceGeometry:
 
     axis: str
     index: int
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
     affine: np.ndarray
 
     def world(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -330,7 +331,7 @@ def _panels(channels: Sequence[Channel], layout: str) -> list[tuple[str | None, 
 def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
     """One sample per selected slice (and per modality in ``per_record`` layout)."""
     axis = AXES[options.axis]
-    shape = tuple(int(v) for v in case.labels.shape)
+    shape = case.labels.shape
     structures: Mapping[str, Sequence[int]] = {t.spec.name: t.values for t in case.targets}
     indices = select_slices(area_profiles(case.labels, structures, axis), options.policy)
     spacing = voxel_spacing(case.affine)
@@ -341,7 +342,7 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
             c.name: c.window.apply(display_slice(c.data, options.axis, index))
             for c in case.channels
         }
-        geometry = SliceGeometry(options.axis, index, shape, case.affine)  # type: ignore[arg-type]
+        geometry = SliceGeometry(options.axis, index, shape, case.affine)
         masks = [(t.spec, np.isin(labels, t.values)) for t in case.targets]
         context = {n: display_slice(m, options.axis, index) for n, m in case.context.items()}
         for variant, shown in panels:
