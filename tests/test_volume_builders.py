@@ -4,6 +4,8 @@ and every kind of bad input."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -208,6 +210,35 @@ def test_brats_bad_case_is_skipped_and_counted(brats_dir, tmp_path):
     skipped = [s for s in manifest["skipped"] if s["stage"] == "input"]
     assert skipped[0]["item"] == "brats_2013_pat0005_1"
     assert "differs" in skipped[0]["reason"]
+
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from medground_hf.build import build
+build("brats", sys.argv[1], sys.argv[2], options={"max_slices": 1})
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_brats_peak_memory_does_not_grow_with_cases(brats_dir, tmp_path):
+    """One case in memory at a time: 6 cases peak like 1 (a case's volumes are ~130 MiB)."""
+    cases = sorted(p for p in brats_dir.iterdir() if p.is_dir())
+    peaks = {}
+    for count in (1, 6):
+        data = tmp_path / f"cases{count}"
+        for index in range(count):
+            folder = data / f"{cases[index % len(cases)].name}_r{index}"
+            folder.mkdir(parents=True)
+            for f in cases[index % len(cases)].iterdir():
+                (folder / f.name).symlink_to(f)
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(data), str(tmp_path / f"out{count}")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks[count] = int(proc.stdout.split()[-1]) / 1024
+    assert peaks[6] - peaks[1] < 40, peaks
 
 
 # ---- constructed volumes ------------------------------------------------------------------------
