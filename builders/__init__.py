@@ -11,6 +11,9 @@ REGISTRY: dict[str, str] = {
     "image_mask_folder": "image_mask_folder:ImageMaskFolder",
     "kvasir_seg": "kvasir_seg:KvasirSeg",
     "hc18": "hc18:HC18",
+    "nifti_labelmap": "nifti_labelmap:NiftiLabelmap",
+    "msd": "msd:MedicalSegmentationDecathlon",
+    "brats": "brats:Brats",
 }
 
 

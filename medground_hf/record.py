@@ -118,11 +118,18 @@ GROUNDING_FEATURES = Features(
 )
 
 
-def image_key(case_id: str, slice_axis: str | None = None, slice_index: int | None = None) -> str:
-    """The image part of an id: the case for 2D sources, ``case/axis-NNN`` for volume slices."""
+def image_key(
+    case_id: str,
+    slice_axis: str | None = None,
+    slice_index: int | None = None,
+    variant: str | None = None,
+) -> str:
+    """The image part of an id: the case for 2D sources, ``case/axis-NNN`` for volume slices,
+    ``case/axis-NNN/variant`` when one slice is rendered as several images (one per modality)."""
     if slice_axis is None:
         return case_id
-    return f"{case_id}/{slice_axis}-{slice_index:03d}"
+    key = f"{case_id}/{slice_axis}-{slice_index:03d}"
+    return f"{key}/{variant}" if variant else key
 
 
 def record_id(source: str, image: str, label: str, instance: int) -> str:

@@ -51,12 +51,14 @@ class Sample:
     context: dict[str, np.ndarray] = field(default_factory=dict)
     patient_side: Callable[[np.ndarray], str] | None = None
     split: str = "train"
+    # Which rendering of the slice this is when one slice yields several images (one per modality).
+    image_variant: str | None = None
 
     @property
     def image_key(self) -> str:
         if self.slice is None:
             return image_key(self.case_id)
-        return image_key(self.case_id, self.slice.axis, self.slice.index)
+        return image_key(self.case_id, self.slice.axis, self.slice.index, self.image_variant)
 
 
 @dataclass

@@ -187,3 +187,11 @@ def kvasir_queries(built_kvasir: Path, tmp_path_factory) -> Path:
 def hc18_queries(built_hc18: Path, tmp_path_factory) -> Path:
     """``built_hc18`` with simple kept queries on most targets (treat as read-only)."""
     return with_queries(built_hc18, tmp_path_factory.mktemp("queries") / "hc18")
+
+
+@pytest.fixture(scope="session")
+def built_brats(brats_dir: Path, tmp_path_factory) -> Path:
+    """A dataset folder built from the BraTS samples, default slice policy (treat as read-only)."""
+    out = tmp_path_factory.mktemp("built") / "brats"
+    build("brats", brats_dir, out)
+    return out

@@ -1,0 +1,215 @@
+"""Medical Segmentation Decathlon tasks: ``dataset.json`` + ``imagesTr/`` + ``labelsTr/``.
+
+``dataset.json`` declares the ``modality`` channels (multi-modal images are 4D, channels last),
+the ``labels`` (value -> name, 0 = background) and the ``training`` pairs. CT channels get a HU
+window (lung for the lung task, soft tissue otherwise, or ``ct_preset``), MR channels the robust
+percentile window. The left/right midline is the body found in the first channel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+import datasets
+
+from medground_hf.errors import InputError
+from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.volumes import Target
+
+from .base import Item
+from .volume_base import (
+    CaseFiles,
+    ChannelFile,
+    VolumeBuilder,
+    VolumeConfig,
+    nifti_stem,
+    slug,
+)
+
+DATASET_JSON = "dataset.json"
+REQUIRED_KEYS = ("labels", "modality", "training")
+BODY_PARTS = {
+    "braintumour": "brain",
+    "heart": "heart",
+    "liver": "liver",
+    "hippocampus": "brain",
+    "prostate": "prostate",
+    "lung": "lung",
+    "pancreas": "pancreas",
+    "hepaticvessel": "liver",
+    "spleen": "spleen",
+    "colon": "colon",
+}
+
+SOURCE = SourceInfo(
+    name="msd",
+    title="Medical Segmentation Decathlon",
+    license="cc-by-sa-4.0",
+    license_url="https://creativecommons.org/licenses/by-sa/4.0/",
+    commercial_use=True,
+    homepage="http://medicaldecathlon.com/",
+    citation=(
+        "@article{antonelli2022msd,\n"
+        "  title={The Medical Segmentation Decathlon},\n"
+        "  author={Antonelli, Michela and Reinke, Annika and Bakas, Spyridon and others},\n"
+        "  journal={Nature Communications},\n  volume={13},\n  pages={4128},\n  year={2022}\n}"
+    ),
+    modality="CT/MRI",
+    body_part="various",
+    description="Ten CT and MRI segmentation tasks (brain tumour, heart, liver, hippocampus, "
+    "prostate, lung, pancreas, hepatic vessel, spleen, colon), rendered as slices in the "
+    "radiological convention with the patient side of every target.",
+)
+
+
+def record_modality(name: str) -> str:
+    """``CT`` stays CT; MR sequence names become ``MRI <name>``."""
+    upper = name.strip().upper()
+    if upper == "CT":
+        return "CT"
+    if upper in ("MR", "MRI"):
+        return "MRI"
+    return f"MRI {name.strip()}"
+
+
+@dataclass
+class MsdTask:
+    """What ``dataset.json`` says about one task."""
+
+    name: str
+    labels: dict[int, str]
+    modalities: dict[int, str]
+    training: list[tuple[Path, Path]]
+    description: str
+
+
+def read_dataset_json(data_dir: Path) -> MsdTask:
+    """Parse and check ``dataset.json``; every problem names the file."""
+    path = data_dir / DATASET_JSON
+    if not path.is_file():
+        raise InputError(path, "dataset.json is missing (not a Decathlon task folder)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"unreadable JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise InputError(path, "top level must be an object")
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise InputError(path, f"missing key(s) {missing}; a Decathlon task needs {REQUIRED_KEYS}")
+    try:
+        labels = {int(k): str(v) for k, v in meta["labels"].items()}
+        modalities = {int(k): str(v) for k, v in meta["modality"].items()}
+        training = [
+            (data_dir / entry["image"], data_dir / entry["label"]) for entry in meta["training"]
+        ]
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise InputError(
+            path,
+            "labels/modality must map integer keys to names and training must list "
+            f"{{'image', 'label'}} pairs: {exc!r}",
+        ) from exc
+    if not any(k != 0 for k in labels):
+        raise InputError(path, "labels declare no foreground label")
+    if not modalities:
+        raise InputError(path, "modality is empty")
+    return MsdTask(
+        name=str(meta.get("name") or data_dir.name),
+        labels=labels,
+        modalities=dict(sorted(modalities.items())),
+        training=training,
+        description=str(meta.get("description") or ""),
+    )
+
+
+@dataclass
+class MsdConfig(VolumeConfig):
+    """``single_region_labels`` keeps those labels (by name) as one region per slice."""
+
+    single_region_labels: tuple[str, ...] = ()
+
+
+class MedicalSegmentationDecathlon(VolumeBuilder):
+    """Medical Segmentation Decathlon (any task): 3D/4D NIfTI images and label maps."""
+
+    VERSION = datasets.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Slices in the radiological convention, patient side per target."}
+    BUILDER_CONFIG_CLASS = MsdConfig
+    BUILDER_CONFIGS = [MsdConfig(name="default", version=VERSION)]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Download a task archive (e.g. Task01_BrainTumour.tar) from http://medicaldecathlon.com/, "
+        "extract it and point --data-dir at the task folder holding dataset.json, imagesTr/ and "
+        "labelsTr/."
+    )
+
+    @cached_property
+    def task(self) -> MsdTask:
+        return read_dataset_json(Path(self.config.data_dir).expanduser())
+
+    @property
+    def source(self) -> SourceInfo:
+        """Static metadata until dataset.json has been read (by ``list_items``), then its labels."""
+        if "task" not in self.__dict__:
+            return SOURCE
+        task = self.task
+        return replace(
+            SOURCE,
+            name=f"msd_{slug(task.name)}",
+            title=f"Medical Segmentation Decathlon: {task.name}",
+            modality="/".join(dict.fromkeys(map(record_modality, task.modalities.values()))),
+            body_part=BODY_PARTS.get(slug(task.name).replace("_", ""), task.name.lower()),
+            labels=tuple(t.spec for t in self.targets()),
+        )
+
+    def targets(self) -> list[Target]:
+        single = set(self.config.single_region_labels)
+        modalities = tuple(dict.fromkeys(map(record_modality, self.task.modalities.values())))
+        return [
+            Target(
+                LabelSpec(
+                    id=value,
+                    name=slug(name),
+                    display=name.strip().lower(),
+                    single_region=slug(name) in single,
+                    min_size=int(self.config.min_size),
+                    modalities=modalities,
+                ),
+                (value,),
+            )
+            for value, name in sorted(self.task.labels.items())
+            if value != 0
+        ]
+
+    def list_items(self, data_dir: Path) -> list[Item]:
+        known = [slug(name) for name in self.task.modalities.values()]
+        unknown = [m for m in self.config.modalities if m not in known]
+        if unknown:
+            raise InputError(
+                data_dir / DATASET_JSON, f"modalities {unknown} not declared; declared: {known}"
+            )
+        return [
+            Item(nifti_stem(image), nifti_stem(image), (str(image), str(label)))
+            for image, label in self.task.training
+        ]
+
+    def ct_preset(self, channel: ChannelFile) -> str | None:
+        if channel.modality != "CT":
+            return None
+        if self.config.ct_preset:
+            return self.config.ct_preset
+        return "lung" if "lung" in self.task.name.lower() else "soft_tissue"
+
+    def case_files(self, item: Item) -> CaseFiles:
+        image, label = (Path(f) for f in item.files)
+        several = len(self.task.modalities) > 1
+        available = {
+            slug(name): ChannelFile(
+                slug(name), record_modality(name), image, index if several else None
+            )
+            for index, name in self.task.modalities.items()
+        }
+        wanted = self.config.modalities or list(available)
+        return CaseFiles(channels=[available[name] for name in wanted], label=label)

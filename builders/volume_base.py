@@ -1,0 +1,210 @@
+"""The shared base of volume builders: a case of NIfTI files in, one sample per selected slice out.
+
+A subclass finds its cases (``list_items``) and says which files of a case are which
+(``case_files``); reading, grid checks, reorientation, windowing, slice selection and rendering
+are shared (:mod:`medground_hf.volumes`). One case is held in memory at a time, and the whole case
+is validated before any slice is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medground_hf.errors import InputError
+from medground_hf.intensity import DEFAULT_PERCENTILES, window_for
+from medground_hf.sample import Sample
+from medground_hf.slices import SlicePolicy
+from medground_hf.volumes import (
+    AFFINE_ATOL_MM,
+    MIDLINE_BAND_MM,
+    Channel,
+    RenderOptions,
+    Target,
+    VolumeCase,
+    binary_values,
+    body_mask,
+    canonical_transform,
+    check_same_grid,
+    label_values,
+    load_data,
+    midline_x,
+    read_nifti,
+    render_case,
+    reorient,
+    spatial_shape,
+)
+
+from .base import Item, MedGroundBuilder, MedGroundConfig
+
+
+@dataclass
+class VolumeConfig(MedGroundConfig):
+    """Rendering options every volume source shares (see docs/volumes.md)."""
+
+    axis: str = "axial"
+    layout: str = "side_by_side"
+    modalities: tuple[str, ...] = ()
+    every_k: int = 0
+    min_area_px: int = 64
+    min_gap: int = 3
+    max_slices: int | None = None
+    midline_band_mm: float = MIDLINE_BAND_MM
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    ct_preset: str | None = None
+    min_size: int = 16
+    affine_atol: float = AFFINE_ATOL_MM
+
+    def render_options(self) -> RenderOptions:
+        """Validated rendering options (overrides bypass ``__post_init__``, so check here)."""
+        policy = SlicePolicy(
+            every_k=int(self.every_k),
+            min_area_px=int(self.min_area_px),
+            min_gap=int(self.min_gap),
+            max_slices=None if self.max_slices is None else int(self.max_slices),
+        )
+        return RenderOptions(
+            axis=self.axis, policy=policy, layout=self.layout, band_mm=float(self.midline_band_mm)
+        )
+
+
+@dataclass
+class ChannelFile:
+    """Where one modality of a case lives: a file, and the channel index for 4D files."""
+
+    name: str
+    modality: str
+    path: Path
+    index: int | None = None
+
+
+@dataclass
+class CaseFiles:
+    """The files of one case: its modalities, its label map and optional context masks."""
+
+    channels: list[ChannelFile]
+    label: Path
+    context: dict[str, Path] = field(default_factory=dict)
+
+
+def nifti_stem(path: Path) -> str:
+    """``case_001.nii.gz`` -> ``case_001``."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def slug(text: str) -> str:
+    """A name as an id part: ``"non-enhancing tumor"`` -> ``non_enhancing_tumor``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.strip().lower()).strip("_")
+
+
+def check_known_values(labels: np.ndarray, known: Sequence[int], path: Path) -> None:
+    """Every non-zero value of the label map must be a declared label."""
+    present = np.flatnonzero(np.bincount(labels.ravel()))
+    unknown = sorted(set(int(v) for v in present) - {0} - set(known))
+    if unknown:
+        raise InputError(path, f"label values {unknown} are not declared labels {sorted(known)}")
+
+
+class VolumeBuilder(MedGroundBuilder):
+    """A source of NIfTI cases: subclasses give ``list_items``, ``case_files`` and ``targets``."""
+
+    BUILDER_CONFIG_CLASS = VolumeConfig
+
+    def _info(self):
+        self.render_options = self.config.render_options()
+        self.check_config()
+        return super()._info()
+
+    def check_config(self) -> None:
+        """Raise ValueError on options that make no sense for this source."""
+
+    # ---- what a subclass provides -------------------------------------------------------------
+    def case_files(self, item: Item) -> CaseFiles:
+        raise NotImplementedError
+
+    def targets(self) -> list[Target]:
+        raise NotImplementedError
+
+    def ct_preset(self, channel: ChannelFile) -> str | None:
+        """The HU window of a channel, or None for the percentile window (non-CT)."""
+        return self.config.ct_preset
+
+    # ---- shared -------------------------------------------------------------------------------
+    def load_case(self, item: Item) -> VolumeCase:
+        """Read and check every file of a case, then reorient it to canonical RAS."""
+        files = self.case_files(item)
+        atol = float(self.config.affine_atol)
+        label_img = read_nifti(files.label)
+        spatial_shape(label_img, files.label)
+        opened = {}
+        for path in dict.fromkeys([*(c.path for c in files.channels), *files.context.values()]):
+            img = read_nifti(path)
+            check_same_grid(files.label, label_img, path, img, atol=atol)
+            opened[path] = img
+        transform = canonical_transform(label_img.affine)
+
+        def canonical(data: np.ndarray) -> np.ndarray:
+            """Same grid as the label map (checked above), so the same flips/permutation."""
+            return reorient(data, label_img.affine, transform)[0]
+
+        labels = label_values(load_data(label_img, files.label), files.label)
+        targets = self.targets()
+        check_known_values(labels, sorted({v for t in targets for v in t.values}), files.label)
+        labels, affine = reorient(labels, label_img.affine, transform)
+        context = {
+            name: canonical(binary_values(load_data(opened[path], path)))
+            for name, path in files.context.items()
+        }
+        for name, mask in context.items():
+            if not mask.any():
+                raise InputError(files.context[name], f"{name} mask is empty")
+        # The first context mask (e.g. the brain) is the midline reference and the MR window's
+        # foreground; without one, the body found in the first modality is.
+        reference = next(iter(context.values()), None)
+        arrays: dict[Path, np.ndarray] = {}
+        channels = []
+        for cf in files.channels:
+            if cf.path not in arrays:
+                data = load_data(opened[cf.path], cf.path, allow_4d=cf.index is not None)
+                arrays[cf.path] = canonical(data)
+            data = arrays[cf.path]
+            if cf.index is not None:
+                if data.ndim != 4 or cf.index >= data.shape[3]:
+                    raise InputError(
+                        cf.path,
+                        f"channel {cf.index} ({cf.name}) missing: expected a 4D image with "
+                        f"channels last, got shape {data.shape}",
+                    )
+                data = data[..., cf.index]
+            window = window_for(
+                data,
+                ct_preset=self.ct_preset(cf),
+                percentiles=tuple(self.config.percentiles),
+                foreground=reference,
+            )
+            channels.append(Channel(cf.name, cf.modality, data, window))
+        if reference is None:
+            reference = body_mask(channels[0].data)
+        return VolumeCase(
+            case_id=item.key,
+            group_id=item.group,
+            channels=channels,
+            labels=labels,
+            affine=affine,
+            targets=targets,
+            midline_x=midline_x(reference, affine),
+            source_files=[p.name for p in dict.fromkeys(opened)] + [files.label.name],
+            context=context,
+        )
+
+    def load_item(self, item: Item) -> Iterator[Sample]:
+        case = self.load_case(item)
+        return render_case(case, self.render_options)
