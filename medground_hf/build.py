@@ -94,9 +94,11 @@ def run_builder(
         if isinstance(cause, InputError):
             raise cause from None
         raise
+    # a split whose every item was skipped holds no data: there is nothing to load or write
     splits = {
         name: builder.as_dataset(split=name)
-        for name in sorted(builder.info.splits or {}, key=split_key)
+        for name, info in sorted((builder.info.splits or {}).items(), key=lambda s: split_key(s[0]))
+        if info.num_examples
     }
     return builder, splits
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import pytest
+# ``datasets`` keys its cache for a local folder on the folder's name and card: give every test
+# session a fresh cache so no test can read rows of an earlier session's same-named folder.
+_CACHE = tempfile.mkdtemp(prefix="medground-test-cache-")
+os.environ["HF_DATASETS_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
-from medground_hf.build import build
+import pytest  # noqa: E402
+
+from medground_hf.build import build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MEDGROUND_SHARED_DATA", REPO.parent / "shared" / "data"))

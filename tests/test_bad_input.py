@@ -188,3 +188,21 @@ def test_refuses_to_overwrite_a_non_empty_out(corpus, tmp_path):
     with pytest.raises(Exception, match="not empty"):
         build("image_mask_folder", corpus, out)
     build("image_mask_folder", corpus, out, overwrite=True)
+
+
+def test_a_split_whose_every_item_is_skipped(tmp_path):
+    """All of one split's items broken: the other splits are built and the counts add up."""
+    from medground_hf.splits import assign_split
+
+    root = tmp_path / "c"
+    stems = [f"s{i}" for i in range(30)]
+    test_stems = [s for s in stems if assign_split(s) == "test"]
+    assert test_stems and len(test_stems) < len(stems)
+    for stem in stems:
+        write_pair(root, stem, value=0 if stem in test_stems else 255)
+    out = tmp_path / "out"
+    manifest = build("image_mask_folder", root, out, on_error="skip")
+    assert "test" not in manifest["counts"]["splits"]
+    assert manifest["counts"]["items_skipped"] == len(test_stems)
+    assert manifest["counts"]["items_built"] == len(stems) - len(test_stems)
+    assert "test" not in load_dataset(str(out), "grounding")
