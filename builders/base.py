@@ -19,7 +19,7 @@ import datasets
 from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.sample import Sample, sample_to_records
-from medground_hf.source import SourceInfo
+from medground_hf.source import LabelSpec, SourceInfo
 from medground_hf.splits import DEFAULT_RATIOS, assign_split, validate_ratios
 
 
@@ -51,6 +51,37 @@ class MedGroundConfig(datasets.BuilderConfig):
         if self.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
         validate_ratios(self.split_ratios)
+
+
+@dataclass
+class CustomSourceConfig(MedGroundConfig):
+    """Provenance options of the generic builders, whose source is the user's own corpus."""
+
+    source_name: str = "custom"
+    source_title: str = "Custom corpus"
+    license: str = "unknown"
+    license_url: str = ""
+    commercial_use: bool = False
+    homepage: str = ""
+    citation: str = ""
+    modality: str = "unknown"
+    body_part: str = "unknown"
+
+    def source_info(self, labels: tuple[LabelSpec, ...], what: str) -> SourceInfo:
+        """The :class:`SourceInfo` these options describe; ``what`` words the default summary."""
+        return SourceInfo(
+            name=self.source_name,
+            title=self.source_title,
+            license=self.license,
+            license_url=self.license_url,
+            commercial_use=self.commercial_use,
+            homepage=self.homepage,
+            citation=self.citation,
+            modality=self.modality,
+            body_part=self.body_part,
+            description=self.description or f"{self.source_title}: {what}.",
+            labels=labels,
+        )
 
 
 class MedGroundBuilder(datasets.GeneratorBasedBuilder):

@@ -31,7 +31,7 @@ from medground_hf.imageio import (
 from medground_hf.sample import Sample
 from medground_hf.source import LabelSpec, SourceInfo
 
-from .base import Item, MedGroundBuilder, MedGroundConfig
+from .base import CustomSourceConfig, Item, MedGroundBuilder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_MODES = ("binary", "labels", "colours")
@@ -48,7 +48,7 @@ def _parse_colour(key: str | tuple) -> tuple[int, int, int]:
 
 
 @dataclass
-class ImageMaskFolderConfig(MedGroundConfig):
+class ImageMaskFolderConfig(CustomSourceConfig):
     """Layout, mask encoding and source metadata of one image/mask folder."""
 
     images_subdir: str = "images"
@@ -66,13 +66,6 @@ class ImageMaskFolderConfig(MedGroundConfig):
     group_pattern: str | None = None
     source_name: str = "image_mask_folder"
     source_title: str = "Image/mask folder"
-    license: str = "unknown"
-    license_url: str = ""
-    commercial_use: bool = False
-    homepage: str = ""
-    citation: str = ""
-    modality: str = "unknown"
-    body_part: str = "unknown"
 
     def validate(self) -> None:
         super().validate()
@@ -119,20 +112,7 @@ class ImageMaskFolder(MedGroundBuilder):
 
     @cached_property
     def source(self) -> SourceInfo:
-        cfg = self.config
-        return SourceInfo(
-            name=cfg.source_name,
-            title=cfg.source_title,
-            license=cfg.license,
-            license_url=cfg.license_url,
-            commercial_use=cfg.commercial_use,
-            homepage=cfg.homepage,
-            citation=cfg.citation,
-            modality=cfg.modality,
-            body_part=cfg.body_part,
-            description=cfg.description or f"{cfg.source_title}: 2D images with expert masks.",
-            labels=self.label_specs(),
-        )
+        return self.config.source_info(self.label_specs(), "2D images with expert masks")
 
     def image_dir(self, data_dir: Path) -> Path:
         return data_dir / self.config.images_subdir

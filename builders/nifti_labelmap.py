@@ -23,7 +23,7 @@ from medground_hf.errors import InputError
 from medground_hf.source import LabelSpec, SourceInfo
 from medground_hf.volumes import Target
 
-from .base import Item
+from .base import CustomSourceConfig, Item
 from .volume_base import CaseFiles, ChannelFile, VolumeBuilder, VolumeConfig, nifti_stem, slug
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -55,7 +55,7 @@ def read_label_names(path: Path) -> dict[int, str]:
 
 
 @dataclass
-class NiftiLabelmapConfig(VolumeConfig):
+class NiftiLabelmapConfig(VolumeConfig, CustomSourceConfig):
     """Layout, label names and source metadata of one NIfTI label-map corpus."""
 
     images_subdir: str = "images"
@@ -68,12 +68,6 @@ class NiftiLabelmapConfig(VolumeConfig):
     modality: str = "MRI"
     source_name: str = "nifti_labelmap"
     source_title: str = "NIfTI label-map volumes"
-    license: str = "unknown"
-    license_url: str = ""
-    commercial_use: bool = False
-    homepage: str = ""
-    citation: str = ""
-    body_part: str = "unknown"
 
 
 class NiftiLabelmap(VolumeBuilder):
@@ -105,19 +99,8 @@ class NiftiLabelmap(VolumeBuilder):
 
     @cached_property
     def source(self) -> SourceInfo:
-        cfg = self.config
-        return SourceInfo(
-            name=cfg.source_name,
-            title=cfg.source_title,
-            license=cfg.license,
-            license_url=cfg.license_url,
-            commercial_use=cfg.commercial_use,
-            homepage=cfg.homepage,
-            citation=cfg.citation,
-            modality=cfg.modality,
-            body_part=cfg.body_part,
-            description=cfg.description or f"{cfg.source_title}: volumes with label maps.",
-            labels=tuple(t.spec for t in self.targets()),
+        return self.config.source_info(
+            tuple(t.spec for t in self.targets()), "volumes with label maps"
         )
 
     def targets(self) -> list[Target]:
