@@ -10,6 +10,7 @@ the skip report are shared.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,7 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                             None,
                             "min_size",
                             f"{d.label} component of {d.area_px} px below min_size",
+                            level=logging.DEBUG,
                         )
                 if not built:
                     raise InputError(

@@ -33,9 +33,15 @@ class SkipReport:
     def __init__(self, folder: str | os.PathLike | None):
         self.folder = Path(folder) if folder is not None else None
 
-    def add(self, item: str, path: str | None, stage: str, reason: str) -> None:
-        """Log the skip and, when a report folder is set, append it there."""
-        logger.warning("skipped %s [%s] (%s): %s", item, stage, path, reason)
+    def add(
+        self, item: str, path: str | None, stage: str, reason: str, level: int = logging.WARNING
+    ) -> None:
+        """Log the skip and, when a report folder is set, append it there.
+
+        Skipped items are warnings; routine drops (specks below ``min_size``) pass a lower level
+        so they are counted and kept in the report without flooding the console.
+        """
+        logger.log(level, "skipped %s [%s] (%s): %s", item, stage, path, reason)
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
