@@ -12,6 +12,7 @@ import yaml
 
 from .build import BuildError, build
 from .errors import ON_ERROR_CHOICES, InputError
+from .generation import commands as generation
 from .splits import parse_ratios
 
 
@@ -66,8 +67,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         num_proc=args.num_proc,
         options=builder_options(args),
         overwrite=args.overwrite,
+        generator=args.generator,
+        generation_options={
+            k: v for k, v in vars(generation.options_from_args(args)).items() if k != "generator"
+        },
     )
     print_summary(Path(args.out), manifest)
+    generation.print_verification(manifest.get("verification"))
     return 0
 
 
@@ -107,7 +113,13 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--options-file", default=None, help="YAML/JSON file of builder options")
     b.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    generation.add_arguments(b)
     b.set_defaults(func=cmd_build)
+
+    g = sub.add_parser("generate", help="(re)generate and verify the queries of a built folder")
+    g.add_argument("out", help="dataset folder written by `medground build`")
+    generation.add_arguments(g)
+    g.set_defaults(func=generation.cmd_generate)
 
     s = sub.add_parser("sources", help="list the source builders")
     s.set_defaults(func=cmd_sources)
@@ -124,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (InputError, BuildError, ValueError, FileNotFoundError) as exc:
+    except (
+        InputError,
+        BuildError,
+        ValueError,
+        FileNotFoundError,
+        generation.GenerationError,
+    ) as exc:
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
