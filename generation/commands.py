@@ -40,6 +40,9 @@ class GenerationOptions:
     outline: bool = True
     timeout: float = 60.0
     max_attempts: int = 6
+    retry_backoff: float = 1.0
+    batch_poll: float = 30.0
+    batch_wait: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -104,6 +107,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="do not outline the target in the image sent to the VLM",
     )
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per VLM request")
+    g.add_argument(
+        "--batch-wait",
+        type=float,
+        default=24 * 3600.0,
+        help="seconds to wait for a Message Batch before stopping (re-run to resume)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> GenerationOptions:
@@ -121,6 +130,7 @@ def options_from_args(args: argparse.Namespace) -> GenerationOptions:
         api_key_env=args.api_key_env,
         outline=args.outline,
         timeout=args.timeout,
+        batch_wait=args.batch_wait,
     )
 
 
@@ -179,7 +189,7 @@ def write_outcome(out: Path, outcome) -> None:
 
 def generate_folder(out: Path, options: GenerationOptions) -> dict:
     """Re-generate and re-verify the queries of a built folder in place; returns the manifest."""
-    from datasets import Dataset
+    from datasets import Dataset, concatenate_datasets
 
     from medground_hf.build import write_card
     from medground_hf.folder import config_splits, read_manifest, write_manifest
@@ -191,13 +201,12 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
     with tempfile.TemporaryDirectory(prefix="medground-generate-", dir=out) as tmp:
         splits = {}
         for split in sorted({s for c in ("grounding", "rejected") for s in present.get(c, [])}):
-            files = [
-                str(p)
+            parts = [
+                _targets_only(Dataset.from_parquet(files, cache_dir=tmp))
                 for config in ("grounding", "rejected")
-                for p in sorted((out / config).glob(f"{split}-*.parquet"))
+                if (files := [str(p) for p in sorted((out / config).glob(f"{split}-*.parquet"))])
             ]
-            ds = Dataset.from_parquet(files, cache_dir=tmp)
-            splits[split] = _unique_targets(ds)
+            splits[split] = _unique_targets(concatenate_datasets(parts))
         if options.generator == "none":
             raise ValueError("medground generate needs a generator (not 'none')")
         outcome = run_generation(splits, manifest["sources"], options)
@@ -210,11 +219,18 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
     return manifest
 
 
-def _unique_targets(ds):
-    """Each target once (a target may have a grounding row and several rejected rows), with its
-    queries cleared and the rejected columns dropped."""
+def _targets_only(ds):
+    """The canonical record columns of a grounding or rejected shard, queries cleared."""
     from medground_hf.record import GROUNDING_FEATURES
 
+    extra = [c for c in ds.column_names if c not in GROUNDING_FEATURES]
+    ds = ds.remove_columns(extra)
+    ds = ds.map(lambda b: {"queries": [[] for _ in b["id"]]}, batched=True)
+    return ds.cast(GROUNDING_FEATURES)
+
+
+def _unique_targets(ds):
+    """Each target once: a target may have a grounding row and several rejected rows."""
     seen: set[str] = set()
 
     def first(ids: list[str]) -> list[bool]:
@@ -224,11 +240,7 @@ def _unique_targets(ds):
             seen.add(i)
         return keep
 
-    ds = ds.filter(first, input_columns="id", batched=True, load_from_cache_file=False)
-    extra = [c for c in ds.column_names if c not in GROUNDING_FEATURES]
-    ds = ds.remove_columns(extra)
-    ds = ds.map(lambda b: {"queries": [[] for _ in b["id"]]}, batched=True)
-    return ds.cast(GROUNDING_FEATURES)
+    return ds.filter(first, input_columns="id", batched=True, load_from_cache_file=False)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
