@@ -19,7 +19,7 @@ from dataclasses import asdict
 import anthropic
 
 from .base import GenerationError
-from .vlm import Backend, Completion, Request, Runner, parse_json
+from .vlm import Backend, Completion, Job, Request, Runner, parse_json
 
 logger = logging.getLogger("medground_hf.generation")
 
@@ -124,17 +124,17 @@ class BatchRunner(Runner):
         self.poll_seconds = poll_seconds
         self.max_wait = max_wait
 
-    def prefetch(self, jobs: Iterable[tuple[str, Request]]) -> None:
+    def prefetch(self, jobs: Iterable[Job]) -> None:
         self.loop.run_until_complete(self._prefetch(jobs))
 
-    async def _prefetch(self, jobs: Iterable[tuple[str, Request]]) -> None:
+    async def _prefetch(self, jobs: Iterable[Job]) -> None:
         await self._collect_pending()
         submitted = {k for _, keys in self.cache.pending_batches() for k in keys}
         chunk: dict[str, Request] = {}
         for key, request in jobs:
             if key in submitted or key in chunk or self.cache.get(key) is not None:
                 continue
-            chunk[key] = request
+            chunk[key] = request()
             if len(chunk) == MAX_BATCH_REQUESTS:
                 await self._submit(chunk)
                 chunk = {}

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from string import Template
@@ -167,6 +167,11 @@ def retry_after(error: BaseException) -> float | None:
     return None
 
 
+# A request by its cache key; the request itself (image drawn, base64-encoded) is only built
+# when the cache does not answer.
+Job = tuple[str, Callable[[], Request]]
+
+
 class _WaitRetryAfter:
     """tenacity wait: the server's retry-after when given, else exponential backoff + jitter."""
 
@@ -213,20 +218,20 @@ class Runner:
             self._client = self.backend.client()
         return self._client
 
-    def run(self, jobs: Sequence[tuple[str, Request]]) -> list[Completion]:
+    def run(self, jobs: Sequence[Job]) -> list[Completion]:
         return self.loop.run_until_complete(self._run(jobs))
 
-    async def _run(self, jobs: Sequence[tuple[str, Request]]) -> list[Completion]:
+    async def _run(self, jobs: Sequence[Job]) -> list[Completion]:
         gate = asyncio.Semaphore(self.concurrency)
         inflight: dict[str, asyncio.Task] = {}
 
-        async def one(key: str, request: Request) -> Completion:
+        async def one(key: str, request: Callable[[], Request]) -> Completion:
             cached = self.cache.get(key)
             if cached is not None:
                 self.usage.cached += 1
                 return Completion(**cached)
             async with gate:
-                completion = await self.send(request)
+                completion = await self.send(request())
             if completion.cacheable:
                 self.cache.put(key, asdict(completion))
             return completion
@@ -394,19 +399,9 @@ class VLMGenerator(Generator):
             "max_tokens": self.max_tokens,
         }
 
-    def job(self, target: Target) -> tuple[str, Request]:
+    def job(self, target: Target) -> Job:
         record = target.record
         stated = facts(target)
-        image_b64, mtype = draw(record, outline=self.outline)
-        note = " The target is outlined in green." if self.outline else ""
-        text = self.prompt.user.substitute(
-            k=self.queries_per_target,
-            modality=record["modality"],
-            body_part=record["body_part"],
-            outline_note=note,
-            facts=json.dumps(stated, indent=1),
-        )
-        system = self.prompt.system.replace("$k", str(self.queries_per_target))
         key = request_key(
             {
                 "task": "generate",
@@ -417,16 +412,29 @@ class VLMGenerator(Generator):
                 "facts": stated,
             }
         )
-        request = Request(
-            system,
-            text,
-            image_b64,
-            mtype,
-            "submit_queries",
-            QUERIES_SCHEMA,
-            self.max_tokens,
-            self.temperature,
-        )
+
+        def request() -> Request:
+            image_b64, mtype = draw(record, outline=self.outline)
+            note = " The target is outlined in green." if self.outline else ""
+            text = self.prompt.user.substitute(
+                k=self.queries_per_target,
+                modality=record["modality"],
+                body_part=record["body_part"],
+                outline_note=note,
+                facts=json.dumps(stated, indent=1),
+            )
+            system = self.prompt.system.replace("$k", str(self.queries_per_target))
+            return Request(
+                system,
+                text,
+                image_b64,
+                mtype,
+                "submit_queries",
+                QUERIES_SCHEMA,
+                self.max_tokens,
+                self.temperature,
+            )
+
         return key, request
 
     def generate(self, targets: Sequence[Target]) -> list[Generated]:
@@ -466,10 +474,8 @@ class VLMJudge(Judge):
         self.prompt_version = self.prompt.version
         self.max_tokens = max_tokens
 
-    def job(self, target: Target, query: str) -> tuple[str, Request]:
+    def job(self, target: Target, query: str) -> Job:
         record = target.record
-        image_b64, mtype = draw(record, box=True)
-        text = self.prompt.user.substitute(query=query, label=target.spec.display)
         key = request_key(
             {
                 "task": "judge",
@@ -480,16 +486,21 @@ class VLMJudge(Judge):
                 "query": query,
             }
         )
-        request = Request(
-            self.prompt.system,
-            text,
-            image_b64,
-            mtype,
-            "verdict",
-            JUDGE_SCHEMA,
-            self.max_tokens,
-            0.0,
-        )
+
+        def request() -> Request:
+            image_b64, mtype = draw(record, box=True)
+            text = self.prompt.user.substitute(query=query, label=target.spec.display)
+            return Request(
+                self.prompt.system,
+                text,
+                image_b64,
+                mtype,
+                "verdict",
+                JUDGE_SCHEMA,
+                self.max_tokens,
+                0.0,
+            )
+
         return key, request
 
     def judge(self, items: Sequence[tuple[Target, str]]) -> list[tuple[bool, str]]:
