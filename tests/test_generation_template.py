@@ -1,0 +1,216 @@
+"""The template generator on the real samples, the generation+verification pipeline, the
+grounding/rejected contract, the manifest entry and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import concatenate_datasets, load_dataset
+from medground_hf.generation import vocab
+from medground_hf.generation.base import Generated, Generator
+from medground_hf.generation.commands import GenerationOptions
+from medground_hf.generation.pipeline import Siblings, Stage, labels_of, run
+from medground_hf.generation.templates import TemplateGenerator
+from medground_hf.generation.verify import STAGES
+
+from medground_hf.build import build
+from medground_hf.cli import main
+from medground_hf.folder import read_manifest
+
+
+@pytest.fixture(scope="module")
+def bare_kvasir(kvasir_dir, tmp_path_factory) -> Path:
+    """Kvasir-SEG built without a generator: every target, empty queries."""
+    out = tmp_path_factory.mktemp("bare") / "kvasir"
+    build("kvasir_seg", kvasir_dir, out, generator="none")
+    return out
+
+
+def _splits(folder: Path) -> dict:
+    return dict(load_dataset(str(folder), "grounding"))
+
+
+def _rows(folder: Path, config: str) -> list[dict]:
+    if not (folder / config).is_dir():  # e.g. no rejects at all
+        return []
+    # force_redownload: `medground generate` rewrites shards under the same names
+    parts = load_dataset(str(folder), config, download_mode="force_redownload")
+    return [r for ds in parts.values() for r in ds.remove_columns(["image"])]
+
+
+def test_plain_build_writes_queries_rejects_and_manifest(built_kvasir, bare_kvasir):
+    manifest = read_manifest(built_kvasir)
+    v = manifest["verification"]
+    assert v["generator"] == "template" and v["prompt_version"] == "template-v1"
+    assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
+    assert v["targets_total"] == v["targets_kept"] + v["targets_rejected"]
+    grounding, rejected = _rows(built_kvasir, "grounding"), _rows(built_kvasir, "rejected")
+    all_ids = {r["id"] for r in _rows(bare_kvasir, "grounding")}
+    assert v["targets_total"] == len(all_ids) == 50
+    assert len(grounding) == v["targets_kept"]
+    whole = [r for r in rejected if r["id"] not in {g["id"] for g in grounding}]
+    assert {r["id"] for r in grounding} | {r["id"] for r in whole} == all_ids  # nothing lost
+    assert sum(len(r["queries"]) for r in grounding) == v["queries_kept"]
+    assert sum(len(r["queries"]) for r in rejected) == v["queries_rejected"]
+    for row in grounding:
+        assert row["queries"] and all(q["kept"] for q in row["queries"])
+        for q in row["queries"]:
+            assert {x["stage"] for x in q["verdicts"]} == set(STAGES)
+            assert all(x["passed"] for x in q["verdicts"])
+            assert q["generator"] == "template" and q["prompt_version"] == "template-v1"
+    for row in rejected:
+        assert row["rejected_stage"] and row["rejected_reason"]
+    stages = {(s["stage"], s["source"]): s for s in v["stages"]}
+    assert set(stages) == {(stage, "kvasir_seg") for stage in STAGES}
+    assert all(0 <= s["passed"] <= s["checked"] for s in stages.values())
+    assert sum(r["count"] for r in v["reasons"]) == len(rejected)
+
+
+@pytest.mark.parametrize("folder", ["built_kvasir", "built_hc18"])
+def test_every_template_query_passes_verification(folder, request):
+    """Only whole targets may be rejected (by the offline visual check); no template query is
+    ever rejected for what it says."""
+    out = request.getfixturevalue(folder)
+    rejected = _rows(out, "rejected")
+    assert all(r["rejected_stage"] == "visual" for r in rejected), [
+        (r["id"], r["rejected_stage"], r["rejected_reason"]) for r in rejected
+    ]
+    for row in rejected:
+        for query in row["queries"]:
+            failed = [v for v in query["verdicts"] if not v["passed"]]
+            assert {v["check"] for v in failed} <= {"distinct", "not_blank"}
+
+
+def test_template_queries_are_varied_and_multi_candidate_ones_disambiguate(built_kvasir):
+    grounding = _rows(built_kvasir, "grounding")
+    texts = [q["text"] for r in grounding for q in r["queries"]]
+    assert len(set(texts)) >= 0.6 * len(texts)  # varied wording across targets too
+    styles = {q["style"] for r in grounding for q in r["queries"]}
+    assert styles == {"location", "morphology", "relational", "clinical"}
+    for row in grounding:
+        assert len({q["style"] for q in row["queries"]}) == len(row["queries"])
+        for q in row["queries"]:
+            assert not any(ch.isdigit() for ch in q["text"])
+            if "left" in q["text"] or "right" in q["text"]:
+                assert "image" in q["text"] and "patient" not in q["text"]
+        if row["num_candidates"] > 1:
+            words = ("larg", "small", "most", "farthest", "second", "third")
+            assert all(any(w in q["text"] for w in words) for q in row["queries"]), row["id"]
+
+
+def test_template_generator_is_deterministic_per_seed(bare_kvasir):
+    splits = _splits(bare_kvasir)
+    labels = labels_of(read_manifest(bare_kvasir)["sources"])
+    stage = Stage(TemplateGenerator(), None, labels, Siblings.scan(splits))
+    records = list(splits["train"].select(range(12)))
+    targets = [stage.target(r) for r in records]
+
+    def texts(seed: int, order: list) -> dict:
+        out = TemplateGenerator(seed=seed, queries_per_target=4).generate(order)
+        return {
+            t.record["id"]: [q["text"] for q in g.items] for t, g in zip(order, out, strict=True)
+        }
+
+    first = texts(7, targets)
+    assert texts(7, list(reversed(targets))) == first  # independent of batch order
+    assert texts(8, targets) != first
+    assert all(len(v) == 4 for v in first.values())
+
+
+class Planted(Generator):
+    """A stand-in generator writing fixed (partly false) queries, to test the verifier."""
+
+    name = "planted"
+    prompt_version = "planted-v1"
+
+    def __init__(self, texts: list[str]):
+        super().__init__()
+        self.texts = texts
+
+    def generate(self, targets):
+        return [Generated([{"text": t, "style": "location"} for t in self.texts]) for _ in targets]
+
+
+def test_planted_false_queries_are_rejected_with_the_right_reason(bare_kvasir):
+    splits = _splits(bare_kvasir)
+    labels = labels_of(read_manifest(bare_kvasir)["sources"])
+    planted = ["the polyp on the left side of the image", "the larger of the two polyps"]
+    outcome = run(splits, labels, Planted(planted))
+    kept = concatenate_datasets(list(outcome.grounding.values())).remove_columns(["image"])
+    rejected = concatenate_datasets(list(outcome.rejected.values())).remove_columns(["image"])
+    kept_texts = {(r["id"], q["text"]) for r in kept for q in r["queries"]}
+    reasons = {
+        (r["id"], r["queries"][0]["text"]): (r["rejected_stage"], r["rejected_reason"])
+        for r in rejected
+        if len(r["queries"]) == 1
+    }
+    records = {
+        r["id"]: r for r in concatenate_datasets(list(splits.values())).remove_columns("image")
+    }
+    checked = 0
+    for rid, record in records.items():
+        if record["visual"]["contrast"] < 0.1:
+            continue  # rejected as a whole by the visual check
+        left, larger = (rid, planted[0]), (rid, planted[1])
+        lefts = [r for r in records.values() if r["image_id"] == record["image_id"]]
+        lefts = [r["id"] for r in lefts if vocab.horizontal(r) == "left"]
+        if lefts == [rid]:  # on the left, and the only candidate there
+            assert left in kept_texts
+        else:
+            stage, reason = reasons[left]
+            assert stage == "geometry"
+            assert "is right" in reason or "center" in reason or "ambiguous" in reason, reason
+        if record["relations"]["largest"] and record["num_candidates"] == 2:
+            assert larger in kept_texts
+        else:
+            stage, reason = reasons[larger]
+            assert stage == "geometry", reason
+            assert "not the largest" in reason or "has 3 polyp candidate" in reason, reason
+        checked += 1
+    assert checked >= 40
+    v = outcome.verification
+    assert v["queries_generated"] == 2 * v["targets_total"]
+    assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
+
+
+def test_cli_build_generate_and_no_generator(kvasir_dir, tmp_path, capsys):
+    out = tmp_path / "k"
+    code = main(
+        ["build", "kvasir_seg", "--data-dir", str(kvasir_dir), "--out", str(out), "--seed", "3",
+         "--queries-per-target", "2"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "queries by template" in printed and "visual" in printed
+    first = {r["id"]: [q["text"] for q in r["queries"]] for r in _rows(out, "grounding")}
+    assert all(1 <= len(v) <= 2 for v in first.values())
+    assert main(["generate", str(out), "--seed", "4", "--queries-per-target", "4"]) == 0
+    second = {r["id"]: [q["text"] for q in r["queries"]] for r in _rows(out, "grounding")}
+    assert set(second) == set(first) and first != second
+    manifest = read_manifest(out)
+    assert (
+        manifest["verification"]["queries_generated"]
+        == 4 * manifest["verification"]["targets_total"]
+    )
+    card = (out / "README.md").read_text()
+    assert "config_name: rejected" in card
+
+    bare = tmp_path / "bare"
+    assert main(["build", "kvasir_seg", "--data-dir", str(kvasir_dir), "--out", str(bare),
+                 "--generator", "none"]) == 0  # fmt: skip
+    assert "verification" not in read_manifest(bare)
+    assert not (bare / "rejected").exists()
+    assert all(not r["queries"] for r in _rows(bare, "grounding"))
+    assert main(["generate", str(bare)]) == 0
+    assert json.loads((bare / "medground.json").read_text())["verification"]["queries_kept"] > 0
+
+
+def test_generation_options_are_validated(tmp_path, capsys):
+    with pytest.raises(ValueError, match="--batch"):
+        GenerationOptions(generator="template", batch=True)
+    with pytest.raises(ValueError, match="--generator"):
+        GenerationOptions(generator="gpt")
+    assert main(["generate", str(tmp_path)]) == 2
+    assert "medground.json missing" in capsys.readouterr().err
