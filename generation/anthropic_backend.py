@@ -23,7 +23,7 @@ from .vlm import Backend, Completion, Job, Request, Runner, parse_json
 
 logger = logging.getLogger("medground_hf.generation")
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 # USD per million input / output tokens, by model-name prefix (longest prefix wins).
 PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4-5": (5.0, 25.0),

@@ -9,10 +9,10 @@ in Arrow files on disk). Counts identities (queries generated = kept + rejected,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -241,13 +241,9 @@ def run(
     raw = {name: ds.cast_column("image", Image(decode=False)) for name, ds in splits.items()}
     if any(len(ds) for ds in raw.values()):
         generator.prefetch(stage.target(r) for ds in raw.values() for r in _iter_rows(ds))
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [generator.name, generator.model, generator.prompt_version, vars_of(generator)],
-            sort_keys=True,
-            default=str,
-        ).encode()
-    ).hexdigest()[:16]
+    # Each run is new (answers may differ between runs of a VLM): a fresh fingerprint, and no
+    # transform of this run may be loaded from an earlier run's cache files.
+    run_id = uuid.uuid4().hex[:16]
     grounding: dict[str, Dataset] = {}
     rejected: dict[str, Dataset] = {}
     stats = _Stats()
@@ -261,7 +257,7 @@ def run(
             remove_columns=ds.column_names,
             features=_OUT,
             load_from_cache_file=False,
-            new_fingerprint=f"{ds._fingerprint}-{fingerprint}",
+            new_fingerprint=f"{ds._fingerprint}-{run_id}",
             desc=f"generate+verify {name}",
         )
         stats.add(out, len(ds))
@@ -275,11 +271,6 @@ def run(
     return Outcome(grounding, rejected, verification)
 
 
-def vars_of(generator: Generator) -> dict:
-    """Settings that change the output (seed, k, model parameters), for the map fingerprint."""
-    return {k: v for k, v in vars(generator).items() if isinstance(v, (int, float, str, bool))}
-
-
 def _iter_rows(ds: Dataset):
     for batch in ds.iter(batch_size=64):
         yield from _rows(batch)
@@ -288,7 +279,10 @@ def _iter_rows(ds: Dataset):
 def _select(out: Dataset, kinds: str | tuple[str, ...], *, keep_rejected_columns: bool) -> Dataset:
     wanted = {kinds} if isinstance(kinds, str) else set(kinds)
     picked = out.filter(
-        lambda column: [k in wanted for k in column], input_columns=_KIND, batched=True
+        lambda column: [k in wanted for k in column],
+        input_columns=_KIND,
+        batched=True,
+        load_from_cache_file=False,
     )
     drop = [_KIND, _GENERATED] + ([] if keep_rejected_columns else list(REJECTED_COLUMNS))
     return picked.remove_columns(drop).cast_column("image", Image())

@@ -249,7 +249,7 @@ class Runner:
         """The one retry layer: transient errors only, honouring the server's retry-after."""
         return AsyncRetrying(
             retry=retry_if_exception(self.backend.is_transient),
-            wait=_WaitRetryAfter(wait_exponential_jitter(initial=self.backoff, max=60)),
+            wait=_WaitRetryAfter(wait_exponential_jitter(multiplier=self.backoff, max=60)),
             stop=stop_after_attempt(self.max_attempts),
             reraise=True,
         )

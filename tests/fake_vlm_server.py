@@ -39,7 +39,7 @@ def honest_queries(user_text: str) -> list[dict]:
 class Fault:
     """What the server does instead of answering normally, for one request."""
 
-    kind: str  # status | slow | malformed | refusal | lie
+    kind: str  # status | slow | malformed | refusal | lie (false query) | deny (judge says no)
     status: int = 500
     headers: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -77,7 +77,7 @@ class FakeVLM:
             return self.faults.pop(0) if self.faults else None
 
     # ---- answers ------------------------------------------------------------------------------
-    def answer(self, body: dict, openai: bool) -> dict:
+    def answer(self, body: dict, openai: bool, fault: Fault | None = None) -> dict:
         if openai:
             schema = body["response_format"]["json_schema"]["schema"]
             text = next(p["text"] for p in body["messages"][1]["content"] if p["type"] == "text")
@@ -85,7 +85,15 @@ class FakeVLM:
             schema = body["output_config"]["format"]["schema"]
             text = next(p["text"] for p in body["messages"][0]["content"] if p["type"] == "text")
         if "singles_out" in schema["properties"]:
+            if fault and fault.kind == "deny":
+                return {"singles_out": False, "reason": "it fits another region equally well"}
             return {"singles_out": True, "reason": "the query fits the boxed region only"}
+        if fault and fault.kind == "lie":
+            return {
+                "queries": [
+                    {"text": "the polyp on the left side of the image", "style": "location"}
+                ]
+            }
         return {"queries": honest_queries(text)}
 
     @staticmethod
@@ -109,10 +117,7 @@ class FakeVLM:
         if fault and fault.kind == "malformed":
             broken = [{"type": "text", "text": "{'queries': ["}]
             return self.anthropic_message(broken, "end_turn", model)
-        data = self.answer(body, openai=False)
-        if fault and fault.kind == "lie":
-            lie = {"text": "the polyp on the left side of the image", "style": "location"}
-            data = {"queries": [lie]}
+        data = self.answer(body, openai=False, fault=fault)
         text = [{"type": "text", "text": json.dumps(data)}]
         return self.anthropic_message(text, "end_turn", model)
 
@@ -123,7 +128,7 @@ class FakeVLM:
         elif fault and fault.kind == "malformed":
             message["content"] = '{"queries": [{"text": "the polyp'
         else:
-            message["content"] = json.dumps(self.answer(body, openai=True))
+            message["content"] = json.dumps(self.answer(body, openai=True, fault=fault))
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
