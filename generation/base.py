@@ -55,8 +55,8 @@ class Target:
     structures: Mapping[str, str]  # relation name -> display term
 
 
-class Generator(ABC):
-    """Writes referring expressions for targets; identical inputs give identical outputs."""
+class _Worker(ABC):
+    """A generator or judge: what it is called in provenance, and what it has spent."""
 
     name: str
     model: str | None = None
@@ -64,6 +64,13 @@ class Generator(ABC):
 
     def __init__(self) -> None:
         self.usage = Usage()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and connections."""
+
+
+class Generator(_Worker):
+    """Writes referring expressions for targets; identical inputs give identical outputs."""
 
     @abstractmethod
     def generate(self, targets: Sequence[Target]) -> list[Generated]:
@@ -72,23 +79,10 @@ class Generator(ABC):
     def prefetch(self, targets: Iterable[Target]) -> None:  # noqa: B027 - optional hook
         """Hook for bulk modes (Message Batches): fill the request cache before generating."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release clients and connections."""
 
-
-class Judge(ABC):
+class Judge(_Worker):
     """Decides from the image whether a query singles out its target (the online visual check)."""
-
-    name: str
-    model: str | None = None
-    prompt_version: str
-
-    def __init__(self) -> None:
-        self.usage = Usage()
 
     @abstractmethod
     def judge(self, items: Sequence[tuple[Target, str]]) -> list[tuple[bool, str]]:
         """``(passed, reason)`` per ``(target, query text)``."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release clients and connections."""

@@ -119,40 +119,31 @@ def _shape(word: str, key: str) -> Claim:
     )
 
 
-def _orientation(word: str, key: str) -> Claim:
+def _is(check: str, phrase: str, what: str, get: Callable[[Mapping], str], value: str) -> Claim:
+    """A claim that one cue equals a value, e.g. the image side is "left"."""
     return Claim(
-        "morphology",
-        word,
-        lambda r: r["shape"]["orientation"] == key,
-        lambda r: f"'{word}': the target's orientation is {r['shape']['orientation']}",
+        check,
+        phrase,
+        lambda r: get(r) == value,
+        lambda r: f"'{phrase}': the target's {what} is {get(r)}",
     )
+
+
+def _orientation(word: str, key: str) -> Claim:
+    return _is("morphology", word, "orientation", lambda r: r["shape"]["orientation"], key)
 
 
 def _image_side(side: str, phrase: str) -> Claim:
-    return Claim(
-        "spatial",
-        phrase,
-        lambda r: vocab.horizontal(r) == side,
-        lambda r: f"'{phrase}': the target is {vocab.horizontal(r)} in the image",
-    )
+    return _is("spatial", phrase, "side of the image", vocab.horizontal, side)
 
 
 def _image_height(level: str, phrase: str) -> Claim:
-    return Claim(
-        "spatial",
-        phrase,
-        lambda r: vocab.vertical(r) == level,
-        lambda r: f"'{phrase}': the target is {vocab.vertical(r)} in the image",
-    )
+    return _is("spatial", phrase, "height in the image", vocab.vertical, level)
 
 
 def _grid(field: str, value: str, phrase: str) -> Claim:
-    return Claim(
-        "spatial",
-        phrase,
-        lambda r: r["spatial"][field] == value,
-        lambda r: f"'{phrase}': the target's {field.replace('_', ' ')} is {r['spatial'][field]}",
-    )
+    what = field.replace("_", " ")
+    return _is("spatial", phrase, what, lambda r: r["spatial"][field], value)
 
 
 class _Text:

@@ -367,7 +367,22 @@ def _target_key(record: Mapping) -> dict:
     }
 
 
-class VLMGenerator(Generator):
+class _Prompted:
+    """Binds a generator or judge to its runner (backend, cache, usage) and versioned prompt."""
+
+    def bind(self, runner: Runner, prompt: str) -> None:
+        self.runner = runner
+        self.usage = runner.usage
+        self.name = runner.backend.name
+        self.model = runner.backend.model
+        self.prompt = load_prompt(prompt)
+        self.prompt_version = self.prompt.version
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class VLMGenerator(_Prompted, Generator):
     """Queries from a VLM that sees the image (target outlined) and the verified facts."""
 
     def __init__(
@@ -380,12 +395,7 @@ class VLMGenerator(Generator):
         max_tokens: int = 800,
     ):
         super().__init__()
-        self.runner = runner
-        self.usage = runner.usage
-        self.name = runner.backend.name
-        self.model = runner.backend.model
-        self.prompt = load_prompt(GENERATE_PROMPT)
-        self.prompt_version = self.prompt.version
+        self.bind(runner, GENERATE_PROMPT)
         self.queries_per_target = queries_per_target
         self.outline = outline
         self.temperature = temperature
@@ -446,9 +456,6 @@ class VLMGenerator(Generator):
         if prefetch is not None:
             prefetch(self.job(t) for t in targets)
 
-    def close(self) -> None:
-        self.runner.close()
-
 
 def to_generated(completion: Completion) -> Generated:
     if completion.refusal is not None:
@@ -461,17 +468,12 @@ def to_generated(completion: Completion) -> Generated:
     return Generated([q if isinstance(q, Mapping) else {"text": q} for q in queries])
 
 
-class VLMJudge(Judge):
+class VLMJudge(_Prompted, Judge):
     """The online visual check: the VLM sees the image with the box drawn, and the query."""
 
     def __init__(self, runner: Runner, *, max_tokens: int = 200):
         super().__init__()
-        self.runner = runner
-        self.usage = runner.usage
-        self.name = runner.backend.name
-        self.model = runner.backend.model
-        self.prompt = load_prompt(JUDGE_PROMPT)
-        self.prompt_version = self.prompt.version
+        self.bind(runner, JUDGE_PROMPT)
         self.max_tokens = max_tokens
 
     def job(self, target: Target, query: str) -> Job:
@@ -508,9 +510,6 @@ class VLMJudge(Judge):
             return []
         completions = self.runner.run([self.job(t, q) for t, q in items])
         return [to_verdict(c, self.model) for c in completions]
-
-    def close(self) -> None:
-        self.runner.close()
 
 
 def to_verdict(completion: Completion, model: str) -> tuple[bool, str]:
