@@ -37,6 +37,7 @@ class RequestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes
         self.db.executescript(_SCHEMA)
         self.db.commit()
 

@@ -166,7 +166,7 @@ def run_generation(splits: Mapping, sources: list, options: GenerationOptions):
     from . import pipeline
 
     generator, judge = make_generator(options), make_judge(options)
-    batch_size = 256 if options.generator == "template" else max(64, 8 * options.concurrency)
+    batch_size = 256 if options.generator == "template" else max(64, 32 * options.concurrency)
     try:
         return pipeline.run(
             splits, pipeline.labels_of(sources), generator, judge, batch_size=batch_size

@@ -231,7 +231,8 @@ class Runner:
                 self.usage.cached += 1
                 return Completion(**cached)
             async with gate:
-                completion = await self.send(request())
+                # drawing and encoding the image runs in a thread, overlapping network waits
+                completion = await self.send(await asyncio.to_thread(request))
             if completion.cacheable:
                 self.cache.put(key, asdict(completion))
             return completion
@@ -325,7 +326,10 @@ def draw(record: Mapping, *, outline: bool = False, box: bool = False) -> tuple[
         x0, y0, x1, y1 = record["bbox_xyxy"]
         ImageDraw.Draw(canvas).rectangle((x0, y0, x1 - 1, y1 - 1), outline=(255, 0, 0), width=width)
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
+    if original == "image/jpeg":  # photographs stay JPEG: small and fast to encode
+        canvas.save(buffer, format="JPEG", quality=95)
+        return base64.b64encode(buffer.getvalue()).decode(), "image/jpeg"
+    canvas.save(buffer, format="PNG", compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode(), "image/png"
 
 

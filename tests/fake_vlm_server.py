@@ -173,6 +173,9 @@ class FakeVLM:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like a real API server
+            disable_nagle_algorithm = True  # no 40 ms Nagle/delayed-ACK stalls per request
+
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 

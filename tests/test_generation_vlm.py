@@ -108,7 +108,7 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
     if backend == "anthropic":
         image = body["messages"][0]["content"][0]
         assert image["type"] == "image" and image["source"]["type"] == "base64"
-        assert image["source"]["media_type"] == "image/png"  # outlined, re-encoded
+        assert image["source"]["media_type"] == "image/jpeg"  # outlined, re-encoded as JPEG
         assert body["output_config"]["format"]["type"] == "json_schema"
         sent = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         assert sent == KEY
@@ -117,7 +117,7 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
         assert v["usage"]["cost_usd"] == pytest.approx(N * (1200 * inp + 80 * outp) / 1e6)
     else:
         image = body["messages"][1]["content"][0]
-        assert image["image_url"]["url"].startswith("data:image/png;base64,")
+        assert image["image_url"]["url"].startswith("data:image/jpeg;base64,")
         assert body["response_format"]["json_schema"]["strict"] is True
         assert headers["authorization"] == f"Bearer {KEY}"
         assert v["usage"]["input_tokens"] == 900 * N and v["usage"]["cost_usd"] == 0.0
