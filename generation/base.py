@@ -6,11 +6,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+from medground_hf.build import BuildError
 from medground_hf.source import LabelSpec
 
 
-class GenerationError(RuntimeError):
-    """The generator cannot go on (service down after retries, bad credentials, bad options)."""
+class GenerationError(BuildError):
+    """The generator cannot go on (service down after retries, bad credentials, bad options);
+    a BuildError, so the CLI reports it like any other build failure."""
 
 
 @dataclass

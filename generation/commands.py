@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .base import GenerationError, Generator, Judge
 
-__all__ = ["GenerationError", "GenerationOptions", "add_arguments", "cmd_generate"]
+__all__ = ["GenerationOptions", "add_arguments", "cmd_generate"]
 
 GENERATORS = ("template", "anthropic", "openai-compatible", "none")
 JUDGES = ("offline", "anthropic", "openai-compatible")

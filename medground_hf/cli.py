@@ -136,13 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (
-        InputError,
-        BuildError,
-        ValueError,
-        FileNotFoundError,
-        generation.GenerationError,
-    ) as exc:
+    except (InputError, BuildError, ValueError, FileNotFoundError) as exc:
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
