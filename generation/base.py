@@ -55,6 +55,7 @@ class Target:
     record: Mapping
     spec: LabelSpec
     structures: Mapping[str, str]  # relation name -> display term
+    vocabulary: Mapping[str, str] = field(default_factory=dict)  # any structure term -> name
 
 
 class _Worker(ABC):

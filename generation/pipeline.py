@@ -127,7 +127,8 @@ class Stage:
         source = record["source"]
         if source not in self.labels or record["label"] not in self.labels[source]:
             raise KeyError(f"{record['id']}: no label spec for {source}/{record['label']}")
-        return Target(record, self.labels[source][record["label"]], self.structures[source])
+        spec = self.labels[source][record["label"]]
+        return Target(record, spec, self.structures[source], self.verifiers[source].structures)
 
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         records = _rows(batch)

@@ -14,7 +14,7 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 
-from . import vocab
+from . import claims, vocab
 from .base import Generated, Generator, Target
 
 TEMPLATE_VERSION = "template-v1"
@@ -129,7 +129,10 @@ class TemplateGenerator(Generator):
 
     # ---- styles ---------------------------------------------------------------------------
     def _term(self, target: Target, rng: random.Random) -> str:
-        return rng.choice(target.spec.terms)
+        """A clinical term for the label; synonyms that would claim something by themselves
+        (e.g. "tumour with surrounding edema") are left out."""
+        plain = [t for t in target.spec.terms if not claims.parse(t, target.vocabulary).claims]
+        return rng.choice(plain or [target.spec.display])
 
     def _location(self, target: Target, rng: random.Random) -> str:
         record = target.record

@@ -214,3 +214,61 @@ def test_generation_options_are_validated(tmp_path, capsys):
         GenerationOptions(generator="gpt")
     assert main(["generate", str(tmp_path)]) == 2
     assert "medground.json missing" in capsys.readouterr().err
+
+
+def test_templates_on_a_volume_slice_word_the_patient_side_and_pass(tmp_path):
+    """A radiological axial slice with a brain context, edema (one region) around two enhancing
+    lesions: the patient side is always "the patient's ...", relations and synonyms that would
+    claim something by themselves are handled, and every query passes verification."""
+    import io
+
+    import numpy as np
+    from datasets import Dataset
+    from PIL import Image as PILImage
+
+    from medground_hf.record import GROUNDING_FEATURES
+    from medground_hf.sample import Sample, SliceInfo, sample_to_records
+    from medground_hf.source import LabelSpec, SourceInfo
+
+    shape = (240, 240)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+
+    def disk(cy, cx, r):
+        return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+    mri = ("MRI", "MRI FLAIR")
+    edema = LabelSpec(2, "edema", "peritumoral edema", synonyms=("oedema",), single_region=True,
+                      modalities=mri)  # fmt: skip
+    enhancing = LabelSpec(4, "enhancing_tumour", "enhancing tumour", modalities=mri,
+                          synonyms=("tumour with surrounding edema",))  # fmt: skip
+    source = SourceInfo("vol", "Vol", "cc-by-4.0", "", True, "", "", "MRI", "brain", "",
+                        (edema, enhancing))  # fmt: skip
+    lesions = disk(100, 70, 12) | disk(150, 80, 6)
+    ring = (disk(100, 70, 25) | disk(150, 80, 15)) & ~lesions
+    image = np.full(shape, 40, np.uint8)
+    image[disk(120, 120, 100)] = 90
+    image[ring] = 170
+    image[lesions] = 250
+    png = io.BytesIO()
+    PILImage.fromarray(image).save(png, format="PNG")
+    sample = Sample(
+        case_id="c1", group_id="c1", image=image, image_bytes=png.getvalue(), source_files=[],
+        masks=[(edema, ring), (enhancing, lesions)], modality="MRI FLAIR",
+        pixel_spacing_mm=(1.0, 1.0), slice=SliceInfo("c1", "axial", 70, 155, (1.0, 1.0, 1.0)),
+        context={"brain": disk(120, 120, 100)},
+        patient_side=lambda m: "right" if np.argwhere(m)[:, 1].mean() < 120 else "left",
+    )  # fmt: skip
+    records, _ = sample_to_records(sample, source, builder="t", builder_version="1",
+                                   config_name="d")  # fmt: skip
+    ds = Dataset.from_list(records, features=GROUNDING_FEATURES)
+    outcome = run(
+        {"train": ds}, labels_of([source]), TemplateGenerator(seed=1, queries_per_target=4)
+    )
+    v = outcome.verification
+    assert v["queries_kept"] == v["queries_generated"] == 4 * len(records), v["reasons"]
+    texts = [q["text"] for r in outcome.grounding["train"] for q in r["queries"]]
+    assert not any("surrounding" in t for t in texts)
+    for text in texts:
+        if "left" in text or "right" in text:
+            assert "patient's" in text or "image" in text, text
+    assert any("patient's right" in t for t in texts)
