@@ -251,6 +251,9 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
     for m in text.take(rf"\b(?:farthest|furthest)\s+(?:to\s+the\s+)?{_SIDE}\b"):
         claims.append(_relation(f"{m.group(1)}most", m.group(0)))
         needs_anchor = True
+    for m in text.take(r"\b(higher|upper|lower)\s+(?:one\s+)?of\s+the\b"):
+        flag = "lowermost" if m.group(1) == "lower" else "uppermost"
+        claims.append(_relation(flag, m.group(0)))
     ordinals = _words(vocab.ORDINALS)
     for m in text.take(rf"\b({ordinals})[\s-]+(largest|biggest|smallest)\b"):
         claims.append(_rank(vocab.ORDINALS[m.group(1)], m.group(2) != "smallest", m.group(0)))

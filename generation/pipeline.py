@@ -130,22 +130,36 @@ class Stage:
         spec = self.labels[source][record["label"]]
         return Target(record, spec, self.structures[source], self.verifiers[source].structures)
 
+    def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
+        return self.verifiers[record["source"]].target_checks(record)
+
+    def to_generate(self, records) -> list[Target]:
+        """The targets worth asking the generator about: a target failing a target-level check
+        (box, priors, offline visual) is rejected as a whole without a (paid) request."""
+        return [self.target(r) for r in records if _failure(self.target_checks(r)) is None]
+
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         records = _rows(batch)
         targets = [self.target(r) for r in records]
-        generated = self.generator.generate(targets)
-        checked = [self.check(t, g) for t, g in zip(targets, generated, strict=True)]
+        target_checks = [self.target_checks(r) for r in records]
+        failures = [_failure(checks) for checks in target_checks]
+        answers = iter(
+            self.generator.generate([t for t, f in zip(targets, failures, strict=True) if not f])
+        )
+        generated = [Generated() if failure else next(answers) for failure in failures]
+        queries = [
+            self.check(t, g, c) for t, g, c in zip(targets, generated, target_checks, strict=True)
+        ]
         if self.judge is not None:
-            self.judge_queries(targets, checked)
+            self.judge_queries(targets, queries)
         out: list[dict] = []
-        for target, gen, (target_checks, queries) in zip(targets, generated, checked, strict=True):
-            out += self.assemble(target.record, gen, target_checks, queries)
+        for target, gen, failure, qs in zip(targets, generated, failures, queries, strict=True):
+            out += self.assemble(target.record, gen, failure, qs)
         return _columns(out)
 
-    def check(self, target: Target, gen: Generated) -> tuple[dict[str, list[Verdict]], list[dict]]:
+    def check(self, target: Target, gen: Generated, target_checks: dict) -> list[dict]:
         record = target.record
         verifier = self.verifiers[record["source"]]
-        target_checks = verifier.target_checks(record)
         siblings = self.siblings.by_image.get(record["image_id"], [])
         queries = []
         for item in gen.items:
@@ -162,14 +176,14 @@ class Stage:
                     "verdicts": [v.row() for v in verdicts],
                 }
             )
-        return target_checks, queries
+        return queries
 
-    def judge_queries(self, targets: list[Target], checked: list) -> None:
+    def judge_queries(self, targets: list[Target], queries: list[list[dict]]) -> None:
         """The online visual judge, for the queries that passed every offline check."""
         pending = [
             (target, query)
-            for target, (_, queries) in zip(targets, checked, strict=True)
-            for query in queries
+            for target, qs in zip(targets, queries, strict=True)
+            for query in qs
             if _passed_offline(query)
         ]
         answers = self.judge.judge([(t, q["text"]) for t, q in pending])
@@ -177,7 +191,7 @@ class Stage:
             query["verdicts"].append(Verdict("visual", "vlm_judge", ok, reason).row())
 
     def assemble(
-        self, record: dict, gen: Generated, target_checks: dict, queries: list[dict]
+        self, record: dict, gen: Generated, failed_target: Verdict | None, queries: list[dict]
     ) -> list[dict]:
         for query in queries:
             query["kept"] = _passed_offline(query) and all(v["passed"] for v in query["verdicts"])
@@ -195,9 +209,6 @@ class Stage:
             }
 
         n = len(gen.items)
-        failed_target = next(
-            (v for stage in STAGES[1:] for v in target_checks[stage] if not v.passed), None
-        )
         if failed_target is not None:
             return [row("target", queries, failed_target.stage, failed_target.reason, n)]
         if gen.failure is not None:
@@ -214,6 +225,10 @@ class Stage:
             reason = f"all {n} queries rejected"
             out.append(row("target", [], "verification", reason, n))
         return out
+
+
+def _failure(target_checks: Mapping[str, list[Verdict]]) -> Verdict | None:
+    return next((v for stage in STAGES[1:] for v in target_checks[stage] if not v.passed), None)
 
 
 def _passed_offline(query: dict) -> bool:
@@ -241,7 +256,7 @@ def run(
     stage = Stage(generator, judge, labels, siblings)
     raw = {name: ds.cast_column("image", Image(decode=False)) for name, ds in splits.items()}
     if any(len(ds) for ds in raw.values()):
-        generator.prefetch(stage.target(r) for ds in raw.values() for r in _iter_rows(ds))
+        generator.prefetch(t for ds in raw.values() for t in stage.to_generate(_iter_rows(ds)))
     # Each run is new (answers may differ between runs of a VLM): a fresh fingerprint, and no
     # transform of this run may be loaded from an earlier run's cache files.
     run_id = uuid.uuid4().hex[:16]

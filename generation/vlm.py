@@ -538,7 +538,7 @@ def _backend(kind: str, model: str | None, options) -> Backend:
     from .openai_backend import OpenAIBackend
 
     if not model:
-        raise ValueError("--generator/--judge openai-compatible needs --model (the served model)")
+        raise ValueError("openai-compatible needs --model (or --judge-model): the served model")
     return OpenAIBackend(model, key, options.base_url, options.timeout)
 
 
@@ -574,5 +574,4 @@ def make_vlm_generator(options) -> VLMGenerator:
 
 
 def make_vlm_judge(options) -> VLMJudge:
-    model = options.judge_model or (options.model if options.generator == options.judge else None)
-    return VLMJudge(_runner(options.judge, model, options))
+    return VLMJudge(_runner(options.judge, options.judge_model or options.model, options))

@@ -171,7 +171,9 @@ def test_planted_false_queries_are_rejected_with_the_right_reason(bare_kvasir):
         checked += 1
     assert checked >= 40
     v = outcome.verification
-    assert v["queries_generated"] == 2 * v["targets_total"]
+    invisible = sum(r["visual"]["contrast"] < 0.1 for r in records.values())
+    assert invisible == 3  # rejected before generation: no query is asked for them
+    assert v["queries_generated"] == 2 * (v["targets_total"] - invisible)
     assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
 
 
@@ -189,11 +191,9 @@ def test_cli_build_generate_and_no_generator(kvasir_dir, tmp_path, capsys):
     assert main(["generate", str(out), "--seed", "4", "--queries-per-target", "4"]) == 0
     second = {r["id"]: [q["text"] for q in r["queries"]] for r in _rows(out, "grounding")}
     assert set(second) == set(first) and first != second
-    manifest = read_manifest(out)
-    assert (
-        manifest["verification"]["queries_generated"]
-        == 4 * manifest["verification"]["targets_total"]
-    )
+    v = read_manifest(out)["verification"]
+    visual = sum(r["count"] for r in v["reasons"] if r["stage"] == "visual")
+    assert v["queries_generated"] == 4 * (v["targets_total"] - visual)
     card = (out / "README.md").read_text()
     assert "config_name: rejected" in card
 
