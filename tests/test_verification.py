@@ -212,6 +212,14 @@ def test_larger_and_smaller_claims(two_polyps):
     assert "geometry.relational" in failed
 
 
+def test_higher_and_lower_of_the_two(two_polyps):
+    big, small, records = two_polyps
+    assert _kept(_run(small, "the lower of the two polyps", records, style="relational"))
+    failed = _failed(_run(big, "the lower of the two polyps", records, style="relational"))
+    assert "lowermost" in failed["geometry.relational"]
+    assert _kept(_run(big, "the upper one of the two polyps", records, style="relational"))
+
+
 def test_count_claims(two_polyps):
     big, _, records = two_polyps
     failed = _failed(_run(big, "the only polyp in the image", records, style="relational"))
