@@ -37,6 +37,7 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 BATCH_DISCOUNT = 0.5
 MAX_BATCH_REQUESTS = 10_000
+MAX_BATCH_BYTES = 100 * 2**20  # well under the API's 256 MB; bounds the memory of a chunk
 
 
 class BatchPending(GenerationError):
@@ -131,13 +132,15 @@ class BatchRunner(Runner):
         await self._collect_pending()
         submitted = {k for _, keys in self.cache.pending_batches() for k in keys}
         chunk: dict[str, Request] = {}
+        size = 0
         for key, request in jobs:
             if key in submitted or key in chunk or self.cache.get(key) is not None:
                 continue
             chunk[key] = request()
-            if len(chunk) == MAX_BATCH_REQUESTS:
+            size += len(chunk[key].image_b64) + len(chunk[key].text)
+            if len(chunk) == MAX_BATCH_REQUESTS or size >= MAX_BATCH_BYTES:
                 await self._submit(chunk)
-                chunk = {}
+                chunk, size = {}, 0
         if chunk:
             await self._submit(chunk)
         await self._collect_pending()

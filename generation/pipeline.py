@@ -133,10 +133,10 @@ class Stage:
     def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
         return self.verifiers[record["source"]].target_checks(record)
 
-    def to_generate(self, records) -> list[Target]:
-        """The targets worth asking the generator about: a target failing a target-level check
-        (box, priors, offline visual) is rejected as a whole without a (paid) request."""
-        return [self.target(r) for r in records if _failure(self.target_checks(r)) is None]
+    def wanted(self, record: Mapping) -> bool:
+        """Whether to ask the generator: a target failing a target-level check (box, priors,
+        offline visual) is rejected as a whole without a (paid) request."""
+        return _failure(self.target_checks(record)) is None
 
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         records = _rows(batch)
@@ -256,7 +256,9 @@ def run(
     stage = Stage(generator, judge, labels, siblings)
     raw = {name: ds.cast_column("image", Image(decode=False)) for name, ds in splits.items()}
     if any(len(ds) for ds in raw.values()):
-        generator.prefetch(t for ds in raw.values() for t in stage.to_generate(_iter_rows(ds)))
+        generator.prefetch(
+            stage.target(r) for ds in raw.values() for r in _iter_rows(ds) if stage.wanted(r)
+        )
     # Each run is new (answers may differ between runs of a VLM): a fresh fingerprint, and no
     # transform of this run may be loaded from an earlier run's cache files.
     run_id = uuid.uuid4().hex[:16]

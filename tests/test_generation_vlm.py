@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 from fake_vlm_server import FakeVLM, Fault
-from medground_hf.generation import vocab
+from medground_hf.generation import anthropic_backend, vocab
 from medground_hf.generation.anthropic_backend import DEFAULT_MODEL, BatchPending, price
 from medground_hf.generation.base import GenerationError
 from medground_hf.generation.cache import RequestCache
@@ -238,25 +238,29 @@ def test_vlm_judge_verdicts(server, tmp_path, splits, sources):
     assert outcome.verification["usage"]["requests"] == judged
 
 
-def test_message_batch_submitted_interrupted_and_resumed(server, tmp_path, splits, sources):
+def test_message_batch_submitted_interrupted_and_resumed(
+    server, tmp_path, splits, sources, monkeypatch
+):
+    monkeypatch.setattr(anthropic_backend, "MAX_BATCH_REQUESTS", 3)  # 8 requests -> 3 batches
     opts = options(server, tmp_path, batch=True, batch_wait=0.3, batch_poll=0.05)
     with pytest.raises(BatchPending, match="re-run"):
         run_generation(splits, sources, opts)
-    assert server.calls["/v1/messages/batches"] == 1
+    assert server.calls["/v1/messages/batches"] == 3
     cache = RequestCache(opts.cache_path())
     pending = cache.pending_batches()
     cache.close()
-    assert len(pending) == 1 and len(pending[0][1]) == N  # the id was persisted at once
+    assert [len(keys) for _, keys in pending] == [3, 3, 2]  # every id persisted at once
+    assert [batch_id for batch_id, _ in pending] == sorted(server.batches)
     server.batch_ready = True
     outcome = run_generation(splits, sources, opts)
-    assert server.calls["/v1/messages/batches"] == 1  # resumed, not submitted again
+    assert server.calls["/v1/messages/batches"] == 3  # resumed, not submitted again
     assert server.calls["/v1/messages"] == 0  # every answer came from the batch
     v = outcome.verification
     assert v["queries_kept"] > 0 and v["usage"]["cached"] == N
     inp, outp = price(DEFAULT_MODEL)
     assert v["usage"]["cost_usd"] == pytest.approx(0.5 * N * (1200 * inp + 80 * outp) / 1e6)
     run_generation(splits, sources, opts)
-    assert server.calls["/v1/messages/batches"] == 1 and server.calls["/v1/messages"] == 0
+    assert server.calls["/v1/messages/batches"] == 3 and server.calls["/v1/messages"] == 0
 
 
 def test_api_key_never_appears_in_logs_files_or_card(server, tmp_path, bare, caplog, capsys):
