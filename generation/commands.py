@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -214,9 +215,20 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
             shutil.rmtree(out / config, ignore_errors=True)
         write_outcome(out, outcome)
     manifest["verification"] = outcome.verification
+    _rewrite_derived_configs(out, manifest)
     write_manifest(out, manifest)
     write_card(out, manifest)
     return manifest
+
+
+def _rewrite_derived_configs(out: Path, manifest: dict) -> None:
+    """COCO and chat configs are derived from ``grounding``: rewrite them with the new queries
+    when the formats package is installed (it is merged separately from this one)."""
+    if importlib.util.find_spec("medground_hf.formats") is None:
+        return
+    from medground_hf.formats import write_format_configs
+
+    manifest["formats"] = write_format_configs(out, manifest)
 
 
 def _targets_only(ds):
