@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("datasets", "huggingface_hub", "filelock", "httpx"):
+    for noisy in ("datasets", "huggingface_hub", "filelock", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
