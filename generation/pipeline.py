@@ -10,7 +10,6 @@ in Arrow files on disk). Counts identities (queries generated = kept + rejected,
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
 from collections import Counter, defaultdict
@@ -24,8 +23,6 @@ from medground_hf.source import LabelSpec
 
 from .base import Generated, Generator, Judge, Target, Usage
 from .verify import STAGES, Verdict, Verifier, first_failure
-
-logger = logging.getLogger("medground_hf.generation")
 
 REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
 _KIND = "_row_kind"  # grounding | query (one rejected query) | target (rejected as a whole)

@@ -252,7 +252,20 @@ class Runner:
             retry=retry_if_exception(self.backend.is_transient),
             wait=_WaitRetryAfter(wait_exponential_jitter(multiplier=self.backoff, max=60)),
             stop=stop_after_attempt(self.max_attempts),
+            before_sleep=self._log_retry,
             reraise=True,
+        )
+
+    def _log_retry(self, state) -> None:
+        error = state.outcome.exception()
+        status = getattr(error, "status_code", None)
+        logger.warning(
+            "%s: %s%s, attempt %d; retrying in %.2f s",
+            self.backend.name,
+            type(error).__name__,
+            f" (HTTP {status})" if status else "",
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
         )
 
     async def send(self, request: Request) -> Completion:

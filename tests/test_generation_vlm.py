@@ -130,13 +130,14 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_429_with_retry_after_then_success(backend, server, tmp_path, splits, sources):
+def test_429_with_retry_after_then_success(backend, server, tmp_path, splits, sources, caplog):
     server.faults = [Fault("status", 429, {"retry-after": "0.4"})]
     outcome = run_generation(splits, sources, options(server, tmp_path, backend, concurrency=1))
     assert server.calls[_path(backend)] == N + 1
     assert outcome.verification["usage"]["requests"] == N + 1
     gap = server.log[1]["time"] - server.log[0]["time"]
     assert gap >= 0.35  # the retry waited what retry-after asked, not the 0.01 s backoff
+    assert "(HTTP 429), attempt 1; retrying in 0.40 s" in caplog.text
     assert outcome.verification["targets_total"] == N
 
 
