@@ -124,8 +124,15 @@ def build(
     num_proc: int | None = None,
     options: Mapping[str, object] | None = None,
     overwrite: bool = False,
+    generator: str = "template",
+    generation_options: Mapping[str, object] | None = None,
 ) -> dict:
-    """Build ``source`` from ``data_dir`` into the folder ``out``; returns the manifest."""
+    """Build ``source`` from ``data_dir`` into the folder ``out``; returns the manifest.
+
+    ``generator`` writes the queries (``"none"`` leaves them empty) and the verification stages
+    split targets into the ``grounding`` and ``rejected`` configs; ``generation_options`` are
+    further :class:`~medground_hf.generation.commands.GenerationOptions` fields.
+    """
     out = Path(out)
     prepare_out(out, overwrite)
     with tempfile.TemporaryDirectory(prefix="medground-", dir=out) as tmp:
@@ -141,11 +148,8 @@ def build(
             options=options,
         )
         skips = read_skips(work / "skips")
-        counts = {}
-        for split, ds in splits.items():
-            if len(ds):
-                write_split(out, "grounding", split, ds)
-            counts[split] = count_split(ds)
+        counts = {split: count_split(ds) for split, ds in splits.items()}
+        verification = write_configs(out, builder.source, splits, generator, generation_options)
         items_read = sum(len(items) for items in builder.items_by_split.values())
         skipped_items = [s for s in skips if s["stage"] == "input"]
         built_items = sum(c["cases"] for c in counts.values())
@@ -176,10 +180,34 @@ def build(
             },
             "skipped": skips,
         }
-        manifest["formats"] = write_format_configs(out, manifest)
+        if verification is not None:
+            manifest["verification"] = verification
+        if (out / "grounding").is_dir():  # every target may have been rejected
+            manifest["formats"] = write_format_configs(out, manifest)
     write_manifest(out, manifest)
     write_card(out, manifest)
     return manifest
+
+
+def write_configs(
+    out: Path,
+    source: SourceInfo,
+    splits: Mapping[str, Dataset],
+    generator: str,
+    generation_options: Mapping[str, object] | None,
+) -> dict | None:
+    """Generate + verify queries, then write the grounding (and rejected) shards per split."""
+    if generator == "none":
+        for split, ds in splits.items():
+            if len(ds):
+                write_split(out, "grounding", split, ds)
+        return None
+    from .generation.commands import GenerationOptions, run_generation, write_outcome
+
+    options = GenerationOptions(generator=generator, **dict(generation_options or {}))
+    outcome = run_generation(splits, [source], options)
+    write_outcome(out, outcome)
+    return outcome.verification
 
 
 def write_card(out: Path, manifest: dict | None = None) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from .build import BuildError, build
 from .errors import ON_ERROR_CHOICES, InputError
+from .generation import commands as generation
 from .hub import PublishError
 from .splits import parse_ratios
 
@@ -70,8 +71,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         num_proc=args.num_proc,
         options=builder_options(args),
         overwrite=args.overwrite,
+        generator=args.generator,
+        generation_options={
+            k: v for k, v in vars(generation.options_from_args(args)).items() if k != "generator"
+        },
     )
     print_summary(Path(args.out), manifest)
+    generation.print_verification(manifest.get("verification"))
     return 0
 
 
@@ -176,7 +182,13 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--options-file", default=None, help="YAML/JSON file of builder options")
     b.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    generation.add_arguments(b)
     b.set_defaults(func=cmd_build)
+
+    g = sub.add_parser("generate", help="(re)generate and verify the queries of a built folder")
+    g.add_argument("out", help="dataset folder written by `medground build`")
+    generation.add_arguments(g)
+    g.set_defaults(func=generation.cmd_generate)
 
     from .formats.export import FORMATS
 

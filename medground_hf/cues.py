@@ -153,19 +153,27 @@ def relations(
     return out
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Luma of an RGB image (or the image itself), float32, for intensity statistics."""
-    if image.ndim == 2:
-        return image.astype(np.float32, copy=False)
-    rgb = image[..., :3].astype(np.float32)
-    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _luma(values: np.ndarray) -> np.ndarray:
+    """Luma of N x C pixel rows (C = 1 grey or 3 RGB)."""
+    return values[:, 0] if values.shape[1] == 1 else values @ LUMA_WEIGHTS
+
+
+def _separability(inner: np.ndarray, outer: np.ndarray) -> float:
+    """Distance between the mean colours over the pooled per-channel standard deviation."""
+    difference = inner.mean(axis=0) - outer.mean(axis=0)
+    pooled = np.sqrt(((inner.var(axis=0) + outer.var(axis=0)) / 2.0).mean()) + 1.0
+    return float(np.linalg.norm(difference) / pooled)
 
 
 def visual_stats(image: np.ndarray, comp: Component) -> dict:
-    """Region vs surrounding-ring intensity statistics, and the share of blank/padding pixels.
+    """Region vs surrounding-ring statistics, and the share of blank/padding pixels.
 
-    The ring is ``max(3, 0.15 * sqrt(area))`` pixels wide. ``contrast`` is the mean difference over
-    the pooled standard deviation (a d'-like separability; 0 means indistinguishable).
+    The ring is ``max(3, 0.15 * sqrt(area))`` pixels wide. Means and deviations are of the luma;
+    ``contrast`` is a d'-like separability of the region from its ring over all colour channels
+    (a polyp often differs from the mucosa in hue, not brightness); 0 means indistinguishable.
     """
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
@@ -173,20 +181,17 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     # chessboard distance <= width is the same set as ``width`` 3x3 dilations, in one pass
     ring = ndimage.distance_transform_cdt(~region, metric="chessboard") <= width
     ring &= ~region
-    values = to_gray(image[window])
-    inner = values[region]
-    outer = values[ring]
-    r_mean, r_std = float(inner.mean()), float(inner.std())
-    if outer.size:
-        o_mean, o_std = float(outer.mean()), float(outer.std())
-    else:  # the target fills the whole image: nothing to compare with
-        o_mean, o_std = r_mean, r_std
-    pooled = float(np.sqrt((r_std**2 + o_std**2) / 2.0)) + 1.0
+    pixels = image[window].astype(np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    inner = pixels[region][:, :3]
+    outer = pixels[ring][:, :3] if ring.any() else inner  # a target filling the whole image
+    luma, luma_out = (_luma(values) for values in (inner, outer))
     return {
-        "region_mean": r_mean,
-        "region_std": r_std,
-        "ring_mean": o_mean,
-        "ring_std": o_std,
-        "contrast": abs(r_mean - o_mean) / pooled,
-        "blank_fraction": float(np.count_nonzero(inner <= BLANK_LEVEL)) / inner.size,
+        "region_mean": float(luma.mean()),
+        "region_std": float(luma.std()),
+        "ring_mean": float(luma_out.mean()),
+        "ring_std": float(luma_out.std()),
+        "contrast": _separability(inner, outer),
+        "blank_fraction": float(np.count_nonzero(luma <= BLANK_LEVEL)) / luma.size,
     }

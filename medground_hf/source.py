@@ -17,6 +17,8 @@ class LabelSpec:
     splitting it into connected components; ``min_size`` drops components smaller than that many
     pixels (they are recorded as dropped, not lost silently). ``area_mm2_range`` is the plausible
     physical size of one instance, used by the medical-prior check when spacing is known.
+    ``laterality`` ("left"/"right") is the patient side the label must lie on (e.g. a left
+    kidney), checked by the medical-prior stage when the record knows its patient side.
     """
 
     id: int
@@ -28,6 +30,7 @@ class LabelSpec:
     area_mm2_range: tuple[float, float] | None = None
     modalities: tuple[str, ...] = ()
     description: str = ""
+    laterality: str | None = None
 
     @property
     def terms(self) -> tuple[str, ...]:

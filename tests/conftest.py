@@ -46,16 +46,33 @@ def brats_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built_kvasir(kvasir_dir: Path, tmp_path_factory) -> Path:
-    """A dataset folder built from the Kvasir-SEG samples (treat as read-only)."""
+    """Kvasir-SEG samples built without a generator: every target, empty queries (read-only)."""
     out = tmp_path_factory.mktemp("built") / "kvasir"
-    build("kvasir_seg", kvasir_dir, out)
+    build("kvasir_seg", kvasir_dir, out, generator="none")
     return out
 
 
 @pytest.fixture(scope="session")
 def built_hc18(hc18_dir: Path, tmp_path_factory) -> Path:
-    """A dataset folder built from the HC18 samples (treat as read-only)."""
+    """HC18 samples built without a generator: every target, empty queries (read-only)."""
     out = tmp_path_factory.mktemp("built") / "hc18"
+    build("hc18", hc18_dir, out, generator="none")
+    return out
+
+
+@pytest.fixture(scope="session")
+def generated_kvasir(kvasir_dir: Path, tmp_path_factory) -> Path:
+    """Kvasir-SEG samples built as `medground build` does by default: template queries,
+    verification, grounding + rejected configs (read-only)."""
+    out = tmp_path_factory.mktemp("generated") / "kvasir"
+    build("kvasir_seg", kvasir_dir, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def generated_hc18(hc18_dir: Path, tmp_path_factory) -> Path:
+    """HC18 samples built with the default template generator and verification (read-only)."""
+    out = tmp_path_factory.mktemp("generated") / "hc18"
     build("hc18", hc18_dir, out)
     return out
 

@@ -19,12 +19,12 @@ def write_pair(root: Path, stem: str, size=(48, 40), box=(5, 6, 20, 30), value=2
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     w, h = size
-    rng = np.random.default_rng(abs(hash(stem)) % 2**32)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
-        root / "images" / f"{stem}.png"
-    )
-    mask = np.zeros((h, w), np.uint8)
     x0, y0, x1, y1 = box
+    rng = np.random.default_rng(abs(hash(stem)) % 2**32)
+    pixels = rng.integers(20, 100, (h, w, 3), dtype=np.uint8)
+    pixels[y0:y1, x0:x1] += 120  # a visible target, as the visual check demands
+    Image.fromarray(pixels).save(root / "images" / f"{stem}.png")
+    mask = np.zeros((h, w), np.uint8)
     mask[y0:y1, x0:x1] = value
     Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
 

@@ -174,7 +174,9 @@ def test_jpeg_mask_threshold_matters(tmp_path):
     Image.fromarray(mask).save(buf, format="JPEG", quality=60)
     (tmp_path / "masks" / "a.jpg").write_bytes(buf.getvalue())
     out = tmp_path / "out"
-    build("image_mask_folder", tmp_path, out, options={"mask_pattern": "{stem}.jpg"})
+    build(
+        "image_mask_folder", tmp_path, out, generator="none", options={"mask_pattern": "{stem}.jpg"}
+    )
     (row,) = all_rows(out, ["bbox_xyxy", "area_px"])
     assert row["bbox_xyxy"] == [10, 20, 30, 40]
     assert row["area_px"] == pytest.approx(400, abs=8)

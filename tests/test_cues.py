@@ -103,3 +103,19 @@ def test_visual_stats_flag_a_target_in_blank_padding():
     stats = visual_stats(image, comp_of(target))
     assert stats["blank_fraction"] == 1.0
     assert stats["contrast"] == pytest.approx(0.0)
+
+
+def test_contrast_sees_hue_differences_at_equal_brightness():
+    image = np.zeros((100, 100, 3), np.float32)
+    image[...] = (150, 100, 100)  # reddish mucosa
+    target = box_mask(image.shape[:2], 40, 40, 60, 60)
+    image[target] = (100, 125.5, 100)  # greener, same luma to within a grey level
+    stats = visual_stats(image, comp_of(target))
+    assert stats["region_mean"] == pytest.approx(stats["ring_mean"], abs=1.0)
+    assert stats["contrast"] > 10
+
+
+def test_uniform_image_has_no_contrast():
+    image = np.full((80, 80, 3), 90, np.uint8)
+    stats = visual_stats(image, comp_of(box_mask((80, 80), 30, 30, 50, 50)))
+    assert stats["contrast"] == 0.0

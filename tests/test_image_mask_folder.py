@@ -13,6 +13,8 @@ from medground_hf.build import BuildError, build
 from medground_hf.errors import InputError
 
 
+# These tests pin the builder, so they build without a generator: the constructed images are
+# flat grey, which the visual check would (rightly) reject.
 def rows_of(out: Path) -> list[dict]:
     ds = load_dataset(str(out), "grounding")
     return sorted((r for s in ds for r in ds[s]), key=lambda r: r["id"])
@@ -39,6 +41,7 @@ def test_label_valued_masks_become_one_target_per_component(tmp_path):
         "image_mask_folder",
         tmp_path,
         out,
+        generator="none",
         options={
             "mask_mode": "labels",
             "label_map": {"1": "liver", "2": "spleen"},
@@ -71,6 +74,7 @@ def test_colour_coded_rgb_masks(tmp_path):
         "image_mask_folder",
         tmp_path,
         out,
+        generator="none",
         options={
             "mask_mode": "colours",
             "colour_map": {"255,0,0": "tumour", "0,255,0": "cyst"},
@@ -107,6 +111,7 @@ def test_group_pattern_keeps_a_patient_in_one_split(tmp_path):
         "image_mask_folder",
         tmp_path,
         out,
+        generator="none",
         options={"group_pattern": r"^(p\d+)_"},
         split_ratios={"train": 0.5, "test": 0.5},
     )

@@ -1,0 +1,407 @@
+"""Generation + verification over built splits: ``grounding`` and ``rejected`` rows, and stats.
+
+One batched ``Dataset.map`` pass writes, per target, its grounding row (kept queries only), one
+rejected row per rejected query, and one rejected row for a target rejected as a whole; the
+rows are then split by kind, so memory stays flat however large the corpus (the map output lives
+in Arrow files on disk). Counts identities (queries generated = kept + rejected, targets = kept
++ rejected as a whole) are asserted on the output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from datasets import Dataset, Features, Image, Value
+
+from medground_hf.record import GROUNDING_FEATURES
+from medground_hf.source import LabelSpec
+
+from .base import Generated, Generator, Judge, Target, Usage
+from .verify import STAGES, Verdict, Verifier, first_failure
+
+REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
+_KIND = "_row_kind"  # grounding | query (one rejected query) | target (rejected as a whole)
+_GENERATED = "_queries_generated"  # on the one primary row of each target
+_RAW = Features({**GROUNDING_FEATURES, "image": Image(decode=False)})
+_OUT = Features({**_RAW, **REJECTED_COLUMNS, _KIND: Value("string"), _GENERATED: Value("int32")})
+_LIGHT = [
+    "id",
+    "image_id",
+    "source",
+    "label",
+    "num_candidates",
+    "width",
+    "height",
+    "centroid_xy",
+    "spatial",
+    "shape",
+    "relations",
+    "area_px",
+]
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")  # reasons are grouped with their numbers masked
+
+
+class CountsError(RuntimeError):
+    """The verification output lost or invented a query or a target."""
+
+
+@dataclass
+class Siblings:
+    """Light cues of every candidate in images with several of one label, and every structure
+    name that occurs in relations (for "inside the ..." claims)."""
+
+    by_image: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    structure_names: set[str] = field(default_factory=set)
+
+    @classmethod
+    def scan(cls, datasets: Mapping[str, Dataset]) -> Siblings:
+        index = cls()
+        for ds in datasets.values():
+            for batch in ds.select_columns(_LIGHT).iter(batch_size=1000):
+                for row in _rows(batch):
+                    for kind in ("inside", "adjacent_to", "contains"):
+                        index.structure_names.update(row["relations"][kind])
+                    if row["num_candidates"] > 1:
+                        index.by_image[row["image_id"]].append(row)
+        return index
+
+
+def _rows(batch: Mapping[str, list]) -> list[dict]:
+    return [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    return {name: [row[name] for row in rows] for name in _OUT}
+
+
+def structure_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str, str]:
+    """Relation name -> how a query says it (label display or the name in words)."""
+    out = {name: name.replace("_", " ") for name in names}
+    out.update({name: spec.display for name, spec in labels.items() if name in out})
+    return out
+
+
+def verifier_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str, str]:
+    """Every term a query may use for a structure (lower case) -> its relation name."""
+    out = {name.replace("_", " ").lower(): name for name in names}
+    for name, spec in labels.items():
+        for term in (*spec.terms, name.replace("_", " ")):
+            out[term.lower()] = name
+    return out
+
+
+class Stage:
+    """Generates and verifies one batch of records (the function given to ``Dataset.map``)."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        judge: Judge | None,
+        labels: Mapping[str, Mapping[str, LabelSpec]],
+        siblings: Siblings,
+    ):
+        self.generator = generator
+        self.judge = judge
+        self.labels = labels
+        self.siblings = siblings
+        self.verifiers = {
+            source: Verifier(specs, verifier_terms(specs, siblings.structure_names))
+            for source, specs in labels.items()
+        }
+        self.structures = {
+            source: structure_terms(specs, siblings.structure_names)
+            for source, specs in labels.items()
+        }
+
+    def target(self, record: dict) -> Target:
+        source = record["source"]
+        if source not in self.labels or record["label"] not in self.labels[source]:
+            raise KeyError(f"{record['id']}: no label spec for {source}/{record['label']}")
+        spec = self.labels[source][record["label"]]
+        return Target(record, spec, self.structures[source], self.verifiers[source].structures)
+
+    def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
+        return self.verifiers[record["source"]].target_checks(record)
+
+    def wanted(self, record: Mapping) -> bool:
+        """Whether to ask the generator: a target failing a target-level check (box, priors,
+        offline visual) is rejected as a whole without a (paid) request."""
+        return _failure(self.target_checks(record)) is None
+
+    def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
+        records = _rows(batch)
+        targets = [self.target(r) for r in records]
+        target_checks = [self.target_checks(r) for r in records]
+        failures = [_failure(checks) for checks in target_checks]
+        answers = iter(
+            self.generator.generate([t for t, f in zip(targets, failures, strict=True) if not f])
+        )
+        generated = [Generated() if failure else next(answers) for failure in failures]
+        queries = [
+            self.check(t, g, c) for t, g, c in zip(targets, generated, target_checks, strict=True)
+        ]
+        if self.judge is not None:
+            self.judge_queries(targets, queries)
+        out: list[dict] = []
+        for target, gen, failure, qs in zip(targets, generated, failures, queries, strict=True):
+            out += self.assemble(target.record, gen, failure, qs)
+        return _columns(out)
+
+    def check(self, target: Target, gen: Generated, target_checks: dict) -> list[dict]:
+        record = target.record
+        verifier = self.verifiers[record["source"]]
+        siblings = self.siblings.by_image.get(record["image_id"], [])
+        queries = []
+        for item in gen.items:
+            text, style = item.get("text"), item.get("style")
+            verdicts = verifier.query_checks(record, text, style, target_checks, siblings)
+            queries.append(
+                {
+                    "text": text if isinstance(text, str) else json.dumps(item)[:200],
+                    "style": style if isinstance(style, str) else "",
+                    "generator": self.generator.name,
+                    "model": self.generator.model,
+                    "prompt_version": self.generator.prompt_version,
+                    "kept": False,
+                    "verdicts": [v.row() for v in verdicts],
+                }
+            )
+        return queries
+
+    def judge_queries(self, targets: list[Target], queries: list[list[dict]]) -> None:
+        """The online visual judge, for the queries that passed every offline check."""
+        pending = [
+            (target, query)
+            for target, qs in zip(targets, queries, strict=True)
+            for query in qs
+            if _passed_offline(query)
+        ]
+        answers = self.judge.judge([(t, q["text"]) for t, q in pending])
+        for (_, query), (ok, reason) in zip(pending, answers, strict=True):
+            query["verdicts"].append(Verdict("visual", "vlm_judge", ok, reason).row())
+
+    def assemble(
+        self, record: dict, gen: Generated, failed_target: Verdict | None, queries: list[dict]
+    ) -> list[dict]:
+        for query in queries:
+            query["kept"] = _passed_offline(query) and all(v["passed"] for v in query["verdicts"])
+        kept = [q for q in queries if q["kept"]]
+        rejected = [q for q in queries if not q["kept"]]
+
+        def row(kind: str, qs: list[dict], stage: str | None, reason: str | None, n: int) -> dict:
+            return {
+                **record,
+                "queries": qs,
+                "rejected_stage": stage,
+                "rejected_reason": reason,
+                _KIND: kind,
+                _GENERATED: n,
+            }
+
+        n = len(gen.items)
+        if failed_target is not None:
+            return [row("target", queries, failed_target.stage, failed_target.reason, n)]
+        if gen.failure is not None:
+            return [row("target", queries, *gen.failure, n)]
+        if not queries:
+            return [row("target", [], "generation", "the generator wrote no query", n)]
+        out = []
+        for query in rejected:
+            failure = first_failure(query["verdicts"])
+            out.append(row("query", [query], failure["stage"], failure["reason"], 0))
+        if kept:
+            out.append(row("grounding", kept, None, None, n))
+        else:
+            reason = f"all {n} queries rejected"
+            out.append(row("target", [], "verification", reason, n))
+        return out
+
+
+def _failure(target_checks: Mapping[str, list[Verdict]]) -> Verdict | None:
+    return next((v for stage in STAGES[1:] for v in target_checks[stage] if not v.passed), None)
+
+
+def _passed_offline(query: dict) -> bool:
+    stages = {v["stage"] for v in query["verdicts"]}
+    return "visual" in stages and all(v["passed"] for v in query["verdicts"])
+
+
+@dataclass
+class Outcome:
+    grounding: dict[str, Dataset]
+    rejected: dict[str, Dataset]
+    verification: dict
+
+
+def run(
+    splits: Mapping[str, Dataset],
+    labels: Mapping[str, Mapping[str, LabelSpec]],
+    generator: Generator,
+    judge: Judge | None = None,
+    *,
+    batch_size: int = 256,
+) -> Outcome:
+    """Generate and verify every split; returns kept and rejected rows and the manifest entry."""
+    siblings = Siblings.scan(splits)
+    stage = Stage(generator, judge, labels, siblings)
+    raw = {name: ds.cast_column("image", Image(decode=False)) for name, ds in splits.items()}
+    if any(len(ds) for ds in raw.values()):
+        generator.prefetch(
+            stage.target(r) for ds in raw.values() for r in _iter_rows(ds) if stage.wanted(r)
+        )
+    # Each run is new (answers may differ between runs of a VLM): a fresh fingerprint, and no
+    # transform of this run may be loaded from an earlier run's cache files.
+    run_id = uuid.uuid4().hex[:16]
+    grounding: dict[str, Dataset] = {}
+    rejected: dict[str, Dataset] = {}
+    stats = _Stats()
+    for name, ds in raw.items():
+        if not len(ds):
+            continue
+        out = ds.map(
+            stage,
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=ds.column_names,
+            features=_OUT,
+            load_from_cache_file=False,
+            new_fingerprint=f"{ds._fingerprint}-{run_id}",
+            desc=f"generate+verify {name}",
+        )
+        stats.add(out, len(ds))
+        grounding[name] = _select(out, "grounding", keep_rejected_columns=False)
+        rejected[name] = _select(out, ("query", "target"), keep_rejected_columns=True)
+    usage = Usage()
+    usage.add(generator.usage)
+    if judge is not None:
+        usage.add(judge.usage)
+    verification = stats.manifest(generator, usage)
+    return Outcome(grounding, rejected, verification)
+
+
+def _iter_rows(ds: Dataset):
+    for batch in ds.iter(batch_size=64):
+        yield from _rows(batch)
+
+
+def _select(out: Dataset, kinds: str | tuple[str, ...], *, keep_rejected_columns: bool) -> Dataset:
+    wanted = {kinds} if isinstance(kinds, str) else set(kinds)
+    picked = out.filter(
+        lambda column: [k in wanted for k in column],
+        input_columns=_KIND,
+        batched=True,
+        load_from_cache_file=False,
+    )
+    drop = [_KIND, _GENERATED] + ([] if keep_rejected_columns else list(REJECTED_COLUMNS))
+    return picked.remove_columns(drop).cast_column("image", Image())
+
+
+class _Stats:
+    """Pass counts per stage and source, reasons, and the counts identities."""
+
+    def __init__(self) -> None:
+        self.checked: Counter = Counter()
+        self.passed: Counter = Counter()
+        self.reasons: Counter = Counter()
+        self.generated = self.kept = self.rejected = 0
+        self.targets = self.targets_kept = self.targets_rejected = 0
+
+    def add(self, out: Dataset, n_targets: int) -> None:
+        cols = ["source", "queries", "rejected_stage", "rejected_reason", _KIND, _GENERATED]
+        primary = 0
+        for batch in out.select_columns(cols).iter(batch_size=1000):
+            for row in _rows(batch):
+                kind = row[_KIND]
+                self.generated += row[_GENERATED]
+                primary += kind != "query"
+                if kind == "grounding":
+                    self.kept += len(row["queries"])
+                    self.targets_kept += 1
+                else:
+                    self.rejected += len(row["queries"])
+                    reason = _NUMBER.sub("#", row["rejected_reason"])
+                    self.reasons[(row["rejected_stage"], reason)] += 1
+                    self.targets_rejected += kind == "target"
+                for query in row["queries"]:
+                    self._count(row["source"], query["verdicts"])
+                if kind == "target" and not row["queries"] and row["rejected_stage"] in STAGES:
+                    key = (row["rejected_stage"], row["source"])
+                    self.checked[key] += 1
+        self.targets += n_targets
+        if primary != n_targets:
+            raise CountsError(f"{n_targets} targets in, {primary} kept or rejected as a whole")
+        if self.generated != self.kept + self.rejected:
+            raise CountsError(
+                f"queries generated {self.generated} != kept {self.kept} + rejected {self.rejected}"
+            )
+        if self.targets != self.targets_kept + self.targets_rejected:
+            raise CountsError(
+                f"targets {self.targets} != kept {self.targets_kept} + "
+                f"rejected {self.targets_rejected}"
+            )
+
+    def _count(self, source: str, verdicts: list[dict]) -> None:
+        by_stage: dict[str, bool] = {}
+        for v in verdicts:
+            by_stage[v["stage"]] = by_stage.get(v["stage"], True) and v["passed"]
+        for stage, ok in by_stage.items():
+            self.checked[(stage, source)] += 1
+            self.passed[(stage, source)] += ok
+
+    def manifest(self, generator: Generator, usage: Usage) -> dict:
+        keys = sorted(self.checked, key=lambda k: (STAGES.index(k[0]), k[1]))
+        return {
+            "generator": generator.name,
+            "model": generator.model,
+            "prompt_version": generator.prompt_version,
+            "queries_generated": self.generated,
+            "queries_kept": self.kept,
+            "queries_rejected": self.rejected,
+            "targets_total": self.targets,
+            "targets_kept": self.targets_kept,
+            "targets_rejected": self.targets_rejected,
+            "stages": [
+                {
+                    "stage": stage,
+                    "source": source,
+                    "checked": self.checked[(stage, source)],
+                    "passed": self.passed[(stage, source)],
+                }
+                for stage, source in keys
+            ],
+            "reasons": [
+                {"stage": stage, "reason": reason, "count": count}
+                for (stage, reason), count in sorted(
+                    self.reasons.items(), key=lambda kv: (-kv[1], kv[0])
+                )
+            ],
+            "usage": usage.as_dict(),
+        }
+
+
+def labels_of(sources: list) -> dict[str, dict[str, LabelSpec]]:
+    """Label specs per source, from SourceInfo objects or the manifest's ``sources`` entries."""
+    out: dict[str, dict[str, LabelSpec]] = {}
+    for source in sources:
+        if isinstance(source, Mapping):
+            specs = [_spec_from_dict(d) for d in source["labels"]]
+            out[source["name"]] = {s.name: s for s in specs}
+        else:
+            out[source.name] = {s.name: s for s in source.labels}
+    return out
+
+
+def _spec_from_dict(data: Mapping) -> LabelSpec:
+    known = {f for f in LabelSpec.__dataclass_fields__}
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+    return LabelSpec(**values)
+
+
+__all__ = ["Outcome", "Siblings", "Stage", "labels_of", "run"]

@@ -1,0 +1,216 @@
+"""The offline template generator: varied referring expressions built only from verified cues.
+
+Every word that states a fact comes from :mod:`.vocab`, whose predicates the verifier also uses,
+so a template query says nothing its cues do not support. Wording is drawn with a random
+generator seeded from ``(seed, record id)``: the same seed gives the same queries whatever the
+batch order or process. Image sides are always "of the image"; patient sides always
+"the patient's left/right" (volumes only). Targets that share their label with other candidates
+in the image always get a disambiguating relation (largest, leftmost, second largest, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+
+from . import claims, vocab
+from .base import Generated, Generator, Target
+
+TEMPLATE_VERSION = "template-v1"
+_ADVERBS = {"vertical": "vertically", "horizontal": "horizontally", "oblique": "obliquely"}
+_SIDE_WORD = {"upper": "top", "lower": "bottom"}
+
+
+def _rng(seed: int, record_id: str) -> random.Random:
+    digest = hashlib.sha256(f"{seed}\0{record_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def location_phrases(record: Mapping) -> list[str]:
+    """Image-space location phrases true of the record (always saying "of the image")."""
+    h, v = vocab.horizontal(record), vocab.vertical(record)
+    out = []
+    if h != "center" and v != "middle":
+        out += [f"in the {v} {h} part of the image", f"toward the {v} {h} of the image"]
+    if h != "center":
+        out += [f"on the {h} side of the image", f"in the {h} half of the image"]
+    if v != "middle":
+        out += [f"in the {v} part of the image", f"near the {_SIDE_WORD[v]} of the image"]
+    if record["spatial"]["grid_cell"] == "center":
+        out += ["in the center of the image", "near the middle of the image"]
+    return out
+
+
+def patient_phrases(record: Mapping) -> list[str]:
+    side = record["spatial"]["patient_side"]
+    if side not in ("left", "right"):
+        return []
+    return [f"on the patient's {side} side", f"on the patient's {side}"]
+
+
+def shape_phrase(record: Mapping, rng: random.Random) -> tuple[str, str | None]:
+    """A true size word and, when one applies, a true shape word."""
+    shape = record["shape"]
+    size = rng.choice(vocab.SIZE_PHRASES[shape["size_category"]])
+    words = [w for w, test in vocab.SHAPE_PREDICATES.items() if test(shape)]
+    if not words:
+        return size, None
+    word = rng.choice(words)
+    return size, ("irregularly shaped" if word == "irregular" else word)
+
+
+def _count_word(n: int) -> str | None:
+    return vocab.COUNT_WORDS.get(n)
+
+
+def disambiguator(record: Mapping, term: str, rng: random.Random) -> tuple[str, bool]:
+    """A phrase naming this candidate among several of its label; and whether it says left or
+    right (then the sentence must also mention the image)."""
+    rel = record["relations"]
+    options: list[tuple[str, bool]] = []
+    for flag in ("largest", "smallest"):
+        if rel[flag]:
+            options.append((f"the {flag} {term}", False))
+    for flag, side in (("leftmost", "left"), ("rightmost", "right")):
+        if rel[flag]:
+            options += [(f"the {flag} {term}", True), (f"the {term} farthest to the {side}", True)]
+    for flag in ("uppermost", "lowermost"):
+        if rel[flag]:
+            options.append((f"the {flag} {term}", False))
+    rank = rel["size_rank"]
+    if not options and rank in vocab.ORDINAL_WORDS:
+        options.append((f"the {vocab.ORDINAL_WORDS[rank]} largest {term}", False))
+    if not options:
+        raise ValueError(f"{record['id']}: no relation singles this candidate out")
+    return rng.choice(options)
+
+
+class TemplateGenerator(Generator):
+    """Deterministic (for a seed), offline; several queries per target in distinct styles."""
+
+    name = "template"
+    prompt_version = TEMPLATE_VERSION
+
+    def __init__(self, seed: int = 0, queries_per_target: int = 3):
+        super().__init__()
+        self.seed = seed
+        self.k = queries_per_target
+
+    def generate(self, targets: Sequence[Target]) -> list[Generated]:
+        return [self.one(t) for t in targets]
+
+    def one(self, target: Target) -> Generated:
+        record = target.record
+        rng = _rng(self.seed, record["id"])
+        many = record["num_candidates"] > 1
+        builders = {
+            "location": self._location,
+            "morphology": self._morphology,
+            "relational": self._relational,
+            "clinical": self._clinical,
+        }
+        styles = list(builders)
+        rng.shuffle(styles)
+        if many:  # the relational style is the natural one when there are several
+            styles.remove("relational")
+            styles.insert(0, "relational")
+        items: list[dict] = []
+        seen: set[str] = set()
+        for attempt in range(4 * self.k):
+            if len(items) == self.k:
+                break
+            style = styles[attempt % len(styles)]
+            text = builders[style](target, rng)
+            if text and text not in seen:
+                seen.add(text)
+                items.append({"text": text, "style": style})
+        return Generated(items)
+
+    # ---- styles ---------------------------------------------------------------------------
+    def _term(self, target: Target, rng: random.Random) -> str:
+        """A clinical term for the label; synonyms that would claim something by themselves
+        (e.g. "tumour with surrounding edema") are left out."""
+        plain = [t for t in target.spec.terms if not claims.parse(t, target.vocabulary).claims]
+        return rng.choice(plain or [target.spec.display])
+
+    def _location(self, target: Target, rng: random.Random) -> str:
+        record = target.record
+        term = self._term(target, rng)
+        phrases = location_phrases(record)
+        patient = patient_phrases(record)
+        where = rng.choice(patient) if patient and rng.random() < 0.5 else rng.choice(phrases)
+        if record["num_candidates"] > 1:
+            lead, _ = disambiguator(record, term, rng)
+            return f"{lead}, {where}"
+        return rng.choice([f"the {term} {where}", f"the {term} located {where}"])
+
+    def _morphology(self, target: Target, rng: random.Random) -> str:
+        record = target.record
+        term = self._term(target, rng)
+        size, shape = shape_phrase(record, rng)
+        orientation = record["shape"]["orientation"]
+        if record["num_candidates"] > 1:
+            lead, sided = disambiguator(record, term, rng)
+            anchor = " in the image" if sided else ""
+            what = f"{size} and {shape}" if shape else size
+            return f"{lead}{anchor}, which is {what}"
+        described = f"the {size} {shape} {term}" if shape else f"the {size} {term}"
+        if shape in ("elongated", "oval") and orientation in _ADVERBS and rng.random() < 0.5:
+            return f"{described} oriented {_ADVERBS[orientation]}"
+        return described
+
+    def _relational(self, target: Target, rng: random.Random) -> str:
+        record = target.record
+        term = self._term(target, rng)
+        rel = record["relations"]
+        n = record["num_candidates"]
+        structures = [
+            (kind, target.structures[name])
+            for kind in ("inside", "adjacent_to")
+            for name in rel[kind]
+            if name in target.structures
+        ]
+        if n == 1:
+            options = [f"the only {term} in the image", f"the single {term} visible in the image"]
+            word = {"inside": "inside", "adjacent_to": "next to"}
+            options += [f"the {term} {word[kind]} the {other}" for kind, other in structures]
+            return rng.choice(options)
+        count = _count_word(n)
+        plural = vocab.plural(term)
+        options = []
+        if count:
+            if n == 2:
+                options += [f"the {w} of the two {plural}" for f, w in _COMPARATIVES if rel[f]]
+            else:
+                options += [f"the {f} of the {count} {plural}" for f in _SIZE_FLAGS if rel[f]]
+                rank = rel["size_rank"]
+                if 1 < rank < n and rank in vocab.ORDINAL_WORDS:
+                    ordinal = vocab.ORDINAL_WORDS[rank]
+                    options.append(f"the {ordinal} largest of the {count} {plural}")
+        lead, sided = disambiguator(record, term, rng)
+        options.append(f"{lead} in the image" if sided else lead)
+        return rng.choice(options)
+
+    def _clinical(self, target: Target, rng: random.Random) -> str:
+        record, spec = target.record, target.spec
+        key = vocab.modality_key(record["modality"])
+        noun = vocab.MODALITY_NOUNS.get(key, "image") if key else "image"
+        term = self._term(target, rng)
+        if record["num_candidates"] > 1:
+            lead, _ = disambiguator(record, term, rng)
+            return f"{lead} seen on this {noun}"
+        size, _ = shape_phrase(record, rng)
+        body = record["body_part"]
+        options = [
+            f"the {term} seen on this {noun}",
+            f"the {size} {term} visible on this {noun}",
+            f"locate the {term} on this {noun}",
+        ]
+        if body and all(body.lower() not in t.lower() for t in spec.terms):
+            options.append(f"the {term} on this {noun} of the {body}")
+        return rng.choice(options)
+
+
+_COMPARATIVES = (("largest", "larger"), ("smallest", "smaller"))
+_SIZE_FLAGS = ("largest", "smallest")

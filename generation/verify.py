@@ -1,0 +1,336 @@
+"""The verification stages: format -> geometry -> medical prior -> visual, each a list of named
+checks that pass or fail with a reason.
+
+Target-level checks (the box, the label's priors, the offline visual statistics) are the same for
+every query of a target and are computed once; query-level checks read the query's claims
+(:mod:`.claims`). A query is kept only when every check of every stage passed; checking stops at
+the first failing stage, whose first failing check is the query's rejection reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pycocotools import mask as mask_utils
+
+from medground_hf.source import LabelSpec
+
+from . import claims, vocab
+
+STAGES = ("format", "geometry", "medical_prior", "visual")
+STYLES = ("location", "morphology", "relational", "clinical")
+
+# format
+MIN_CHARS, MAX_CHARS = 8, 200
+MIN_WORDS, MAX_WORDS = 2, 40
+_DIGITS = re.compile(r"\d")
+_COORD_WORDS = re.compile(r"\b(pixels?|coordinates?|x-axis|y-axis|xyxy|bbox)\b", re.I)
+_MARKUP = re.compile(r"[<>\[\]{}*#`|\\_]|&[a-z]+;|\bjson\b", re.I)
+_META = re.compile(
+    r"\b(as an ai|language model|i cannot|i can't|i'm sorry|sorry|here is|here are|query:|"
+    r"bounding box|box|mask|segmentation|annotat\w*|outlined|highlighted|marked|contour|"
+    r"labell?ed)\b",
+    re.I,
+)
+_FUNCTION_WORDS = frozenset(
+    "the a an of in on at with near to this that is and its from by for".split()  # noqa: SIM905
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+# geometry: a box covering more than this share of the image does not localize anything.
+MAX_BOX_FRACTION = 0.95
+MIN_BOX_SIDE = 2
+
+# visual (offline): the d'-like region-vs-ring contrast of medground_hf.cues.visual_stats must
+# reach MIN_CONTRAST, and at most MAX_BLANK of the region may be padding/blank pixels.
+MIN_CONTRAST = 0.1
+MAX_BLANK = 0.5
+
+
+@dataclass(frozen=True)
+class Verdict:
+    stage: str
+    check: str
+    passed: bool
+    reason: str
+
+    def row(self) -> dict:
+        return {
+            "stage": self.stage,
+            "check": self.check,
+            "passed": self.passed,
+            "reason": self.reason,
+        }
+
+
+def _v(stage: str, check: str, ok: bool, good: str, bad: str) -> Verdict:
+    return Verdict(stage, check, ok, good if ok else bad)
+
+
+# ---- format ---------------------------------------------------------------------------------
+def format_checks(text: object, style: object) -> list[Verdict]:
+    """Schema, length, no coordinates, no markup, no meta talk, English."""
+    if not isinstance(text, str) or not text.strip() or style not in STYLES:
+        return [
+            Verdict(
+                "format",
+                "schema",
+                False,
+                f"query must be a non-empty string with a style in {STYLES}, got "
+                f"text={text!r:.60} style={style!r}",
+            )
+        ]
+    words = _WORD.findall(text)
+    letters = [c for c in text if c.isalpha()]
+    ascii_share = sum(c.isascii() for c in letters) / max(1, len(letters))
+    english = ascii_share >= 0.98 and any(w.lower() in _FUNCTION_WORDS for w in words)
+    meta = _META.search(text)
+    markup = _MARKUP.search(text)
+    coords = _DIGITS.search(text) or _COORD_WORDS.search(text)
+    return [
+        Verdict("format", "schema", True, "text and style present"),
+        _v(
+            "format",
+            "length",
+            MIN_CHARS <= len(text) <= MAX_CHARS and MIN_WORDS <= len(words) <= MAX_WORDS,
+            f"{len(words)} words",
+            f"length {len(text)} chars / {len(words)} words outside "
+            f"[{MIN_CHARS}, {MAX_CHARS}] chars, [{MIN_WORDS}, {MAX_WORDS}] words",
+        ),
+        _v(
+            "format",
+            "no_coordinates",
+            not coords,
+            "no numbers or coordinates",
+            f"numbers or coordinates are not allowed: {coords.group(0) if coords else ''!r}",
+        ),
+        _v(
+            "format",
+            "no_markup",
+            not markup,
+            "plain text",
+            f"markup is not allowed: {markup.group(0) if markup else ''!r}",
+        ),
+        _v(
+            "format",
+            "no_meta",
+            not meta,
+            "no meta talk",
+            f"meta talk or annotation words: {meta.group(0) if meta else ''!r}",
+        ),
+        _v("format", "english", english, "English", "not English text"),
+    ]
+
+
+# ---- geometry -------------------------------------------------------------------------------
+def box_check(record: Mapping) -> Verdict:
+    """Inside the image, not degenerate, not nearly the whole image, the tight box of its mask."""
+    x0, y0, x1, y1 = record["bbox_xyxy"]
+    w, h = record["width"], record["height"]
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        return Verdict("geometry", "box", False, f"box {[x0, y0, x1, y1]} outside {w}x{h} image")
+    if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
+        return Verdict("geometry", "box", False, f"degenerate box {x1 - x0}x{y1 - y0} px")
+    share = (x1 - x0) * (y1 - y0) / (w * h)
+    if share > MAX_BOX_FRACTION:
+        return Verdict(
+            "geometry",
+            "box",
+            False,
+            f"box covers {share:.0%} of the image (> {MAX_BOX_FRACTION:.0%})",
+        )
+    rle = {"size": list(record["mask"]["size"]), "counts": record["mask"]["counts"].encode()}
+    mx, my, mw, mh = (int(round(v)) for v in mask_utils.toBbox(rle))
+    if [mx, my, mx + mw, my + mh] != [x0, y0, x1, y1]:
+        return Verdict("geometry", "box", False, "box is not the tight box of the mask")
+    return Verdict("geometry", "box", True, f"box covers {share:.0%} of the image")
+
+
+def _claim_verdict(
+    stage: str, check: str, found: Sequence[claims.Claim], record: Mapping
+) -> Verdict:
+    false = [c for c in found if not c.holds(record)]
+    if false:
+        return Verdict(stage, check, False, false[0].why_false(record))
+    if not found:
+        return Verdict(stage, check, True, "no claim")
+    return Verdict(stage, check, True, "; ".join(c.phrase for c in found))
+
+
+def geometry_checks(
+    parsed: claims.Parsed, record: Mapping, siblings: list[Mapping]
+) -> list[Verdict]:
+    """Spatial words, relational claims and shape words are true; the query singles one out."""
+    out = []
+    for check in ("spatial", "relational", "morphology"):
+        problem = next((p for c, p in parsed.problems if c == check), None)
+        if problem:
+            out.append(Verdict("geometry", check, False, problem))
+        else:
+            out.append(_claim_verdict("geometry", check, parsed.by_check(check), record))
+    unique, reason = claims.singles_out(parsed, record, siblings)
+    out.append(Verdict("geometry", "unique", unique, reason))
+    return out
+
+
+# ---- medical priors -------------------------------------------------------------------------
+def prior_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
+    """Label-modality compatibility, laterality and physical size, from the builder's LabelSpec."""
+    modality = record["modality"]
+    allowed = [m.lower() for m in spec.modalities]
+    # side-by-side renderings join their modalities with " | ": each panel must be plausible;
+    # a panel "MRI t1" matches an allowed family "MRI" as well as the exact "MRI t1"
+    panels = [part.strip().lower() for part in modality.split("|")]
+
+    def plausible(panel: str) -> bool:
+        return any(panel == a or panel.startswith(a + " ") for a in allowed)
+
+    out = [
+        _v(
+            "medical_prior",
+            "modality",
+            not allowed or all(plausible(panel) for panel in panels),
+            f"{spec.name} is expected in {modality}" if allowed else "no modality prior",
+            f"{spec.name} is not expected in {modality} (allowed: {', '.join(allowed)})",
+        )
+    ]
+    side = record["spatial"]["patient_side"]
+    out.append(
+        _v(
+            "medical_prior",
+            "laterality",
+            spec.laterality is None or side == spec.laterality,
+            f"on the patient's {side}" if spec.laterality else "no laterality prior",
+            f"{spec.name} must be on the patient's {spec.laterality}, found {side}",
+        )
+    )
+    area = record["area_mm2"]
+    if area is None or spec.area_mm2_range is None:
+        out.append(
+            Verdict(
+                "medical_prior",
+                "size_range",
+                True,
+                "no pixel spacing" if area is None else "no size prior",
+            )
+        )
+    else:
+        low, high = spec.area_mm2_range
+        out.append(
+            _v(
+                "medical_prior",
+                "size_range",
+                low <= area <= high,
+                f"{area:.0f} mm2 within [{low:g}, {high:g}]",
+                f"{area:.0f} mm2 outside the plausible {spec.name} range [{low:g}, {high:g}] mm2",
+            )
+        )
+    return out
+
+
+def _mentions(text: str, term: str) -> bool:
+    return re.search(rf"\b{re.escape(term.lower())}(e?s)?\b", text) is not None
+
+
+def prior_query_checks(text: str, record: Mapping, spec: LabelSpec) -> list[Verdict]:
+    """The query names the target as its label (or generically) and no other modality."""
+    lower = text.lower()
+    named = any(_mentions(lower, t) for t in (*spec.terms, spec.name.replace("_", " ")))
+    generic = any(_mentions(lower, t) for t in vocab.GENERIC_NOUNS)
+    own = vocab.modality_key(record["modality"])
+    foreign = [
+        w
+        for key, words in vocab.MODALITY_WORDS.items()
+        if key != own
+        for w in words
+        if _mentions(lower, w)
+    ]
+    return [
+        _v(
+            "medical_prior",
+            "terminology",
+            named or generic,
+            "names the target as " + ("its label" if named else "a generic finding"),
+            f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
+        ),
+        _v(
+            "medical_prior",
+            "modality_words",
+            not foreign,
+            "no other modality named",
+            f"names another modality ({foreign[0] if foreign else ''}) for a "
+            f"{record['modality']} image",
+        ),
+    ]
+
+
+# ---- visual (offline) -----------------------------------------------------------------------
+def visual_target_checks(record: Mapping) -> list[Verdict]:
+    """The region differs from a ring around it and does not lie in padding/blank area."""
+    vis = record["visual"]
+    return [
+        _v(
+            "visual",
+            "distinct",
+            vis["contrast"] >= MIN_CONTRAST,
+            f"region/ring contrast {vis['contrast']:.2f}",
+            f"region/ring contrast {vis['contrast']:.2f} < {MIN_CONTRAST}",
+        ),
+        _v(
+            "visual",
+            "not_blank",
+            vis["blank_fraction"] <= MAX_BLANK,
+            f"blank share {vis['blank_fraction']:.0%}",
+            f"{vis['blank_fraction']:.0%} of the region is padding/blank (> {MAX_BLANK:.0%})",
+        ),
+    ]
+
+
+# ---- orchestration --------------------------------------------------------------------------
+class Verifier:
+    """Runs the offline stages for one source's records; ``structures`` maps terms to the names
+    used in ``relations`` (labels and context structures)."""
+
+    def __init__(self, labels: Mapping[str, LabelSpec], structures: Mapping[str, str]):
+        self.labels = labels
+        self.structures = dict(structures)
+
+    def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
+        spec = self.labels[record["label"]]
+        return {
+            "geometry": [box_check(record)],
+            "medical_prior": prior_target_checks(record, spec),
+            "visual": visual_target_checks(record),
+        }
+
+    def query_checks(
+        self,
+        record: Mapping,
+        text: object,
+        style: object,
+        target: Mapping[str, list[Verdict]],
+        siblings: list[Mapping],
+    ) -> list[Verdict]:
+        """All verdicts up to and including the first failing stage (online judge excluded)."""
+        verdicts = format_checks(text, style)
+        if not all(v.passed for v in verdicts):
+            return verdicts
+        parsed = claims.parse(text, self.structures)
+        spec = self.labels[record["label"]]
+        stages = (
+            ("geometry", lambda: geometry_checks(parsed, record, siblings)),
+            ("medical_prior", lambda: prior_query_checks(text, record, spec)),
+            ("visual", list),
+        )
+        for stage, query_level in stages:
+            batch = target[stage] + query_level()
+            verdicts += batch
+            if not all(v.passed for v in batch):
+                break
+        return verdicts
+
+
+def first_failure(verdicts: Sequence[Mapping]) -> Mapping | None:
+    return next((v for v in verdicts if not v["passed"]), None)

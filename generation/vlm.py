@@ -1,0 +1,590 @@
+"""What the VLM backends share: versioned prompts, the facts and image sent, the request cache,
+one retry layer, bounded concurrency and usage accounting.
+
+A backend (:mod:`.anthropic_backend`, :mod:`.openai_backend`) only turns a :class:`Request` into
+an SDK call and the SDK's answer into a :class:`Completion`. Retries happen here and only here:
+the SDK clients are built with ``max_retries=0`` and ``tenacity`` retries 429, 5xx (including
+Anthropic's 529 "overloaded") and timeouts/connection errors, waiting what the server's
+``retry-after`` asks (else exponential backoff with jitter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+from string import Template
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from medground_hf.geometry import decode_rle
+
+from . import templates, vocab
+from .base import Generated, GenerationError, Generator, Judge, Target, Usage
+from .cache import RequestCache, request_key
+from .verify import STYLES
+
+logger = logging.getLogger("medground_hf.generation")
+
+GENERATE_PROMPT = "generate-v1"
+JUDGE_PROMPT = "judge-v1"
+MAX_RETRY_AFTER = 120.0
+
+QUERIES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "queries": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "style": {"enum": list(STYLES)}},
+                "required": ["text", "style"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["queries"],
+    "additionalProperties": False,
+}
+JUDGE_SCHEMA = {
+    "type": "object",
+    "properties": {"singles_out": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["singles_out", "reason"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    version: str
+    system: str
+    user: Template
+
+
+def load_prompt(name: str) -> Prompt:
+    """A versioned prompt file ``prompts/<name>.md``: system text, ``---user---``, user text."""
+    text = resources.files("medground_hf.generation").joinpath(f"prompts/{name}.md").read_text()
+    system, sep, user = text.partition("---user---")
+    if not sep:
+        raise ValueError(f"prompts/{name}.md: missing the ---user--- separator")
+    return Prompt(name, system.strip(), Template(user.strip()))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One VLM call, backend-neutral."""
+
+    system: str
+    text: str
+    image_b64: str
+    media_type: str
+    schema_name: str
+    schema: Mapping
+    max_tokens: int
+    temperature: float
+
+
+@dataclass
+class Completion:
+    """A backend's answer, normalized: parsed JSON, or a refusal, or why it is unusable."""
+
+    data: dict | None = None
+    refusal: str | None = None
+    malformed: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    batch: bool = False
+
+    @property
+    def cacheable(self) -> bool:
+        """Parsed answers and refusals are final; malformed ones are retried on the next run."""
+        return self.malformed is None
+
+
+def parse_json(text: str, **tokens: int) -> Completion:
+    """A JSON-object answer, or why it is not one."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Completion(malformed=f"invalid JSON ({exc.msg})", **tokens)
+    if not isinstance(data, dict):
+        return Completion(malformed="the JSON answer is not an object", **tokens)
+    return Completion(data=data, **tokens)
+
+
+class Backend(ABC):
+    """An SDK: builds its async client, sends a Request, says which errors are transient."""
+
+    name: str
+    api_errors: tuple[type[Exception], ...]  # the SDK's error classes
+
+    def __init__(self, model: str, api_key: str, base_url: str | None, timeout: float):
+        self.model = model
+        self._api_key = api_key
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def __repr__(self) -> str:  # never show the key
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
+
+    @abstractmethod
+    def client(self):
+        """A new async SDK client with ``max_retries=0``."""
+
+    @abstractmethod
+    async def complete(self, client, request: Request) -> Completion: ...
+
+    @abstractmethod
+    def is_transient(self, error: BaseException) -> bool: ...
+
+    def cost(self, completion: Completion) -> float:
+        return 0.0
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds the server asked to wait (``retry-after-ms`` / ``retry-after``), if any."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms") is not None:
+            return float(headers["retry-after-ms"]) / 1000.0
+        if headers.get("retry-after") is not None:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+# A request by its cache key; the request itself (image drawn, base64-encoded) is only built
+# when the cache does not answer.
+Job = tuple[str, Callable[[], Request]]
+
+
+class _WaitRetryAfter:
+    """tenacity wait: the server's retry-after when given, else exponential backoff + jitter."""
+
+    def __init__(self, fallback):
+        self.fallback = fallback
+
+    def __call__(self, state) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        asked = retry_after(error) if error is not None else None
+        if asked is not None:
+            return min(max(asked, 0.0), MAX_RETRY_AFTER)
+        return self.fallback(state)
+
+
+class Runner:
+    """Sends requests through the cache with bounded concurrency on its own event loop."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        cache: RequestCache,
+        concurrency: int,
+        max_attempts: int = 6,
+        backoff: float = 1.0,
+    ):
+        self.backend = backend
+        self.cache = cache
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.usage = Usage()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    @property
+    def sdk(self):
+        if self._client is None:
+            self._client = self.backend.client()
+        return self._client
+
+    def run(self, jobs: Sequence[Job]) -> list[Completion]:
+        return self.loop.run_until_complete(self._run(jobs))
+
+    async def _run(self, jobs: Sequence[Job]) -> list[Completion]:
+        gate = asyncio.Semaphore(self.concurrency)
+        inflight: dict[str, asyncio.Task] = {}
+
+        async def one(key: str, request: Callable[[], Request]) -> Completion:
+            cached = self.cache.get(key)
+            if cached is not None:
+                self.usage.cached += 1
+                return Completion(**cached)
+            async with gate:
+                # drawing and encoding the image runs in a thread, overlapping network waits
+                completion = await self.send(await asyncio.to_thread(request))
+            if completion.cacheable:
+                self.cache.put(key, asdict(completion))
+            return completion
+
+        for key, request in jobs:  # identical requests in one batch are sent once
+            if key not in inflight:
+                inflight[key] = asyncio.ensure_future(one(key, request))
+        try:
+            return list(await asyncio.gather(*(inflight[key] for key, _ in jobs)))
+        finally:
+            for task in inflight.values():
+                task.cancel()
+
+    def retrying(self) -> AsyncRetrying:
+        """The one retry layer: transient errors only, honouring the server's retry-after."""
+        return AsyncRetrying(
+            retry=retry_if_exception(self.backend.is_transient),
+            wait=_WaitRetryAfter(wait_exponential_jitter(multiplier=self.backoff, max=60)),
+            stop=stop_after_attempt(self.max_attempts),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def _log_retry(self, state) -> None:
+        error = state.outcome.exception()
+        status = getattr(error, "status_code", None)
+        logger.warning(
+            "%s: %s%s, attempt %d; retrying in %.2f s",
+            self.backend.name,
+            type(error).__name__,
+            f" (HTTP {status})" if status else "",
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
+
+    async def send(self, request: Request) -> Completion:
+        try:
+            async for attempt in self.retrying():
+                with attempt:
+                    self.usage.requests += 1
+                    completion = await self.backend.complete(self.sdk, request)
+        except self.backend.api_errors as error:
+            status = getattr(error, "status_code", None)
+            raise GenerationError(
+                f"{self.backend.name} request failed after {attempt.retry_state.attempt_number} "
+                f"attempt(s): {type(error).__name__}"
+                + (f" (HTTP {status})" if status else "")
+                + ". Answers received so far are cached; re-run to resume."
+            ) from None
+        self.account(completion)
+        return completion
+
+    def account(self, completion: Completion) -> None:
+        self.usage.input_tokens += completion.input_tokens
+        self.usage.output_tokens += completion.output_tokens
+        self.usage.cost_usd += self.backend.cost(completion)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            if self._client is not None:
+                self._loop.run_until_complete(self._client.close())
+            self._loop.close()
+        self._loop = self._client = None
+        self.cache.close()
+
+
+# ---- what is sent ---------------------------------------------------------------------------
+def media_type(data: bytes) -> str | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None  # anything else is re-encoded as PNG by draw()
+
+
+def _image_bytes(record: Mapping) -> bytes:
+    image = record["image"]
+    data = image.get("bytes") if isinstance(image, Mapping) else None
+    if not data:
+        raise GenerationError(f"{record['id']}: the record carries no embedded image bytes")
+    return data
+
+
+def draw(record: Mapping, *, outline: bool = False, box: bool = False) -> tuple[str, str]:
+    """The record's image (base64, media type), with the target outlined and/or boxed in red."""
+    data = _image_bytes(record)
+    original = media_type(data)
+    if not (outline or box) and original is not None:
+        return base64.b64encode(data).decode(), original
+    with Image.open(io.BytesIO(data)) as im:
+        canvas = im.convert("RGB")
+    pixels = np.asarray(canvas).copy()
+    width = max(1, round(max(record["width"], record["height"]) / 256))
+    if outline:
+        mask = decode_rle(record["mask"])
+        edge = mask & ~ndimage.binary_erosion(mask, iterations=width)
+        pixels[edge] = (0, 255, 0)
+    canvas = Image.fromarray(pixels)
+    if box:
+        x0, y0, x1, y1 = record["bbox_xyxy"]
+        ImageDraw.Draw(canvas).rectangle((x0, y0, x1 - 1, y1 - 1), outline=(255, 0, 0), width=width)
+    buffer = io.BytesIO()
+    if original == "image/jpeg":  # photographs stay JPEG: small and fast to encode
+        canvas.save(buffer, format="JPEG", quality=95)
+        return base64.b64encode(buffer.getvalue()).decode(), "image/jpeg"
+    canvas.save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode(), "image/png"
+
+
+def facts(target: Target) -> dict:
+    """The verified cues, worded as the verifier will check them."""
+    record, spec = target.record, target.spec
+    shape, rel = record["shape"], record["relations"]
+    n = record["num_candidates"]
+    distinguishing = [f for f in ("largest", "smallest", "leftmost", "rightmost") if rel[f]]
+    distinguishing += [f for f in ("uppermost", "lowermost") if rel[f]]
+    if n > 1:
+        distinguishing.append(f"number {rel['size_rank']} of {n} by size (1 = largest)")
+    out = {
+        "label": spec.display,
+        "synonyms": list(spec.synonyms),
+        "size": list(vocab.SIZE_PHRASES[shape["size_category"]]),
+        "shape": [w for w, test in vocab.SHAPE_PREDICATES.items() if test(shape)],
+        "orientation": shape["orientation"] if shape["orientation"] != "none" else None,
+        "position_in_image": templates.location_phrases(record),
+        "patient_side": (
+            f"the patient's {record['spatial']['patient_side']}"
+            if record["spatial"]["patient_side"] in ("left", "right")
+            else None
+        ),
+        f"number_of_{spec.name}_candidates_in_image": n,
+        "distinguishing_relations": distinguishing,
+        "inside": [target.structures.get(s, s) for s in rel["inside"]],
+        "next_to": [target.structures.get(s, s) for s in rel["adjacent_to"]],
+    }
+    return {k: v for k, v in out.items() if v not in (None, [])}
+
+
+def _target_key(record: Mapping) -> dict:
+    return {
+        "id": record["id"],
+        "bbox": list(record["bbox_xyxy"]),
+        "mask": hashlib.sha256(record["mask"]["counts"].encode()).hexdigest(),
+        "image": hashlib.sha256(_image_bytes(record)).hexdigest(),
+    }
+
+
+class _Prompted:
+    """Binds a generator or judge to its runner (backend, cache, usage) and versioned prompt."""
+
+    def bind(self, runner: Runner, prompt: str) -> None:
+        self.runner = runner
+        self.usage = runner.usage
+        self.name = runner.backend.name
+        self.model = runner.backend.model
+        self.prompt = load_prompt(prompt)
+        self.prompt_version = self.prompt.version
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class VLMGenerator(_Prompted, Generator):
+    """Queries from a VLM that sees the image (target outlined) and the verified facts."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        queries_per_target: int = 3,
+        outline: bool = True,
+        temperature: float = 0.7,
+        max_tokens: int = 800,
+    ):
+        super().__init__()
+        self.bind(runner, GENERATE_PROMPT)
+        self.queries_per_target = queries_per_target
+        self.outline = outline
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+
+    def params(self) -> dict:
+        return {
+            "k": self.queries_per_target,
+            "outline": self.outline,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def job(self, target: Target) -> Job:
+        record = target.record
+        stated = facts(target)
+        key = request_key(
+            {
+                "task": "generate",
+                "model": self.model,
+                "prompt_version": self.prompt_version,
+                "params": self.params(),
+                "target": _target_key(record),
+                "facts": stated,
+            }
+        )
+
+        def request() -> Request:
+            image_b64, mtype = draw(record, outline=self.outline)
+            note = " The target is outlined in green." if self.outline else ""
+            text = self.prompt.user.substitute(
+                k=self.queries_per_target,
+                modality=record["modality"],
+                body_part=record["body_part"],
+                outline_note=note,
+                facts=json.dumps(stated, indent=1),
+            )
+            system = self.prompt.system.replace("$k", str(self.queries_per_target))
+            return Request(
+                system,
+                text,
+                image_b64,
+                mtype,
+                "submit_queries",
+                QUERIES_SCHEMA,
+                self.max_tokens,
+                self.temperature,
+            )
+
+        return key, request
+
+    def generate(self, targets: Sequence[Target]) -> list[Generated]:
+        completions = self.runner.run([self.job(t) for t in targets])
+        return [to_generated(c) for c in completions]
+
+    def prefetch(self, targets) -> None:
+        prefetch = getattr(self.runner, "prefetch", None)
+        if prefetch is not None:
+            prefetch(self.job(t) for t in targets)
+
+
+def to_generated(completion: Completion) -> Generated:
+    if completion.refusal is not None:
+        return Generated(failure=("generation", f"the model refused: {completion.refusal}"))
+    if completion.malformed is not None:
+        return Generated(failure=("format", f"malformed generator output: {completion.malformed}"))
+    queries = completion.data.get("queries") if isinstance(completion.data, dict) else None
+    if not isinstance(queries, list):
+        return Generated(failure=("format", "malformed generator output: no 'queries' list"))
+    return Generated([q if isinstance(q, Mapping) else {"text": q} for q in queries])
+
+
+class VLMJudge(_Prompted, Judge):
+    """The online visual check: the VLM sees the image with the box drawn, and the query."""
+
+    def __init__(self, runner: Runner, *, max_tokens: int = 200):
+        super().__init__()
+        self.bind(runner, JUDGE_PROMPT)
+        self.max_tokens = max_tokens
+
+    def job(self, target: Target, query: str) -> Job:
+        record = target.record
+        key = request_key(
+            {
+                "task": "judge",
+                "model": self.model,
+                "prompt_version": self.prompt_version,
+                "params": {"max_tokens": self.max_tokens, "temperature": 0.0},
+                "target": _target_key(record),
+                "query": query,
+            }
+        )
+
+        def request() -> Request:
+            image_b64, mtype = draw(record, box=True)
+            text = self.prompt.user.substitute(query=query, label=target.spec.display)
+            return Request(
+                self.prompt.system,
+                text,
+                image_b64,
+                mtype,
+                "verdict",
+                JUDGE_SCHEMA,
+                self.max_tokens,
+                0.0,
+            )
+
+        return key, request
+
+    def judge(self, items: Sequence[tuple[Target, str]]) -> list[tuple[bool, str]]:
+        if not items:
+            return []
+        completions = self.runner.run([self.job(t, q) for t, q in items])
+        return [to_verdict(c, self.model) for c in completions]
+
+
+def to_verdict(completion: Completion, model: str) -> tuple[bool, str]:
+    data = completion.data
+    if completion.refusal is not None:
+        return False, f"judge {model} refused: {completion.refusal}"
+    if not isinstance(data, dict) or not isinstance(data.get("singles_out"), bool):
+        why = completion.malformed or "no boolean 'singles_out'"
+        return False, f"judge {model} gave no usable answer: {why}"
+    reason = str(data.get("reason", "")).strip()[:200] or "no reason given"
+    verdict = "singles out the target" if data["singles_out"] else "does not single out the target"
+    return data["singles_out"], f"judge {model}: {verdict}: {reason}"
+
+
+# ---- factory --------------------------------------------------------------------------------
+def _backend(kind: str, model: str | None, options) -> Backend:
+    key = options.api_key(kind)
+    if kind == "anthropic":
+        from .anthropic_backend import DEFAULT_MODEL, AnthropicBackend
+
+        return AnthropicBackend(model or DEFAULT_MODEL, key, options.base_url, options.timeout)
+    from .openai_backend import OpenAIBackend
+
+    if not model:
+        raise ValueError("openai-compatible needs --model (or --judge-model): the served model")
+    return OpenAIBackend(model, key, options.base_url, options.timeout)
+
+
+def _runner(kind: str, model: str | None, options, *, batch: bool = False) -> Runner:
+    backend = _backend(kind, model, options)
+    cache = RequestCache(options.cache_path())
+    if batch:
+        from .anthropic_backend import BatchRunner
+
+        return BatchRunner(
+            backend,
+            cache,
+            options.concurrency,
+            max_attempts=options.max_attempts,
+            backoff=options.retry_backoff,
+            poll_seconds=options.batch_poll,
+            max_wait=options.batch_wait,
+        )
+    return Runner(
+        backend,
+        cache,
+        options.concurrency,
+        max_attempts=options.max_attempts,
+        backoff=options.retry_backoff,
+    )
+
+
+def make_vlm_generator(options) -> VLMGenerator:
+    runner = _runner(options.generator, options.model, options, batch=options.batch)
+    return VLMGenerator(
+        runner, queries_per_target=options.queries_per_target, outline=options.outline
+    )
+
+
+def make_vlm_judge(options) -> VLMJudge:
+    return VLMJudge(_runner(options.judge, options.judge_model or options.model, options))

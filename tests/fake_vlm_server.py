@@ -1,0 +1,242 @@
+"""A fake Anthropic + OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+The real SDKs talk to it over HTTP. It answers like a small, honest model: generation requests
+get queries built from the verified facts in the prompt, judge requests get a verdict. A script
+of faults (status codes with headers, slow answers, malformed JSON, refusals) is consumed by the
+first requests; every request is recorded so tests can count what reached the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_FACTS = re.compile(r"Verified facts about the target:\s*(\{.*?\})\s*\n\s*\nAnswer", re.S)
+_ERROR_TYPES = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+
+
+def honest_queries(user_text: str) -> list[dict]:
+    """Queries a careful model would write from the facts (all true, singling the target out)."""
+    facts = json.loads(_FACTS.search(user_text).group(1))
+    label = facts["label"]
+    where = facts["position_in_image"][0]
+    relations = [r for r in facts.get("distinguishing_relations", []) if " " not in r]
+    lead = f"the {relations[0]} {label}" if relations else f"the {label}"
+    if relations and relations[0] in ("leftmost", "rightmost"):
+        lead += " in the image"
+    return [
+        {"text": f"{lead} {where}" if not relations else f"{lead}, {where}", "style": "location"},
+        {"text": f"{lead} seen on this image", "style": "clinical"},
+    ]
+
+
+@dataclass
+class Fault:
+    """What the server does instead of answering normally, for one request."""
+
+    kind: str  # status | slow | malformed | refusal | lie (false query) | deny (judge says no)
+    status: int = 500
+    headers: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class FakeVLM:
+    """Start with ``with FakeVLM() as server:``; ``server.url`` is the base URL."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.faults: list[Fault] = []
+        self.calls: Counter = Counter()
+        self.log: list[dict] = []  # path, headers, body, time of every request
+        self.batches: dict[str, dict] = {}
+        self.batch_ready = False
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FakeVLM:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def next_fault(self) -> Fault | None:
+        with self.lock:
+            return self.faults.pop(0) if self.faults else None
+
+    # ---- answers ------------------------------------------------------------------------------
+    def answer(self, body: dict, openai: bool, fault: Fault | None = None) -> dict:
+        if openai:
+            schema = body["response_format"]["json_schema"]["schema"]
+            text = next(p["text"] for p in body["messages"][1]["content"] if p["type"] == "text")
+        else:
+            schema = body["output_config"]["format"]["schema"]
+            text = next(p["text"] for p in body["messages"][0]["content"] if p["type"] == "text")
+        if "singles_out" in schema["properties"]:
+            if fault and fault.kind == "deny":
+                return {"singles_out": False, "reason": "it fits another region equally well"}
+            return {"singles_out": True, "reason": "the query fits the boxed region only"}
+        if fault and fault.kind == "lie":
+            return {
+                "queries": [
+                    {"text": "the polyp on the left side of the image", "style": "location"}
+                ]
+            }
+        return {"queries": honest_queries(text)}
+
+    @staticmethod
+    def anthropic_message(content: list, stop_reason: str, model: str) -> dict:
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1200, "output_tokens": 80},
+        }
+
+    def anthropic(self, body: dict, fault: Fault | None) -> dict:
+        model = body["model"]
+        if fault and fault.kind == "refusal":
+            text = [{"type": "text", "text": "I can't help with that."}]
+            return self.anthropic_message(text, "refusal", model)
+        if fault and fault.kind == "malformed":
+            broken = [{"type": "text", "text": "{'queries': ["}]
+            return self.anthropic_message(broken, "end_turn", model)
+        data = self.answer(body, openai=False, fault=fault)
+        text = [{"type": "text", "text": json.dumps(data)}]
+        return self.anthropic_message(text, "end_turn", model)
+
+    def openai(self, body: dict, fault: Fault | None) -> dict:
+        message = {"role": "assistant", "content": None, "refusal": None}
+        if fault and fault.kind == "refusal":
+            message["refusal"] = "I can't help with that."
+        elif fault and fault.kind == "malformed":
+            message["content"] = '{"queries": [{"text": "the polyp'
+        else:
+            message["content"] = json.dumps(self.answer(body, openai=True, fault=fault))
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 900, "completion_tokens": 60, "total_tokens": 960},
+        }
+
+    def batch_json(self, batch_id: str) -> dict:
+        n = len(self.batches[batch_id]["requests"])
+        ended = self.batch_ready
+        return {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "ended" if ended else "in_progress",
+            "request_counts": {
+                "processing": 0 if ended else n,
+                "succeeded": n if ended else 0,
+                "errored": 0,
+                "canceled": 0,
+                "expired": 0,
+            },
+            "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-02T00:00:00Z",
+            "ended_at": "2026-01-01T01:00:00Z" if ended else None,
+            "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None,
+        }
+
+    def batch_results(self, batch_id: str) -> str:
+        lines = []
+        for request in self.batches[batch_id]["requests"]:
+            message = self.anthropic(request["params"], None)
+            result = {"type": "succeeded", "message": message}
+            lines.append(json.dumps({"custom_id": request["custom_id"], "result": result}))
+        return "\n".join(lines) + "\n"
+
+    # ---- HTTP -------------------------------------------------------------------------------
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like a real API server
+            disable_nagle_algorithm = True  # no 40 ms Nagle/delayed-ACK stalls per request
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def send_json(self, status: int, payload, headers: dict | None = None) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and went away
+
+            def record(self, body) -> None:
+                with fake.lock:
+                    fake.calls[self.path] += 1
+                    fake.log.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "time": time.monotonic(),
+                        }
+                    )
+
+            def do_GET(self) -> None:
+                self.record(None)
+                match = re.fullmatch(r"/v1/messages/batches/([\w-]+)(/results)?", self.path)
+                if not match or match.group(1) not in fake.batches:
+                    self.send_json(404, {"type": "error", "error": {"type": "not_found_error"}})
+                elif match.group(2):
+                    self.send_json(200, fake.batch_results(match.group(1)).encode())
+                else:
+                    self.send_json(200, fake.batch_json(match.group(1)))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                self.record(body)
+                if self.path == "/v1/messages/batches":
+                    batch_id = f"msgbatch_{len(fake.batches) + 1:04d}"
+                    fake.batches[batch_id] = {"requests": body["requests"]}
+                    self.send_json(200, fake.batch_json(batch_id))
+                    return
+                fault = fake.next_fault()
+                if fake.delay:
+                    time.sleep(fake.delay)
+                if fault and fault.kind == "slow":
+                    time.sleep(fault.seconds)
+                if fault and fault.kind == "status":
+                    error = {"type": _ERROR_TYPES.get(fault.status, "api_error"), "message": "fake"}
+                    payload = {"type": "error", "error": error}
+                    self.send_json(fault.status, payload, fault.headers)
+                elif self.path == "/v1/messages":
+                    self.send_json(200, fake.anthropic(body, fault))
+                elif self.path == "/v1/chat/completions":
+                    self.send_json(200, fake.openai(body, fault))
+                else:
+                    self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+
+        return Handler

@@ -1,0 +1,386 @@
+"""Each verification rule with queries that must pass and queries that must fail.
+
+Records are made by the core from constructed images and masks (real cues, real relations), or
+come from the real Kvasir-SEG / HC18 samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from datasets import load_dataset
+from medground_hf.generation import verify
+from medground_hf.generation.pipeline import Siblings, verifier_terms
+
+from medground_hf.sample import Sample, SliceInfo, sample_to_records
+from medground_hf.source import LabelSpec, SourceInfo
+
+POLYP = LabelSpec(
+    1, "polyp", "polyp", synonyms=("colorectal polyp",), min_size=4, modalities=("endoscopy",)
+)
+LESION = LabelSpec(1, "lesion", "lesion", min_size=4, area_mm2_range=(10.0, 5000.0))
+
+
+def _source(*labels: LabelSpec, modality: str = "endoscopy") -> SourceInfo:
+    return SourceInfo(
+        "synthetic", "Synthetic", "cc-by-4.0", "", True, "", "", modality, "colon", "", labels
+    )
+
+
+def _disk(shape, cy, cx, r) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def _records(masks, *, spec=POLYP, image=None, modality="endoscopy", **sample_kwargs):
+    shape = (200, 300)
+    if image is None:  # bright targets on a mid-grey textured background
+        rng = np.random.default_rng(0)
+        image = rng.integers(60, 90, size=shape, dtype=np.uint8)
+        for m in masks:
+            image[m] = 200
+    sample = Sample(
+        case_id="case",
+        group_id="case",
+        image=image,
+        image_bytes=b"",
+        masks=[(spec, np.logical_or.reduce(masks))],
+        source_files=[],
+        modality=modality,
+        **sample_kwargs,
+    )
+    records, _ = sample_to_records(
+        sample, _source(spec, modality=modality), builder="t", builder_version="1", config_name="d"
+    )
+    return records
+
+
+@pytest.fixture(scope="module")
+def two_polyps():
+    """A large polyp in the upper left and a small one in the lower right."""
+    big = _disk((200, 300), 60, 70, 40)
+    small = _disk((200, 300), 150, 240, 15)
+    records = _records([big, small])
+    by_size = sorted(records, key=lambda r: -r["area_px"])
+    return by_size[0], by_size[1], records
+
+
+def _run(record, text, siblings=(), spec=POLYP, style="location", structures=None):
+    verifier = verify.Verifier({spec.name: spec}, structures or verifier_terms({}, set()))
+    target = verifier.target_checks(record)
+    return verifier.query_checks(record, text, style, target, list(siblings))
+
+
+def _failed(verdicts) -> dict[str, str]:
+    return {f"{v.stage}.{v.check}": v.reason for v in verdicts if not v.passed}
+
+
+def _kept(verdicts) -> bool:
+    return all(v.passed for v in verdicts) and verdicts[-1].stage == "visual"
+
+
+# ---- format ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "style", "check"),
+    [
+        ("the polyp at (34, 50) in the image", "location", "no_coordinates"),
+        ("the polyp in box 12 40 80 99", "location", "no_coordinates"),
+        ("the polyp measured in pixels", "location", "no_coordinates"),
+        ("<ref>the polyp</ref> in the image", "location", "no_markup"),
+        ("the **large** polyp in the image", "location", "no_markup"),
+        ("As an AI, I think the polyp is in the image", "clinical", "no_meta"),
+        ("the polyp inside the bounding box of the image", "location", "no_meta"),
+        ("the outlined polyp in the image", "location", "no_meta"),
+        ("der grosse Polyp links im Bild", "location", "english"),
+        ("le polype à gauche de l'image", "location", "english"),
+        ("polyp", "location", "length"),
+        ("the polyp " * 30, "location", "length"),
+        ("the polyp in the image", "poem", "schema"),
+        (None, "location", "schema"),
+    ],
+)
+def test_format_rejects(two_polyps, text, style, check):
+    big, _, records = two_polyps
+    verdicts = _run(big, text, records, style=style)
+    assert f"format.{check}" in _failed(verdicts)
+    assert {v.stage for v in verdicts} == {"format"}  # later stages are not run
+
+
+def test_format_accepts_a_plain_english_query(two_polyps):
+    big, _, records = two_polyps
+    verdicts = _run(
+        big, "the larger of the two polyps in the upper left part of the image", records
+    )
+    assert not _failed(verdicts)
+    assert _kept(verdicts)
+
+
+# ---- geometry: box ----------------------------------------------------------------------------
+def test_box_sane_on_real_records_and_insane_boxes_fail(two_polyps):
+    big, _, _ = two_polyps
+    assert verify.box_check(big).passed
+    w, h = big["width"], big["height"]
+    cases = {
+        "outside": [10, 10, w + 5, 50],
+        "degenerate": [10, 10, 11, 40],
+        "whole image": [0, 0, w, h],
+        "not tight": [big["bbox_xyxy"][0] + 3, *big["bbox_xyxy"][1:]],
+    }
+    for name, box in cases.items():
+        verdict = verify.box_check({**big, "bbox_xyxy": box})
+        assert not verdict.passed, name
+
+
+def test_box_failure_rejects_the_whole_target(two_polyps):
+    big, _, records = two_polyps
+    broken = {**big, "bbox_xyxy": [0, 0, big["width"], big["height"]]}
+    verdicts = _run(broken, "the larger of the two polyps in the image", records)
+    assert "geometry.box" in _failed(verdicts)
+
+
+# ---- geometry: spatial words --------------------------------------------------------------------
+def test_image_side_must_agree(two_polyps):
+    big, small, records = two_polyps
+    assert _kept(_run(small, "the smaller polyp on the right side of the image", records))
+    failed = _failed(_run(small, "the smaller polyp on the left side of the image", records))
+    assert "left" in failed["geometry.spatial"] and "right" in failed["geometry.spatial"]
+    assert _kept(_run(big, "the larger polyp in the upper left part of the image", records))
+    failed = _failed(_run(big, "the larger polyp in the lower left part of the image", records))
+    assert "geometry.spatial" in failed
+
+
+def test_bare_left_right_must_say_whose(two_polyps):
+    _, small, records = two_polyps
+    failed = _failed(_run(small, "the smaller polyp on the right", records))
+    assert "whose" in failed["geometry.spatial"]
+    failed = _failed(_run(small, "the rightmost polyp", records))
+    assert "whose" in failed["geometry.spatial"]
+    assert _kept(_run(small, "the rightmost polyp in the image", records))
+
+
+def test_center_claim(two_polyps):
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger polyp in the center of the image", records))
+    assert "center" in failed["geometry.spatial"]
+    centred = _records([_disk((200, 300), 100, 150, 20)])[0]
+    assert _kept(_run(centred, "the only polyp, in the center of the image", [centred]))
+
+
+def test_patient_side_on_a_2d_image_is_unsupported(two_polyps):
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger polyp on the patient's left", records))
+    assert "2D" in failed["geometry.spatial"]
+
+
+@pytest.fixture(scope="module")
+def volume_slice():
+    """An axial slice in radiological display: the lesion on the image's left is on the
+    patient's right."""
+    mask = _disk((200, 300), 100, 60, 20)
+    return _records(
+        [mask],
+        spec=LESION,
+        modality="MRI",
+        pixel_spacing_mm=(1.0, 1.0),
+        slice=SliceInfo("vol", "axial", 40, 155, (1.0, 1.0, 1.0)),
+        patient_side=lambda m: "right" if np.argwhere(m)[:, 1].mean() < 150 else "left",
+    )[0]
+
+
+def test_patient_side_is_checked_against_the_patient_field(volume_slice):
+    rec = volume_slice
+    assert rec["spatial"]["image_side"] == "left" and rec["spatial"]["patient_side"] == "right"
+    ok = _run(rec, "the lesion on the patient's right side", [rec], spec=LESION)
+    assert _kept(ok)
+    assert _kept(_run(rec, "the lesion on the left side of the image", [rec], spec=LESION))
+    mirrored = _failed(_run(rec, "the lesion on the patient's left", [rec], spec=LESION))
+    assert "patient's right" in mirrored["geometry.spatial"]
+    mixed = _failed(_run(rec, "the lesion on the right side of the image", [rec], spec=LESION))
+    assert "geometry.spatial" in mixed
+
+
+# ---- geometry: relational claims and uniqueness ----------------------------------------------
+def test_larger_and_smaller_claims(two_polyps):
+    big, small, records = two_polyps
+    assert _kept(_run(big, "the larger of the two polyps", records, style="relational"))
+    failed = _failed(_run(small, "the larger of the two polyps", records, style="relational"))
+    assert "largest" in failed["geometry.relational"]
+    assert _kept(_run(small, "the smallest polyp", records, style="relational"))
+    failed = _failed(_run(big, "the smallest polyp", records, style="relational"))
+    assert "geometry.relational" in failed
+
+
+def test_higher_and_lower_of_the_two(two_polyps):
+    big, small, records = two_polyps
+    assert _kept(_run(small, "the lower of the two polyps", records, style="relational"))
+    failed = _failed(_run(big, "the lower of the two polyps", records, style="relational"))
+    assert "lowermost" in failed["geometry.relational"]
+    assert _kept(_run(big, "the upper one of the two polyps", records, style="relational"))
+
+
+def test_count_claims(two_polyps):
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the only polyp in the image", records, style="relational"))
+    assert "2 polyp candidate" in failed["geometry.relational"]
+    failed = _failed(_run(big, "the largest of the three polyps", records, style="relational"))
+    assert "geometry.relational" in failed
+    single = _records([_disk((200, 300), 60, 70, 30)])[0]
+    assert _kept(_run(single, "the only polyp in the image", [single], style="relational"))
+    failed = _failed(_run(single, "the larger of the two polyps", [single], style="relational"))
+    assert "geometry.relational" in failed
+
+
+def test_ambiguous_query_with_two_polyps(two_polyps):
+    big, small, records = two_polyps
+    for target in (big, small):
+        failed = _failed(_run(target, "the polyp seen on this endoscopic image", records))
+        assert "ambiguous" in failed["geometry.unique"]
+    # a true location word that fits only one of them singles it out
+    assert _kept(_run(big, "the polyp in the upper part of the image", records))
+
+
+def test_ordinal_rank_claims():
+    masks = [_disk((200, 300), 50, 50, 30), _disk((200, 300), 150, 150, 20)]
+    masks.append(_disk((200, 300), 60, 250, 10))
+    records = _records(masks)
+    middle = next(r for r in records if r["relations"]["size_rank"] == 2)
+    text = "the second largest of the three polyps"
+    assert _kept(_run(middle, text, records, style="relational"))
+    largest = next(r for r in records if r["relations"]["size_rank"] == 1)
+    assert "geometry.relational" in _failed(_run(largest, text, records, style="relational"))
+
+
+def test_ambiguity_on_real_kvasir_images_with_several_polyps(built_kvasir):
+    """Kvasir samples have images with 2+ polyps: a query that does not disambiguate fails for
+    every one of them, a true superlative passes."""
+    rows = []
+    for config in ("grounding", "rejected"):
+        if not (built_kvasir / config).is_dir():  # a bare build has every target in grounding
+            continue
+        for split in load_dataset(str(built_kvasir), config).values():
+            rows += [r for r in split.remove_columns(["image"]) if r["num_candidates"] > 1]
+    unique = {r["id"]: r for r in rows}
+    siblings = Siblings()
+    for r in unique.values():
+        siblings.by_image[r["image_id"]].append(r)
+    assert len(siblings.by_image) >= 9
+    for record in unique.values():
+        others = siblings.by_image[record["image_id"]]
+        failed = _failed(_run(record, "the polyp seen on this endoscopic image", others))
+        assert "ambiguous" in failed.get("geometry.unique", ""), record["id"]
+        flag = "largest" if record["relations"]["largest"] else "smallest"
+        if record["relations"][flag]:
+            verdicts = _run(record, f"the {flag} polyp on this endoscopic image", others)
+            assert "geometry.unique" not in _failed(verdicts)
+
+
+# ---- geometry: morphology ---------------------------------------------------------------------
+def test_size_and_shape_words(two_polyps):
+    big, small, records = two_polyps
+    assert small["shape"]["size_category"] in ("tiny", "small")
+    failed = _failed(_run(small, "the large polyp on the right side of the image", records))
+    assert "size category" in failed["geometry.morphology"]
+    assert _kept(_run(small, "the small round polyp on the right side of the image", records))
+    failed = _failed(_run(small, "the elongated polyp on the right side of the image", records))
+    assert "elongation" in failed["geometry.morphology"]
+    bar = np.zeros((200, 300), bool)
+    bar[90:110, 40:260] = True
+    elongated = _records([bar])[0]
+    assert _kept(_run(elongated, "the elongated polyp oriented horizontally", [elongated]))
+    failed = _failed(_run(elongated, "the round polyp", [elongated]))
+    assert "geometry.morphology" in failed
+    failed = _failed(_run(elongated, "the polyp oriented vertically", [elongated]))
+    assert "horizontal" in failed["geometry.morphology"]
+
+
+def test_inside_and_next_to_structures():
+    brain = _disk((200, 300), 100, 150, 90)
+    inside = _records([_disk((200, 300), 100, 150, 15)], context={"brain": brain})[0]
+    outside = _records([_disk((200, 300), 20, 20, 10)], context={"brain": brain})[0]
+    terms = verifier_terms({"polyp": POLYP}, {"brain"})
+    text = "the polyp inside the brain"
+    assert _kept(_run(inside, text, [inside], style="relational", structures=terms))
+    failed = _failed(_run(outside, text, [outside], style="relational", structures=terms))
+    assert "inside relations" in failed["geometry.relational"]
+
+
+# ---- medical priors ---------------------------------------------------------------------------
+def test_label_modality_compatibility(two_polyps):
+    big, _, records = two_polyps
+    wrong = {**big, "modality": "ultrasound"}
+    failed = _failed(_run(wrong, "the larger of the two polyps", records, style="relational"))
+    assert "not expected in ultrasound" in failed["medical_prior.modality"]
+
+
+def test_laterality_prior(volume_slice):
+    rec = volume_slice
+    right_only = replace(LESION, laterality="right")
+    assert _kept(_run(rec, "the lesion seen on this MRI slice", [rec], spec=right_only))
+    left_only = replace(LESION, laterality="left")
+    failed = _failed(_run(rec, "the lesion seen on this MRI slice", [rec], spec=left_only))
+    assert "patient's left" in failed["medical_prior.laterality"]
+
+
+def test_physical_size_range(volume_slice):
+    rec = volume_slice
+    assert rec["area_mm2"] == pytest.approx(rec["area_px"])
+    assert _kept(_run(rec, "the only lesion in the image", [rec], spec=LESION))
+    tiny_range = replace(LESION, area_mm2_range=(1.0, 50.0))
+    failed = _failed(_run(rec, "the only lesion in the image", [rec], spec=tiny_range))
+    assert "outside the plausible" in failed["medical_prior.size_range"]
+
+
+def test_size_range_on_real_hc18(built_hc18):
+    row = next(iter(load_dataset(str(built_hc18), "grounding", split="train")))
+    spec = LabelSpec(1, "fetal_head", "fetal head", area_mm2_range=(100.0, 15000.0))
+    assert verify.prior_target_checks(row, spec)[2].passed
+    too_small = replace(spec, area_mm2_range=(1.0, 10.0))
+    assert not verify.prior_target_checks(row, too_small)[2].passed
+
+
+def test_terminology_and_modality_words(two_polyps):
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger of the two fetal heads", records, style="relational"))
+    assert "medical_prior.terminology" in failed
+    assert _kept(_run(big, "the larger of the two lesions", records, style="relational"))
+    failed = _failed(_run(big, "the larger polyp on this MRI slice", records, style="clinical"))
+    assert "mri" in failed["medical_prior.modality_words"]
+
+
+# ---- visual (offline) ---------------------------------------------------------------------------
+def test_visual_distinctness_and_blank_area():
+    flat = np.full((200, 300), 120, np.uint8)
+    invisible = _records([_disk((200, 300), 60, 70, 30)], image=flat)[0]
+    failed = _failed(_run(invisible, "the only polyp in the image", [invisible]))
+    assert "contrast" in failed["visual.distinct"]
+    black = np.zeros((200, 300), np.uint8)
+    black[:, 150:] = 120
+    padded = _records([_disk((200, 300), 100, 135, 40)], image=black)[0]
+    failed = _failed(_run(padded, "the only polyp in the image", [padded]))
+    assert "padding" in failed["visual.not_blank"]
+
+
+@pytest.mark.parametrize(
+    ("modality", "allowed", "passes"),
+    [
+        ("MRI t1", ("MRI",), True),
+        ("MRI FLAIR | MRI T1c", ("MRI",), True),
+        ("MRI FLAIR | CT", ("MRI",), False),
+        ("MRIX", ("MRI",), False),
+        ("ultrasound", ("ultrasound",), True),
+        ("endoscopy", ("ultrasound",), False),
+    ],
+)
+def test_modality_prior_matches_families_and_every_panel(modality, allowed, passes):
+    from dataclasses import replace
+
+    from medground_hf.generation.verify import prior_target_checks
+
+    from medground_hf.source import LabelSpec
+
+    spec = replace(LabelSpec(id=1, name="lesion", display="lesion"), modalities=allowed)
+    record = {"modality": modality, "spatial": {"patient_side": None}, "area_mm2": None}
+    (verdict,) = [v for v in prior_target_checks(record, spec) if v.check == "modality"]
+    assert verdict.passed is passes
