@@ -129,3 +129,22 @@ def test_bad_builder_options_are_reported(tmp_path):
         build("image_mask_folder", tmp_path, tmp_path / "out", options={"mask_mode": "magic"})
     with pytest.raises(BuildError, match="no_such_option"):
         build("image_mask_folder", tmp_path, tmp_path / "o2", options={"no_such_option": 1})
+
+
+def test_a_build_whose_every_target_is_rejected_keeps_them_all(tmp_path):
+    """Flat grey images: the visual check rejects every target; the build still completes and
+    the rejected config holds every one of them with its reason."""
+    for stem in ("a", "b"):
+        save(tmp_path / "images" / f"{stem}.png", grey())
+        m = np.zeros((40, 60), np.uint8)
+        m[10:20, 10:30] = 255
+        save(tmp_path / "masks" / f"{stem}.png", m)
+    out = tmp_path / "out"
+    manifest = build("image_mask_folder", tmp_path, out)
+    v = manifest["verification"]
+    assert v["targets_total"] == v["targets_rejected"] == 2 and v["targets_kept"] == 0
+    assert not (out / "grounding").exists()
+    ds = load_dataset(str(out), "rejected")
+    rows = [r for split in ds for r in ds[split]]
+    assert {r["rejected_stage"] for r in rows} == {"visual"}
+    assert len({r["id"] for r in rows}) == 2
