@@ -156,16 +156,24 @@ def relations(
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _luma(values: np.ndarray) -> np.ndarray:
-    """Luma of N x C pixel rows (C = 1 grey or 3 RGB)."""
-    return values[:, 0] if values.shape[1] == 1 else values @ LUMA_WEIGHTS
-
-
 def _separability(inner: np.ndarray, outer: np.ndarray) -> float:
-    """Distance between the mean colours over the pooled per-channel standard deviation."""
-    difference = inner.mean(axis=0) - outer.mean(axis=0)
-    pooled = np.sqrt(((inner.var(axis=0) + outer.var(axis=0)) / 2.0).mean()) + 1.0
-    return float(np.linalg.norm(difference) / pooled)
+    """Distance between the mean colours over the pooled per-channel standard deviation.
+
+    ``inner`` and ``outer`` are channel-major (C x N), so every reduction runs along contiguous
+    memory.
+    """
+    (mean_in, var_in), (mean_out, var_out) = (_moments(v) for v in (inner, outer))
+    pooled = np.sqrt(((var_in + var_out) / 2.0).mean()) + 1.0
+    return float(np.linalg.norm(mean_in - mean_out) / pooled)
+
+
+def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and variance from one pass of sums (float64, so no cancellation)."""
+    n = values.shape[1]
+    total = values.sum(axis=1, dtype=np.float64)
+    squares = np.einsum("ij,ij->i", values, values, dtype=np.float64)
+    mean = total / n
+    return mean, np.maximum(squares / n - mean * mean, 0.0)
 
 
 def visual_stats(image: np.ndarray, comp: Component) -> dict:
@@ -181,12 +189,13 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     # chessboard distance <= width is the same set as ``width`` 3x3 dilations, in one pass
     ring = ndimage.distance_transform_cdt(~region, metric="chessboard") <= width
     ring &= ~region
-    pixels = image[window].astype(np.float32)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    inner = pixels[region][:, :3]
-    outer = pixels[ring][:, :3] if ring.any() else inner  # a target filling the whole image
-    luma, luma_out = (_luma(values) for values in (inner, outer))
+    crop = image[window]
+    planes = (np.moveaxis(crop[..., :3], -1, 0) if crop.ndim == 3 else crop[None]).astype(
+        np.float32
+    )
+    inner = planes[:, region]
+    outer = planes[:, ring] if ring.any() else inner  # a target filling the whole image
+    luma, luma_out = (v[0] if v.shape[0] == 1 else LUMA_WEIGHTS @ v for v in (inner, outer))
     return {
         "region_mean": float(luma.mean()),
         "region_std": float(luma.std()),
