@@ -81,6 +81,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .merge import merge
+
+    manifest = merge(args.folders, args.out, overwrite=args.overwrite)
+    print_summary(Path(args.out), manifest)
+    generation.print_verification(manifest.get("verification"))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
@@ -156,7 +165,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medground", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="medground",
+        description="Build verified referring-grounding datasets from medical segmentation "
+        "corpora, convert, publish and evaluate them.",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -215,6 +228,12 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--private", action="store_true", help="create the repo as private")
     u.add_argument("--dry-run", action="store_true", help="check and list, upload nothing")
     u.set_defaults(func=cmd_publish)
+
+    m = sub.add_parser("merge", help="merge built folders of several sources into one dataset")
+    m.add_argument("folders", nargs="+", help="built dataset folders, one per source")
+    m.add_argument("--out", required=True, help="merged dataset folder")
+    m.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    m.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("sources", help="list the source builders")
     s.set_defaults(func=cmd_sources)
