@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,13 @@ from .base import CustomSourceConfig, Item, MedGroundBuilder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_MODES = ("binary", "labels", "colours")
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its extension; hidden files (macOS ``._a.png`` forks) are not images."""
+    return (
+        path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
 
 
 def _parse_colour(key: str | tuple) -> tuple[int, int, int]:
@@ -121,16 +130,36 @@ class ImageMaskFolder(MedGroundBuilder):
         return data_dir / self.config.masks_subdir
 
     def is_image(self, path: Path) -> bool:
-        return path.suffix.lower() in IMAGE_SUFFIXES
+        return is_image_file(path)
 
-    def group_of(self, stem: str) -> str:
+    def group_of(self, key: str) -> str:
         pattern = self.config.group_pattern
         if not pattern:
-            return stem
-        match = re.search(pattern, stem)
-        return match.group(1) if match else stem
+            return key
+        match = re.search(pattern, key)
+        return match.group(1) if match else key
+
+    def find_masks(self, image: Path, candidates: list[Path]) -> tuple[str, list[Path]]:
+        """The glob for an image's mask and the ``candidates`` (image files) it matches.
+
+        The stem is escaped (``a[1].png`` is no glob class). With the default ``{stem}.*`` a mask
+        named exactly ``<stem>.<ext>`` wins over ``<stem>.more.<ext>``. When nothing matches, the
+        extension's case is ignored (``a.PNG`` for ``{stem}.png``).
+        """
+        pattern = self.config.mask_pattern.format(stem=glob.escape(image.stem))
+        names = [p for p in candidates if p != image]
+        masks = [p for p in names if fnmatch.fnmatchcase(p.name, pattern)]
+        if not masks:
+            masks = [p for p in names if fnmatch.fnmatchcase(p.name.lower(), pattern.lower())]
+        if len(masks) > 1 and self.config.mask_pattern.endswith(".*"):
+            exact = self.config.mask_pattern[:-2].format(stem=image.stem)
+            masks = [p for p in masks if p.name.rsplit(".", 1)[0] == exact] or masks
+        return pattern, masks
 
     def list_items(self, data_dir: Path) -> list[Item]:
+        """Images anywhere under the image folder, each paired with the mask at the same relative
+        place under the mask folder; the item key is the relative path without extension. An
+        image that is another image's mask (both in one folder) is not an item."""
         image_dir, mask_dir = self.image_dir(data_dir), self.mask_dir(data_dir)
         for folder in {image_dir, mask_dir}:
             if not folder.is_dir():
@@ -138,30 +167,32 @@ class ImageMaskFolder(MedGroundBuilder):
                     folder, f"expected folder is missing.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
                 )
         items = []
-        for image in sorted(p for p in image_dir.iterdir() if self.is_image(p)):
-            pattern = self.config.mask_pattern.format(stem=image.stem)
-            masks = sorted(p for p in mask_dir.glob(pattern) if p != image)
-            if not masks:
-                missing = InputError(image, f"no mask matches {mask_dir / pattern}")
-                items.append(
-                    Item(
-                        image.stem,
-                        self.group_of(image.stem),
-                        (str(image),),
-                        extra=(("error", missing.problem),),
-                    )
+        listings: dict[Path, list[Path]] = {}  # each mask folder is listed once, not per image
+        for image in sorted(p for p in image_dir.rglob("*") if self.is_image(p)):
+            relative = image.relative_to(image_dir)
+            key = relative.with_suffix("").as_posix()
+            folder = mask_dir / relative.parent
+            if folder not in listings:
+                listings[folder] = sorted(
+                    p for p in (folder.iterdir() if folder.is_dir() else ()) if is_image_file(p)
                 )
-                continue
-            if len(masks) > 1:
-                raise InputError(image, f"several masks match {pattern}: {[m.name for m in masks]}")
-            items.append(Item(image.stem, self.group_of(image.stem), (str(image), str(masks[0]))))
-        return items
+            pattern, masks = self.find_masks(image, listings[folder])
+            problem = None
+            if not masks:
+                problem = f"no mask matches {folder / pattern}"
+            elif len(masks) > 1:
+                problem = f"several masks match {pattern}: {[m.name for m in masks]}"
+            files = (str(image),) if problem else (str(image), str(masks[0]))
+            extra = (("error", problem),) if problem else ()
+            items.append(Item(key, self.group_of(key), files, extra=extra))
+        masks_found = {item.files[1] for item in items if len(item.files) > 1}
+        return [item for item in items if item.files[0] not in masks_found]
 
     def masks_of(self, mask_path: Path, values: np.ndarray) -> dict[str, np.ndarray]:
         """One boolean mask per label from the raw mask values, by the configured encoding."""
         cfg = self.config
         if cfg.mask_mode == "binary":
-            masks = {cfg.label: binary_mask(values, cfg.threshold)}
+            masks = {cfg.label: binary_mask(mask_path, values, cfg.threshold)}
         elif cfg.mask_mode == "labels":
             masks = label_masks(mask_path, values, cfg.label_map)
         else:
@@ -183,7 +214,7 @@ class ImageMaskFolder(MedGroundBuilder):
             raise InputError(item.files[0], extra["error"])
         image_path, mask_path = (Path(f) for f in item.files)
         image, data = load_image(image_path)
-        values = load_mask(mask_path)
+        values = load_mask(mask_path, palette_indices=self.config.mask_mode == "labels")
         check_same_size(image_path, image, mask_path, values)
         masks = self.masks_of(mask_path, values)
         specs = {spec.name: spec for spec in self.source.labels}

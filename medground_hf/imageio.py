@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import InputError
+from .intensity import percentile_window
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey stripe
 
@@ -30,8 +31,12 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def decode(path: Path, data: bytes) -> tuple[np.ndarray, str]:
-    """Decode image bytes to an array (L, LA, RGB or I), returning the PIL mode as well."""
+def decode(path: Path, data: bytes, *, palette_indices: bool = False) -> np.ndarray:
+    """Decode image bytes to an array: grey (uint8, or int32/float32 for 16/32-bit) or RGB.
+
+    Alpha is dropped (it is transparency, not content). Palette images become RGB, or stay
+    palette indices with ``palette_indices`` (a label mask whose pixel values are the indices).
+    """
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
@@ -39,40 +44,71 @@ def decode(path: Path, data: bytes) -> tuple[np.ndarray, str]:
                     path, "EXIF orientation is set; boxes would not match the displayed image"
                 )
             im.load()
-            if im.mode in ("P", "PA", "CMYK", "YCbCr", "1"):
-                im = im.convert("RGB" if im.mode != "1" else "L")
-            elif im.mode in ("I;16", "I;16B", "I;16L"):
+            if im.mode in ("P", "PA") and palette_indices:
+                return np.asarray(im.getchannel(0) if im.mode == "PA" else im)
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "RGBA", "RGBX", "RGBa"):
+                im = im.convert("RGB")
+            elif im.mode in ("1", "LA", "La"):
+                im = im.convert("L")
+            elif im.mode.startswith("I;16"):
                 im = im.convert("I")
-            return np.asarray(im), im.mode
+            return np.asarray(im)
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(path, f"image too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"unreadable or truncated image: {exc}") from exc
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def load_image(path: Path) -> tuple[np.ndarray, bytes]:
-    """Pixels (uint8, grey or RGB) and the original file bytes to embed."""
+    """Pixels (uint8, grey or RGB) and the bytes to embed: the original file when it is 8-bit.
+
+    A 16-bit or float grey image (X-ray, some ultrasound) is windowed to 8 bits on its 0.5-99.5
+    percentiles and embedded as an 8-bit PNG: VLM image processors and viewers clip 16-bit
+    pixels, so the original bytes would show a white picture.
+    """
     data = read_bytes(path)
-    pixels, _ = decode(path, data)
+    pixels = decode(path, data)
     if pixels.dtype != np.uint8:
-        raise InputError(path, f"expected an 8-bit image, got {pixels.dtype}")
-    if pixels.ndim == 3 and pixels.shape[2] == 4:
-        pixels = pixels[..., :3]
+        if pixels.ndim != 2:
+            raise InputError(
+                path, f"unsupported {pixels.dtype} image with {pixels.shape[2]} channels"
+            )
+        pixels = percentile_window(pixels).apply(pixels)
+        data = png_bytes(pixels)
     return pixels, data
 
 
-def load_mask(path: Path) -> np.ndarray:
+def load_mask(path: Path, *, palette_indices: bool = False) -> np.ndarray:
     """Raw mask values: 2D for grey/label masks, HxWx3 for colour-coded masks."""
-    pixels, _ = decode(path, read_bytes(path))
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3]
-    return pixels
+    return decode(path, read_bytes(path), palette_indices=palette_indices)
 
 
-def binary_mask(values: np.ndarray, threshold: int) -> np.ndarray:
-    """Foreground of a binary mask; lossy (JPEG) masks are thresholded, not compared to 255."""
+def binary_mask(path: Path, values: np.ndarray, threshold: int) -> np.ndarray:
+    """Foreground of a binary mask; lossy (JPEG) masks are thresholded, not compared to 255.
+
+    A mask whose largest value is 1 is a 0/1 mask (common in PNG and NumPy exports): its
+    foreground is the 1s, whatever the threshold. Any other mask with values only below the
+    threshold is an error rather than an empty target.
+    """
     if values.ndim == 3:  # channel-wise maximum; numpy's max over a short last axis is slow
         values = np.maximum.reduce([values[..., c] for c in range(values.shape[2])])
+    top = values.max(initial=0)
+    if top == 1:
+        return values == 1
+    if 0 < top < threshold:
+        raise InputError(
+            path,
+            f"mask values are all below the binary threshold {threshold} (largest {top:g}); "
+            "use mask_mode=labels for a label-valued mask, or a lower threshold",
+        )
     return values >= threshold
 
 

@@ -18,7 +18,6 @@ Conventions (documented in docs/volumes.md and tested on constructed affines):
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ from nibabel.orientations import (
     io_orientation,
     ornt_transform,
 )
-from PIL import Image
 from skimage.filters import threshold_otsu
 
 from .errors import InputError
+from .imageio import png_bytes
 from .intensity import Window, background_value
 from .sample import Sample, SliceInfo
 from .slices import SlicePolicy, area_profiles, select_slices
@@ -313,12 +312,6 @@ class RenderOptions:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.band_mm < 0:
             raise ValueError(f"band_mm must be >= 0, got {self.band_mm}")
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _panels(channels: Sequence[Channel], layout: str) -> list[tuple[str | None, list[Channel]]]:
