@@ -18,7 +18,7 @@ import numpy as np
 from medground_hf.errors import InputError
 from medground_hf.intensity import DEFAULT_PERCENTILES, window_for
 from medground_hf.sample import Sample
-from medground_hf.slices import SlicePolicy
+from medground_hf.slices import MAX_HISTOGRAM, SlicePolicy
 from medground_hf.volumes import (
     AFFINE_ATOL_MM,
     MIDLINE_BAND_MM,
@@ -107,7 +107,8 @@ def slug(text: str) -> str:
 
 def check_known_values(labels: np.ndarray, known: Sequence[int], path: Path) -> None:
     """Every non-zero value of the label map must be a declared label."""
-    present = np.flatnonzero(np.bincount(labels.ravel()))
+    small = labels.max(initial=0) < MAX_HISTOGRAM  # else a histogram would dwarf the volume
+    present = np.flatnonzero(np.bincount(labels.ravel())) if small else np.unique(labels)
     unknown = sorted(set(int(v) for v in present) - {0} - set(known))
     if unknown:
         raise InputError(path, f"label values {unknown} are not declared labels {sorted(known)}")

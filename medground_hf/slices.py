@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Largest label value counted with a per-slice histogram directly (see area_profiles).
+MAX_HISTOGRAM = 2**16
+
 
 @dataclass(frozen=True)
 class SlicePolicy:
@@ -48,9 +51,20 @@ def area_profiles(
     """Per structure (a set of label values), its voxel count in every slice along ``axis``.
 
     ``labels`` holds non-negative integers; one histogram per slice serves every structure.
+    Label values too large for a histogram (instance ids, ``2**20``) are first renumbered
+    densely over the structures' values, so memory follows the number of labels, not their size.
     """
-    moved = np.moveaxis(labels, axis, 0)
     size = int(labels.max(initial=0)) + 1
+    declared = np.unique([v for values in structures.values() for v in values])
+    if size > MAX_HISTOGRAM and declared.size:
+        where = np.minimum(np.searchsorted(declared, labels), declared.size - 1)
+        labels = np.where(declared[where] == labels, where + 1, 0)
+        structures = {
+            name: [int(np.searchsorted(declared, v)) + 1 for v in values]
+            for name, values in structures.items()
+        }
+        size = declared.size + 1
+    moved = np.moveaxis(labels, axis, 0)
     counts = np.stack([np.bincount(plane.ravel(), minlength=size) for plane in moved])
     return {
         name: counts[:, [v for v in values if 0 <= v < size]].sum(axis=1)

@@ -134,7 +134,8 @@ def label_values(data: np.ndarray, path: Path) -> np.ndarray:
         raise InputError(path, f"label map has negative values (min {low})")
     if high == 0:
         raise InputError(path, "label map is empty (no labelled voxel)")
-    return data.astype(np.uint8 if high < 256 else np.int32, copy=False)
+    dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.int64
+    return data.astype(dtype, copy=False)
 
 
 def binary_values(data: np.ndarray) -> np.ndarray:

@@ -555,3 +555,48 @@ def test_bad_options_are_refused(tmp_path):
         build("nifti_labelmap", root, tmp_path / "o2")
     with pytest.raises(BuildError, match="modalities must be among"):
         build("brats", root, tmp_path / "o3", options={"modalities": ["dwi"]})
+
+
+def test_nifti_labelmap_varied_cases_count_up_with_two_processes(tmp_path):
+    """Big and int16 label values, a label absent from a case, ``.nii`` next to ``.nii.gz``, an
+    oblique (20 degree) affine, and a case with no label at all (skipped): ids and counts stay the
+    same with two processes."""
+    root = tmp_path / "corpus"
+    image, labels = phantom()
+    big = np.where(labels == 1, 70_000, np.where(labels == 2, 1_000, 0)).astype(np.int32)
+    save(root / "images" / "big.nii.gz", image)
+    save(root / "labels" / "big.nii.gz", big)
+    save(root / "images" / "int16.nii", image)
+    only_1000 = np.where(big == 1_000, 1_000, 0).astype(np.int16)  # label 70000 absent
+    save(root / "labels" / "int16.nii", only_1000)
+    angle = np.deg2rad(20)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    save(root / "images" / "oblique.nii.gz", image, rotation @ RAS_AFFINE)
+    save(root / "labels" / "oblique.nii.gz", big, rotation @ RAS_AFFINE)
+    save(root / "images" / "nolabel.nii.gz", image)
+    save(root / "labels" / "nolabel.nii.gz", np.zeros(SHAPE, np.int16))
+    options = {"label_names": {"70000": "edema", "1000": "enhancing tumour"}}
+    ids = {}
+    for num_proc in (None, 2):
+        out = tmp_path / f"out-{num_proc}"
+        manifest = build(
+            "nifti_labelmap", root, out, options=options, on_error="skip", num_proc=num_proc
+        )
+        counts = manifest["counts"]
+        assert (counts["items_read"], counts["items_built"], counts["items_skipped"]) == (4, 3, 1)
+        assert manifest["skipped"][0]["item"] == "nolabel"
+        assert "label map is empty" in manifest["skipped"][0]["reason"]
+        rows = records(out)
+        check_sides(rows)
+        by_case = {}
+        for r in rows:
+            by_case.setdefault(r["case_id"], set()).add(r["label"])
+        assert by_case == {
+            "big": {"edema", "enhancing_tumour"},
+            "int16": {"enhancing_tumour"},
+            "oblique": {"edema", "enhancing_tumour"},
+        }
+        assert {r["label_id"] for r in rows} == {70_000, 1_000}
+        ids[num_proc] = sorted(r["id"] for r in rows)
+    assert ids[None] == ids[2]

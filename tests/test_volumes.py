@@ -337,3 +337,26 @@ def test_policy_validation():
         SlicePolicy(min_gap=0)
     with pytest.raises(ValueError):
         SlicePolicy(every_k=-1)
+
+
+def test_large_label_values_are_profiled_without_a_huge_histogram():
+    """Instance-id style label maps (values past 2**16) give the same profiles as small ones."""
+    small = np.zeros((4, 4, 6), np.uint8)
+    small[:2, :2, 1] = 1
+    small[:, :, 4] = 2
+    big = np.where(small == 1, 3_000_000_000, np.where(small == 2, 70_000, 0)).astype(np.int64)
+    structures = {"one": (3_000_000_000,), "both": (3_000_000_000, 70_000), "none": (5,)}
+    got = area_profiles(big, structures, axis=2)
+    expected = area_profiles(small, {"one": (1,), "both": (1, 2), "none": (3,)}, axis=2)
+    for name in structures:
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_label_values_keeps_large_and_unsigned_values_exact(tmp_path):
+    labels = np.zeros(SHAPE, np.uint32)
+    labels[1, 1, 1] = 3_000_000_000  # past int32
+    labels[2, 2, 2] = 300
+    out = label_values(labels, tmp_path / "l.nii.gz")
+    assert sorted(np.unique(out).tolist()) == [0, 300, 3_000_000_000]
+    as_int16 = label_values(labels.clip(0, 300).astype(np.int16), tmp_path / "l.nii.gz")
+    assert as_int16.dtype == np.uint16 and as_int16.max() == 300
