@@ -104,7 +104,9 @@ def relations(
     """Per target: extreme position/size among its own label, and adjacency/containment.
 
     ``context`` holds named structures that are not targets (e.g. the brain mask) but take part in
-    "inside" and "next to" relations.
+    "inside" and "next to" relations. A target is inside another when at least
+    :data:`INSIDE_FRACTION` of it lies in the other's filled region and it is smaller than that
+    region; two targets that coincide (each inside the other) are neither inside nor adjacent.
     """
     context = context or {}
     if len(comps) == 1 and not context:  # a lone target has no neighbours and no extremes
@@ -112,6 +114,7 @@ def relations(
     all_comps = list(comps) + list(context.values())
     all_labels = list(labels) + list(context)
     filled = [_filled(c) for c in all_comps]
+    filled_area = [int(np.count_nonzero(f)) for f in filled]
     out: list[dict] = []
     for i, (comp, label) in enumerate(zip(comps, labels, strict=True)):
         same = [j for j, other in enumerate(labels) if other == label]
@@ -130,11 +133,15 @@ def relations(
         for j, (other, other_label) in enumerate(zip(all_comps, all_labels, strict=True)):
             if j == i:
                 continue
-            if _share_inside(comp, other, filled[j]) >= INSIDE_FRACTION:
+            # Overlapping targets (a "whole tumour" over its parts) may coincide on a slice: then
+            # neither lies inside the other, and they are not neighbours either.
+            is_in = _share_inside(comp, other, filled[j]) >= INSIDE_FRACTION
+            holds = _share_inside(other, comp, filled[i]) >= INSIDE_FRACTION
+            if is_in and comp.area < filled_area[j]:
                 inside.add(other_label)
-            elif j < len(comps) and _share_inside(other, comp, filled[i]) >= INSIDE_FRACTION:
+            elif holds and j < len(comps) and other.area < filled_area[i]:
                 contains.add(other_label)
-            elif np.any(grown & other.mask[grown_window]):
+            elif not (is_in or holds) and np.any(grown & other.mask[grown_window]):
                 adjacent.add(other_label)
         out.append(
             {

@@ -119,3 +119,26 @@ def test_uniform_image_has_no_contrast():
     image = np.full((80, 80, 3), 90, np.uint8)
     stats = visual_stats(image, comp_of(box_mask((80, 80), 30, 30, 50, 50)))
     assert stats["contrast"] == 0.0
+
+
+def test_overlapping_targets_whole_tumour_over_its_parts():
+    """A "whole tumour" target overlaps its parts: parts are inside it, it contains them, and
+    where it coincides with a single part neither is inside the other nor "next to" it. Counts
+    and extremes stay within each label."""
+    shape = (100, 100)
+    necrosis = box_mask(shape, 20, 20, 40, 40)
+    edema = box_mask(shape, 50, 50, 80, 70)
+    lone = box_mask(shape, 5, 80, 15, 90)  # a necrosis with no other part around it
+    whole_a = necrosis | box_mask(shape, 15, 15, 45, 45)
+    whole_b = edema | box_mask(shape, 60, 45, 85, 75)
+    comps = [comp_of(m) for m in (necrosis, lone, edema, whole_a, whole_b, lone)]
+    labels = ["necrosis", "necrosis", "edema", "whole", "whole", "whole"]
+    rel = relations(comps, labels)
+    assert rel[0]["inside"] == ["whole"] and rel[2]["inside"] == ["whole"]
+    assert rel[3]["contains"] == ["necrosis"] and rel[4]["contains"] == ["edema"]
+    assert rel[3]["inside"] == [] and rel[4]["inside"] == []
+    # the lone necrosis and its whole tumour coincide
+    for i in (1, 5):
+        assert rel[i]["inside"] == rel[i]["contains"] == rel[i]["adjacent_to"] == []
+    assert rel[1]["lowermost"] and rel[1]["smallest"] and not rel[0]["lowermost"]
+    assert [r["size_rank"] for r in rel] == [1, 2, 1, 2, 1, 3]

@@ -188,3 +188,21 @@ def test_convex_area_of_pixel_squares():
     m[2:6, 3:25] = False
     m[5, 3:25] = True  # a single row: degenerate for qhull, still its box
     assert convex_area(m) == 22
+
+
+@pytest.mark.parametrize(
+    ("angle", "word"),
+    [(0, "horizontal"), (30, "oblique"), (60, "oblique"), (90, "vertical"), (150, "oblique")],
+)
+def test_rotated_ellipse_orientation_and_rotation_invariant_cues(angle, word):
+    """An ellipse turned counter-clockwise (as displayed) by ``angle``: the angle comes back and
+    the other shape cues do not depend on it."""
+    yy, xx = np.mgrid[:200, :200]
+    t = np.deg2rad(angle)
+    u = (xx - 100) * np.cos(t) - (yy - 100) * np.sin(t)  # image rows grow downwards
+    v = (xx - 100) * np.sin(t) + (yy - 100) * np.cos(t)
+    c = cues_of((u / 60) ** 2 + (v / 15) ** 2 <= 1)
+    assert c["orientation"] == word
+    assert c["orientation_deg"] == pytest.approx(angle, abs=1.0)
+    assert c["elongation"] == pytest.approx(0.75, abs=0.02)
+    assert c["solidity"] > 0.94 and c["circularity"] < 0.7
