@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport
+from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport, logger
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.sample import Sample, sample_to_records
 from medground_hf.source import LabelSpec, SourceInfo
@@ -157,6 +157,16 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                 item.group, self.config.split_ratios, source_split=item.source_split
             )
             by_split.setdefault(split, []).append(item)
+        empty = [name for name in self.config.split_ratios if name not in by_split]
+        if empty and not any(item.source_split for item in items):
+            groups = len({item.group for item in items})
+            logger.warning(
+                "%d group(s): split(s) %s received none. Each group is placed by its hash alone "
+                "(so re-runs and later versions never move it); with few groups the ratios hold "
+                "only on average.",
+                groups,
+                empty,
+            )
         return by_split
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:

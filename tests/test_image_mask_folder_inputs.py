@@ -197,3 +197,22 @@ def test_decompression_bomb_is_an_input_error(tmp_path, monkeypatch):
     save(tmp_path / "masks" / "a.png", target())
     with pytest.raises(InputError, match="too large to decode safely"):
         build_rows(tmp_path)
+
+
+def test_few_groups_warn_about_empty_splits_and_stay_put(tmp_path, caplog):
+    """Three groups with 80/10/10 ratios: hashing leaves a split empty; the build says so, and a
+    re-run (or more groups) never moves the three."""
+    for stem in ("a", "b", "c"):
+        save(tmp_path / "images" / f"{stem}.png", grey())
+        save(tmp_path / "masks" / f"{stem}.png", target())
+    with caplog.at_level("WARNING", logger="medground_hf"):
+        first = {r["case_id"]: r["split"] for r in build_rows(tmp_path)}
+    assert len(set(first.values())) < 3
+    assert "received none" in caplog.text and "3 group(s)" in caplog.text
+    for stem in ("d", "e", "f", "g"):
+        save(tmp_path / "images" / f"{stem}.png", grey())
+        save(tmp_path / "masks" / f"{stem}.png", target())
+    out = tmp_path / "again"
+    build("image_mask_folder", tmp_path, out, generator="none")
+    again = {r["case_id"]: r["split"] for r in rows_of(out)}
+    assert {k: again[k] for k in first} == first
