@@ -44,7 +44,7 @@ from .base import Item, MedGroundBuilder, MedGroundConfig
 
 @dataclass
 class VolumeConfig(MedGroundConfig):
-    """Rendering options every volume source shares (see docs/volumes.md)."""
+    """Rendering options every volume source shares (see the README, "3D volumes")."""
 
     axis: str = "axial"
     layout: str = "side_by_side"

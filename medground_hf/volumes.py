@@ -1,6 +1,6 @@
 """NIfTI volumes to slice samples, without ever confusing the patient's left and right.
 
-Conventions (documented in docs/volumes.md and tested on constructed affines):
+Conventions (documented in the README, "3D volumes", and tested on constructed affines):
 
 * **World space** is the NIfTI one, RAS+: world ``x`` grows towards the patient's **right**,
   ``y`` anterior, ``z`` superior. Reorienting never changes world coordinates.

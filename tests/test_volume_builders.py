@@ -453,6 +453,11 @@ BAD_LABELMAP_CASES = {
         "labels/c1.nii.gz",
         "4D image .* where a 3D volume is expected",
     ),
+    "2D label map": (
+        {"labels": phantom()[1][:, :, 4]},
+        "labels/c1.nii.gz",
+        r"expected a 3D volume, got 2D shape \(36, 30\)",
+    ),
     "empty label map": (
         {"labels": np.zeros(SHAPE, np.uint8)},
         "labels/c1.nii.gz",
