@@ -68,7 +68,7 @@ def _grown_window(comp: Component, margin: int, shape: tuple[int, int]) -> tuple
 
 def _filled(comp: Component) -> np.ndarray:
     """The component with its holes filled, in its own box window."""
-    return fill_holes(comp.mask[comp.window])
+    return fill_holes(comp.crop)
 
 
 def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) -> float:
@@ -77,8 +77,7 @@ def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) 
     if ix0 < ox0 or iy0 < oy0 or ix1 > ox1 or iy1 > oy1:
         return 0.0
     window = (slice(iy0 - oy0, iy1 - oy0), slice(ix0 - ox0, ix1 - ox0))
-    inner_crop = inner.mask[inner.window]
-    return float(np.count_nonzero(outer_filled[window] & inner_crop)) / inner.area
+    return float(np.count_nonzero(outer_filled[window] & inner.crop)) / inner.area
 
 
 def _lone_relations() -> dict:
@@ -123,9 +122,9 @@ def relations(
         areas = {j: comps[j].area for j in same}
         many = len(same) > 1
         rank = 1 + sum(1 for j in same if areas[j] > comp.area)
-        grown_window = _grown_window(comp, ADJACENT_PX, comp.mask.shape)
+        grown_window = _grown_window(comp, ADJACENT_PX, comp.image_shape)
         grown = ndimage.binary_dilation(
-            comp.mask[grown_window], structure=np.ones((3, 3), bool), iterations=ADJACENT_PX
+            comp.mask_in(grown_window), structure=np.ones((3, 3), bool), iterations=ADJACENT_PX
         )
         adjacent: set[str] = set()
         inside: set[str] = set()
@@ -141,7 +140,7 @@ def relations(
                 inside.add(other_label)
             elif holds and j < len(comps) and other.area < filled_area[i]:
                 contains.add(other_label)
-            elif not (is_in or holds) and np.any(grown & other.mask[grown_window]):
+            elif not (is_in or holds) and np.any(grown & other.mask_in(grown_window)):
                 adjacent.add(other_label)
         out.append(
             {
@@ -192,7 +191,7 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     """
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
-    region = comp.mask[window]
+    region = comp.mask_in(window)
     # chessboard distance <= width is the same set as ``width`` 3x3 dilations, in one pass
     ring = ndimage.distance_transform_cdt(~region, metric="chessboard") <= width
     ring &= ~region

@@ -23,17 +23,40 @@ SIZE_CATEGORIES = ((0.01, "tiny"), (0.05, "small"), (0.20, "medium"), (math.inf,
 
 @dataclass
 class Component:
-    """One connected region of a label: its full-image mask plus cheap summaries."""
+    """One connected region of a label: its pixels within its box, plus cheap summaries.
 
-    mask: np.ndarray  # bool, image-sized
+    Only the box window is stored, so an image with many targets costs the sum of their boxes,
+    not one full-image mask per target; :attr:`mask` rebuilds the full mask when asked.
+    """
+
+    crop: np.ndarray  # bool, the box window of the image
     bbox_xyxy: tuple[int, int, int, int]
     area: int
     centroid_xy: tuple[float, float]
+    image_shape: tuple[int, int]
 
     @property
     def window(self) -> tuple[slice, slice]:
         x0, y0, x1, y1 = self.bbox_xyxy
         return slice(y0, y1), slice(x0, x1)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The full image-sized bool mask (allocated on each call)."""
+        return self.mask_in((slice(0, self.image_shape[0]), slice(0, self.image_shape[1])))
+
+    def mask_in(self, window: tuple[slice, slice]) -> np.ndarray:
+        """The mask over any window of the image (e.g. the box grown by a margin)."""
+        rows, cols = window
+        out = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=bool)
+        x0, y0, x1, y1 = self.bbox_xyxy
+        top, left = max(y0, rows.start), max(x0, cols.start)
+        bottom, right = min(y1, rows.stop), min(x1, cols.stop)
+        if top < bottom and left < right:
+            out[top - rows.start : bottom - rows.start, left - cols.start : right - cols.start] = (
+                self.crop[top - y0 : bottom - y0, left - x0 : right - x0]
+            )
+        return out
 
 
 def bbox_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -45,14 +68,17 @@ def bbox_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _component(mask: np.ndarray, window: tuple[slice, slice], area: int) -> Component:
-    ys, xs = np.nonzero(mask[window])
+def _component(
+    crop: np.ndarray, window: tuple[slice, slice], area: int, shape: tuple[int, int]
+) -> Component:
+    """A component from its pixels in ``window`` (a window containing it, e.g. its box)."""
+    ys, xs = np.nonzero(crop)
     rows, cols = window
-    x0 = cols.start + int(xs.min())
-    y0 = rows.start + int(ys.min())
-    bbox = (x0, y0, cols.start + int(xs.max()) + 1, rows.start + int(ys.max()) + 1)
+    y0, x0 = int(ys.min()), int(xs.min())
+    y1, x1 = int(ys.max()) + 1, int(xs.max()) + 1
+    bbox = (cols.start + x0, rows.start + y0, cols.start + x1, rows.start + y1)
     centroid = (float(xs.mean()) + cols.start + 0.5, float(ys.mean()) + rows.start + 0.5)
-    return Component(mask=mask, bbox_xyxy=bbox, area=area, centroid_xy=centroid)
+    return Component(crop[y0:y1, x0:x1], bbox, area, centroid, shape)
 
 
 def components(
@@ -72,7 +98,8 @@ def components(
         if area < min_size:
             return [], [area]
         x0, y0, x1, y1 = bbox_from_mask(mask)
-        return [_component(mask, (slice(y0, y1), slice(x0, x1)), area)], []
+        window = (slice(y0, y1), slice(x0, x1))
+        return [_component(mask[window], window, area, mask.shape)], []
     labelled, n = ndimage.label(mask, structure=_STRUCTURE)
     if n == 0:
         return [], []
@@ -84,7 +111,7 @@ def components(
         if size < min_size:
             dropped.append(size)
             continue
-        kept.append(_component(labelled == index, window, size))
+        kept.append(_component(labelled[window] == index, window, size, mask.shape))
     return kept, dropped
 
 
@@ -179,7 +206,7 @@ def shape_cues(component: Component, image_area: int) -> dict:
     scikit-image); ``orientation_deg`` is the major axis angle counter-clockwise from the image's
     x axis as displayed (y up), in [0, 180).
     """
-    crop = np.pad(component.mask[component.window], 1)
+    crop = np.pad(component.crop, 1)
     ys, xs = np.nonzero(crop)
     dx = xs - xs.mean()
     dy = ys - ys.mean()

@@ -206,3 +206,19 @@ def test_rotated_ellipse_orientation_and_rotation_invariant_cues(angle, word):
     assert c["orientation_deg"] == pytest.approx(angle, abs=1.0)
     assert c["elongation"] == pytest.approx(0.75, abs=0.02)
     assert c["solidity"] > 0.94 and c["circularity"] < 0.7
+
+
+def test_components_keep_only_their_box_and_rebuild_the_full_mask():
+    """Memory follows the targets' boxes, not (targets x image): a big image with many specks."""
+    mask = np.zeros((2000, 3000), bool)
+    mask[10:20:2, 10:2990:4] = True  # 5 rows x 745 single-pixel components
+    kept, _ = components(mask, min_size=1)
+    assert len(kept) == 5 * 745
+    assert sum(c.crop.nbytes for c in kept) == len(kept)  # one byte each
+    first = kept[0]
+    assert first.image_shape == (2000, 3000) and first.bbox_xyxy == (10, 10, 11, 11)
+    np.testing.assert_array_equal(
+        first.mask, (np.arange(2000)[:, None] == 10) & (np.arange(3000) == 10)
+    )
+    grown = first.mask_in((slice(8, 13), slice(0, 12)))  # a window reaching past the box
+    assert grown.shape == (5, 12) and grown.sum() == 1 and grown[2, 10]
