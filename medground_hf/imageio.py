@@ -94,15 +94,15 @@ def load_mask(path: Path, *, palette_indices: bool = False) -> np.ndarray:
 def binary_mask(path: Path, values: np.ndarray, threshold: int) -> np.ndarray:
     """Foreground of a binary mask; lossy (JPEG) masks are thresholded, not compared to 255.
 
-    A mask whose largest value is 1 is a 0/1 mask (common in PNG and NumPy exports): its
-    foreground is the 1s, whatever the threshold. Any other mask with values only below the
-    threshold is an error rather than an empty target.
+    A mask whose largest value is 1 is a 0/1 mask (common in PNG and NumPy exports) or a float
+    mask in [0, 1]: it is thresholded at 0.5, whatever ``threshold`` says. Any other mask with
+    values only below the threshold is an error rather than an empty target.
     """
     if values.ndim == 3:  # channel-wise maximum; numpy's max over a short last axis is slow
         values = np.maximum.reduce([values[..., c] for c in range(values.shape[2])])
     top = values.max(initial=0)
     if top == 1:
-        return values == 1
+        return values >= 0.5
     if 0 < top < threshold:
         raise InputError(
             path,

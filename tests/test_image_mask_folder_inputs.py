@@ -50,14 +50,15 @@ def build_rows(root: Path, **options) -> list[dict]:
         Image.fromarray(target(1)),  # 0/1 in 8 bits
         Image.fromarray(target(1, np.uint16)),  # 0/1 in 16 bits
         Image.fromarray(target(65535, np.uint16)),  # 0/65535
+        Image.fromarray(np.where(target(1) > 0, 1.0, 0.2).astype(np.float32)),  # float in [0, 1]
         Image.fromarray(target(255)).convert("1"),  # 1-bit
         Image.fromarray(np.dstack([target(255), grey() + 135]), "LA"),  # opaque alpha
     ],
-    ids=["u8-0-1", "u16-0-1", "u16-0-65535", "1bit", "LA"],
+    ids=["u8-0-1", "u16-0-1", "u16-0-65535", "float", "1bit", "LA"],
 )
 def test_binary_masks_in_any_encoding_give_the_same_box(tmp_path, mask):
     save(tmp_path / "images" / "a.png", grey())
-    save(tmp_path / "masks" / "a.png", mask)
+    save(tmp_path / "masks" / ("a.tif" if mask.mode == "F" else "a.png"), mask)
     (row,) = build_rows(tmp_path)
     assert row["bbox_xyxy"] == list(BOX)
     assert row["area_px"] == 400
