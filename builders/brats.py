@@ -118,9 +118,12 @@ class BratsConfig(VolumeConfig):
 
 
 def matches(path: Path, patterns: Sequence[str]) -> bool:
-    """Whether a file's name matches one of the globs, ignoring case."""
+    """Whether a file's name matches one of the globs, ignoring case and hidden files (macOS
+    ``._Flair.nii.gz`` forks would otherwise make a second FLAIR)."""
     name = path.name.lower()
-    return path.is_file() and any(fnmatch.fnmatch(name, p.lower()) for p in patterns)
+    if name.startswith(".") or not path.is_file():
+        return False
+    return any(fnmatch.fnmatch(name, p.lower()) for p in patterns)
 
 
 class Brats(VolumeBuilder):

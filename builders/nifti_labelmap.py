@@ -10,6 +10,7 @@ Label names (value -> name) come from ``label_names``, or from ``label_names_fil
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import re
 from collections.abc import Mapping
@@ -27,6 +28,11 @@ from .base import CustomSourceConfig, Item
 from .volume_base import CaseFiles, ChannelFile, VolumeBuilder, VolumeConfig, nifti_stem, slug
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: Path) -> bool:
+    """A NIfTI file by name; hidden files (macOS ``._case.nii.gz`` forks) are not."""
+    return path.name.endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
 def read_label_names(path: Path) -> dict[int, str]:
@@ -135,7 +141,7 @@ class NiftiLabelmap(VolumeBuilder):
                 )
         if not self.names:
             raise InputError(data_dir, "no foreground label name given (label 0 is background)")
-        labels = sorted(p for p in folders[1].iterdir() if p.name.endswith(NIFTI_SUFFIXES))
+        labels = sorted(p for p in folders[1].iterdir() if is_nifti(p))
         return [Item(nifti_stem(p), self.group_of(nifti_stem(p)), (str(p),)) for p in labels]
 
     def ct_preset(self, channel: ChannelFile) -> str | None:
@@ -147,11 +153,11 @@ class NiftiLabelmap(VolumeBuilder):
         cfg = self.config
         pattern = cfg.image_pattern or ("{case}_{modality}.nii*" if modality else "{case}.nii*")
         folder = Path(cfg.data_dir).expanduser() / cfg.images_subdir
-        glob = pattern.format(case=case, modality=modality or "")
-        hits = sorted(p for p in folder.glob(glob) if p.name.endswith(NIFTI_SUFFIXES))
+        wanted = pattern.format(case=glob.escape(case), modality=modality or "")
+        hits = sorted(p for p in folder.glob(wanted) if is_nifti(p))
         if len(hits) != 1:
             found = [p.name for p in hits] or "none"
-            raise InputError(folder / glob, f"expected one image file, found {found}")
+            raise InputError(folder / wanted, f"expected one image file, found {found}")
         return hits[0]
 
     def case_files(self, item: Item) -> CaseFiles:

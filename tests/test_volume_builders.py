@@ -605,3 +605,28 @@ def test_nifti_labelmap_varied_cases_count_up_with_two_processes(tmp_path):
         assert {r["label_id"] for r in rows} == {70_000, 1_000}
         ids[num_proc] = sorted(r["id"] for r in rows)
     assert ids[None] == ids[2]
+
+
+def test_hidden_files_and_glob_characters_in_case_names(tmp_path):
+    """macOS ``._`` forks next to the real files are ignored; a case named ``c[1]`` is found."""
+    root = tmp_path / "corpus"
+    image, labels = phantom()
+    save(root / "images" / "c[1].nii.gz", image)
+    save(root / "labels" / "c[1].nii.gz", labels)
+    for fork in ("images/._c[1].nii.gz", "labels/._c[1].nii.gz"):
+        (root / fork).write_bytes(b"\0\5\26\7")
+    options = {"label_names": {"1": "edema", "2": "enhancing tumour"}}
+    manifest = build("nifti_labelmap", root, tmp_path / "out", options=options)
+    assert manifest["counts"]["items_read"] == manifest["counts"]["items_built"] == 1
+    check_sides(records(tmp_path / "out"))
+
+
+def test_brats_ignores_macos_forks(brats_dir, tmp_path):
+    corpus = tmp_path / "brats"
+    case = sorted(p for p in brats_dir.iterdir() if p.is_dir())[0]
+    (corpus / case.name).mkdir(parents=True)
+    for f in case.iterdir():
+        (corpus / case.name / f.name).symlink_to(f)
+        (corpus / case.name / f"._{f.name}").write_bytes(b"\0\5\26\7")
+    manifest = build("brats", corpus, tmp_path / "out", generator="none")
+    assert manifest["counts"]["items_read"] == manifest["counts"]["items_built"] == 1
