@@ -68,6 +68,7 @@ class ImageMaskFolderConfig(CustomSourceConfig):
     fill_holes: bool = False
     label: str = "lesion"
     label_map: Mapping[int, str] = field(default_factory=dict)
+    ignore_values: tuple[int, ...] = ()
     colour_map: Mapping[str, str] = field(default_factory=dict)
     colour_tolerance: int = 0
     min_size: int = 16
@@ -103,7 +104,7 @@ class ImageMaskFolder(MedGroundBuilder):
         if cfg.mask_mode == "binary":
             return [cfg.label]
         if cfg.mask_mode == "labels":
-            return [cfg.label_map[k] for k in sorted(cfg.label_map)]
+            return list(dict.fromkeys(cfg.label_map[k] for k in sorted(cfg.label_map)))
         return list(dict.fromkeys(cfg.colour_map.values()))
 
     def label_specs(self) -> tuple[LabelSpec, ...]:
@@ -194,7 +195,8 @@ class ImageMaskFolder(MedGroundBuilder):
         if cfg.mask_mode == "binary":
             masks = {cfg.label: binary_mask(mask_path, values, cfg.threshold)}
         elif cfg.mask_mode == "labels":
-            masks = label_masks(mask_path, values, cfg.label_map)
+            background = {0, *(int(v) for v in cfg.ignore_values)}
+            masks = label_masks(mask_path, values, cfg.label_map, background)
         else:
             colours = {_parse_colour(k): v for k, v in cfg.colour_map.items()}
             masks = colour_masks(mask_path, values, colours, cfg.colour_tolerance)

@@ -7,7 +7,7 @@ build never decodes (or re-encodes) the same picture twice.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -113,18 +113,29 @@ def binary_mask(path: Path, values: np.ndarray, threshold: int) -> np.ndarray:
 
 
 def label_masks(
-    path: Path, values: np.ndarray, label_map: Mapping[int, str], background: int = 0
+    path: Path,
+    values: np.ndarray,
+    label_map: Mapping[int, str],
+    background: Collection[int] = (0,),
 ) -> dict[str, np.ndarray]:
-    """Split a label-valued mask into one boolean mask per label name; unknown values are errors."""
+    """Split a label-valued mask into one boolean mask per label name; unknown values are errors.
+
+    ``background`` values (0, and e.g. 255 for the "void" border of VOC-style masks) are no
+    target. Several values may share a name: their pixels form one mask.
+    """
     if values.ndim == 3:
         raise InputError(path, "label-valued mask must be single-channel, got a colour image")
-    present = np.unique(values)
-    unknown = [int(v) for v in present if v != background and int(v) not in label_map]
+    present = [int(v) for v in np.unique(values) if int(v) not in background]
+    unknown = [v for v in present if v not in label_map]
     if unknown:
         raise InputError(
             path, f"mask values {unknown} are not in the label map {sorted(label_map)}"
         )
-    return {label_map[int(v)]: values == v for v in present if v != background}
+    out: dict[str, np.ndarray] = {}
+    for v in present:
+        name = label_map[v]
+        out[name] = out[name] | (values == v) if name in out else values == v
+    return out
 
 
 def colour_masks(

@@ -217,3 +217,21 @@ def test_few_groups_warn_about_empty_splits_and_stay_put(tmp_path, caplog):
     build("image_mask_folder", tmp_path, out, generator="none")
     again = {r["case_id"]: r["split"] for r in rows_of(out)}
     assert {k: again[k] for k in first} == first
+
+
+def test_label_map_with_shared_names_and_void_border(tmp_path):
+    """VOC-style: 255 marks a void border (ignored when asked), two values may be one organ."""
+    values = target(1)
+    values[30:38, 40:55] = 2
+    values[4, 9:31] = 255  # void border above the first region
+    save(tmp_path / "images" / "a.png", grey())
+    save(tmp_path / "masks" / "a.png", values)
+    options = {"mask_mode": "labels", "label_map": {"1": "organ", "2": "organ"}, "min_size": 4}
+    with pytest.raises(InputError, match=r"mask values \[255\] are not in the label map"):
+        build_rows(tmp_path, **options)
+    rows = build_rows(tmp_path, ignore_values=[255], **options)
+    assert [(r["label"], r["label_id"], r["bbox_xyxy"]) for r in rows] == [
+        ("organ", 1, list(BOX)),
+        ("organ", 1, [40, 30, 55, 38]),
+    ]
+    assert all(r["num_candidates"] == 2 for r in rows)
