@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import glob
 import re
@@ -44,6 +45,28 @@ def is_image_file(path: Path) -> bool:
     return (
         path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
     )
+
+
+class Listing:
+    """A folder's image files, sorted by name, so an image's mask candidates are the names that
+    start with its literal prefix (a binary search, not a scan of the folder per image)."""
+
+    def __init__(self, paths: list[Path]):
+        self.exact = sorted((p.name, p) for p in paths)
+        self.folded = sorted((p.name.lower(), p) for p in paths)
+
+    def starting(self, prefix: str, pattern: str, *, ignore_case: bool = False) -> list[Path]:
+        """Files whose name starts with ``prefix`` and matches the glob ``pattern``."""
+        entries = self.folded if ignore_case else self.exact
+        if ignore_case:
+            prefix, pattern = prefix.lower(), pattern.lower()
+        out = []
+        for name, path in entries[bisect.bisect_left(entries, (prefix,)) :]:
+            if not name.startswith(prefix):
+                break
+            if fnmatch.fnmatchcase(name, pattern):
+                out.append(path)
+        return out
 
 
 def _parse_colour(key: str | tuple) -> tuple[int, int, int]:
@@ -140,20 +163,22 @@ class ImageMaskFolder(MedGroundBuilder):
         match = re.search(pattern, key)
         return match.group(1) if match else key
 
-    def find_masks(self, image: Path, candidates: list[Path]) -> tuple[str, list[Path]]:
-        """The glob for an image's mask and the ``candidates`` (image files) it matches.
+    def find_masks(self, image: Path, listing: Listing) -> tuple[str, list[Path]]:
+        """The glob for an image's mask and the image files of ``listing`` it matches.
 
         The stem is escaped (``a[1].png`` is no glob class). With the default ``{stem}.*`` a mask
         named exactly ``<stem>.<ext>`` wins over ``<stem>.more.<ext>``. When nothing matches, the
         extension's case is ignored (``a.PNG`` for ``{stem}.png``).
         """
-        pattern = self.config.mask_pattern.format(stem=glob.escape(image.stem))
-        names = [p for p in candidates if p != image]
-        masks = [p for p in names if fnmatch.fnmatchcase(p.name, pattern)]
+        template = self.config.mask_pattern
+        pattern = template.format(stem=glob.escape(image.stem))
+        head = template.split("{stem}")[0] if "{stem}" in template else ""
+        prefix = "" if any(c in head for c in "*?[") else head + image.stem
+        masks = [p for p in listing.starting(prefix, pattern) if p != image]
         if not masks:
-            masks = [p for p in names if fnmatch.fnmatchcase(p.name.lower(), pattern.lower())]
-        if len(masks) > 1 and self.config.mask_pattern.endswith(".*"):
-            exact = self.config.mask_pattern[:-2].format(stem=image.stem)
+            masks = [p for p in listing.starting(prefix, pattern, ignore_case=True) if p != image]
+        if len(masks) > 1 and template.endswith(".*"):
+            exact = template[:-2].format(stem=image.stem)
             masks = [p for p in masks if p.name.rsplit(".", 1)[0] == exact] or masks
         return pattern, masks
 
@@ -168,15 +193,14 @@ class ImageMaskFolder(MedGroundBuilder):
                     folder, f"expected folder is missing.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
                 )
         items = []
-        listings: dict[Path, list[Path]] = {}  # each mask folder is listed once, not per image
+        listings: dict[Path, Listing] = {}  # each mask folder is listed once, not per image
         for image in sorted(p for p in image_dir.rglob("*") if self.is_image(p)):
             relative = image.relative_to(image_dir)
             key = relative.with_suffix("").as_posix()
             folder = mask_dir / relative.parent
             if folder not in listings:
-                listings[folder] = sorted(
-                    p for p in (folder.iterdir() if folder.is_dir() else ()) if is_image_file(p)
-                )
+                files = folder.iterdir() if folder.is_dir() else ()
+                listings[folder] = Listing([p for p in files if is_image_file(p)])
             pattern, masks = self.find_masks(image, listings[folder])
             problem = None
             if not masks:
