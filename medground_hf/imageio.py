@@ -44,8 +44,8 @@ def decode(path: Path, data: bytes, *, palette_indices: bool = False) -> np.ndar
                     path, "EXIF orientation is set; boxes would not match the displayed image"
                 )
             im.load()
-            if im.mode in ("P", "PA") and palette_indices:
-                return np.asarray(im.getchannel(0) if im.mode == "PA" else im)
+            if im.mode == "P" and palette_indices:
+                return np.asarray(im)
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "RGBA", "RGBX", "RGBa"):
                 im = im.convert("RGB")
             elif im.mode in ("1", "LA", "La"):
