@@ -35,6 +35,7 @@ class Claim:
 class Parsed:
     claims: list[Claim]
     problems: list[tuple[str, str]]  # (check, reason) that fail whatever the target
+    rest: str = ""  # the query (lower case, American spelling) with every claim blanked out
 
     def by_check(self, check: str) -> list[Claim]:
         return [c for c in self.claims if c.check == check]
@@ -147,10 +148,12 @@ def _grid(field: str, value: str, phrase: str) -> Claim:
 
 
 class _Text:
-    """Lower-cased query text whose matched spans are blanked so no word is read twice."""
+    """Lower-cased query text (American spelling) whose matched spans are blanked so no word is
+    read twice; ``original`` keeps every word, at the same positions."""
 
     def __init__(self, text: str):
-        self.text = text.lower().replace("’", "'")
+        self.original = vocab.american(text.lower().replace("’", "'"))
+        self.text = self.original
 
     def take(self, pattern: str) -> list[re.Match]:
         found = list(re.finditer(pattern, self.text))
@@ -158,6 +161,21 @@ class _Text:
             self.text = self.text[: m.start()] + " " * (m.end() - m.start()) + self.text[m.end() :]
         return found
 
+    def clause(self, m: re.Match) -> str:
+        """The clause (between punctuation marks) holding a match, in the original text."""
+        start = max(self.original.rfind(p, 0, m.start()) for p in _CLAUSE_MARKS) + 1
+        ends = [i for p in _CLAUSE_MARKS if (i := self.original.find(p, m.end())) >= 0]
+        return self.original[start : min(ends, default=len(self.original))]
+
+
+_CLAUSE_MARKS = (",", ";", ":", ".", "(", ")", "!", "?")
+# left/right naming a body part ("the left hemisphere") is the patient's side
+_ANATOMY = (
+    r"hemispheres?|frontal|parietal|temporal|occipital|lobes?|kidneys?|lungs?|breasts?|ovar(?:y|ies)"
+    r"|adrenals?|thalam(?:us|i)|cerebellar|cerebellum|ventricles?|orbits?|eyes?|hippocampus|insula"
+    r"|hemithorax|basal ganglia|colon|hemicolon|flank|limb|arm|leg|hand|foot|shoulder|hip|knee"
+    r"|side\s+of\s+the\s+(?:brain|body|head|chest|abdomen|pelvis|neck)"
+)
 
 _SUPERLATIVES = {
     "leftmost": "leftmost",
@@ -199,8 +217,8 @@ _ORIENTATIONS = {
     "diagonal": "oblique",
     "diagonally": "oblique",
 }
-_LOCATION_WORD = r"\b(upper|top|lower|bottom|left|right|center|centre|middle|central)\b"
-_CENTER = {"center", "centre", "middle", "central"}
+_LOCATION_WORD = r"\b(upper|top|lower|bottom|left|right|center|middle|central)\b"
+_CENTER = {"center", "middle", "central"}
 _VERTICAL = {"upper": "upper", "top": "upper", "lower": "lower", "bottom": "lower"}
 
 
@@ -208,8 +226,29 @@ def _words(mapping: Mapping[str, object]) -> str:
     return "|".join(sorted(map(re.escape, mapping), key=len, reverse=True))
 
 
-def _location_claims(text: _Text) -> tuple[list[Claim], bool]:
-    """Grid/side words left in the text, grouped into phrases like "upper left" or "center"."""
+def _edge_claims(text: _Text) -> list[tuple[Claim, re.Match]]:
+    """Phrases that name the outer third of the image, checked against the 3x3 grid:
+    "near the top", "at the bottom", "near the left edge", "in the upper left corner"."""
+    out = []
+    for m in text.take(r"\b(upper|top|lower|bottom)?[\s-]*(left|right)?[\s-]*corner\b"):
+        row = _VERTICAL.get(m.group(1) or "")
+        if row and m.group(2):
+            out.append((_grid("grid_cell", f"{row} {m.group(2)}", m.group(0).strip()), m))
+        elif row:
+            out.append((_grid("grid_row", row, m.group(0).strip()), m))
+        elif m.group(2):
+            out.append((_grid("grid_col", m.group(2), m.group(0).strip()), m))
+    near = r"\b(?:near|at|close to|along|by)\s+the\s+(?:very\s+)?"
+    for m in text.take(rf"{near}(top|bottom)(?:\s+(?:edge|border|margin))?\b"):
+        out.append((_grid("grid_row", _VERTICAL[m.group(1)], m.group(0)), m))
+    for m in text.take(rf"{near}(left|right)\s+(?:edge|border|margin)\b"):
+        out.append((_grid("grid_col", m.group(1), m.group(0)), m))
+    return out
+
+
+def _location_claims(text: _Text) -> list[tuple[Claim, re.Match]]:
+    """Grid/side words left in the text, grouped into phrases like "upper left" or "center";
+    each claim with the match of its phrase (where its left/right must be anchored)."""
     matches = text.take(_LOCATION_WORD)
     groups: list[list[re.Match]] = []
     for m in matches:
@@ -217,40 +256,52 @@ def _location_claims(text: _Text) -> tuple[list[Claim], bool]:
             groups[-1].append(m)
         else:
             groups.append([m])
-    claims: list[Claim] = []
-    horizontal_used = False
+    claims: list[tuple[Claim, re.Match]] = []
     for group in groups:
         words = [m.group(1) for m in group]
         phrase = " ".join(words)
         sides = [w for w in words if w in ("left", "right")]
         levels = [_VERTICAL[w] for w in words if w in _VERTICAL]
         centre = any(w in _CENTER for w in words)
-        horizontal_used |= bool(sides)
-        claims += [_image_side(s, phrase) for s in sides]
-        claims += [_image_height(v, phrase) for v in levels]
+        found = [_image_side(s, phrase) for s in sides]
+        found += [_image_height(v, phrase) for v in levels]
+        if sides and levels:  # "upper left": a quadrant, so not the central cell
+            found.append(_not_central(phrase))
         if centre and sides and not levels:
-            claims.append(_grid("grid_row", "middle", phrase))
+            found.append(_grid("grid_row", "middle", phrase))
         elif centre and levels and not sides:
-            claims.append(_grid("grid_col", "center", phrase))
+            found.append(_grid("grid_col", "center", phrase))
         elif centre and not sides and not levels:
-            claims.append(_grid("grid_cell", "center", phrase))
-    return claims, horizontal_used
+            found.append(_grid("grid_cell", "center", phrase))
+        claims += [(claim, group[0]) for claim in found]
+    return claims
+
+
+def _not_central(phrase: str) -> Claim:
+    return Claim(
+        "spatial",
+        phrase,
+        lambda r: r["spatial"]["grid_cell"] != "center",
+        lambda r: f"'{phrase}': the target is in the center cell of the image",
+    )
 
 
 def parse(query: str, structures: Mapping[str, str]) -> Parsed:
-    """The claims of ``query``; ``structures`` maps structure terms (lower case) to the names
-    used in a record's ``relations`` (label names and context structures such as "brain")."""
+    """The claims of ``query``; ``structures`` maps structure terms (lower case, American
+    spelling) to the names used in a record's ``relations`` (label names and context structures
+    such as "brain")."""
     text = _Text(query)
     claims: list[Claim] = []
-    problems: list[tuple[str, str]] = []
+    sided: list[re.Match] = []  # image left/right words: each must be anchored to the image
     for m in text.take(rf"\bpatient'?s'?\s+{_SIDE}\b") + text.take(
         rf"\b{_SIDE}(?:\s+side)?\s+of\s+the\s+patient\b"
     ):
         claims.append(_patient(m.group(1), m.group(0)))
-    needs_anchor = False
+    for m in text.take(rf"\b{_SIDE}(?:-sided|\s+(?:{_ANATOMY})\b)"):
+        claims.append(_patient(m.group(1), m.group(0)))
     for m in text.take(rf"\b(?:farthest|furthest)\s+(?:to\s+the\s+)?{_SIDE}\b"):
         claims.append(_relation(f"{m.group(1)}most", m.group(0)))
-        needs_anchor = True
+        sided.append(m)
     for m in text.take(r"\b(higher|upper|lower)\s+(?:one\s+)?of\s+the\b"):
         flag = "lowermost" if m.group(1) == "lower" else "uppermost"
         claims.append(_relation(flag, m.group(0)))
@@ -259,7 +310,8 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
         claims.append(_rank(vocab.ORDINALS[m.group(1)], m.group(2) != "smallest", m.group(0)))
     for m in text.take(rf"\b({_words(_SUPERLATIVES)})\b"):
         flag = _SUPERLATIVES[m.group(1)]
-        needs_anchor |= flag in ("leftmost", "rightmost")
+        if flag in ("leftmost", "rightmost"):
+            sided.append(m)
         claims.append(_relation(flag, m.group(0)))
     numbers = _words(vocab.NUMBER_WORDS)
     for m in text.take(rf"\b(?:of|among|between)\s+(?:the\s+|all\s+)?({numbers})\b"):
@@ -267,15 +319,16 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
     for m in text.take(r"\b(only|single|sole|solitary)\b"):
         claims.append(_count(1, m.group(0)))
     if structures:
-        terms = _words({f"{t}s": n for t, n in structures.items()} | dict(structures))
+        terms = _words({vocab.plural(t): n for t, n in structures.items()} | dict(structures))
         kinds = {
             "inside": r"inside|within|enclosed by|surrounded by",
             "adjacent_to": r"next to|adjacent to|beside|bordering|alongside|touching|abutting",
             "contains": r"containing|surrounding|enclosing",
         }
+        singular = {vocab.plural(t): t for t in structures}
         for kind, verbs in kinds.items():
             for m in text.take(rf"\b(?:{verbs})\s+(?:the\s+|a\s+|an\s+)?({terms})\b"):
-                name = structures.get(m.group(1)) or structures[m.group(1)[:-1]]
+                name = structures[singular.get(m.group(1), m.group(1))]
                 claims.append(_structure(kind, name, m.group(0)))
     for m in text.take(rf"\b({_words(vocab.SIZE_WORDS)})\b"):
         claims.append(_size(m.group(1)))
@@ -283,16 +336,21 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
         claims.append(_shape(m.group(1), _SHAPES[m.group(1)]))
     for m in text.take(rf"\b({_words(_ORIENTATIONS)})\b"):
         claims.append(_orientation(m.group(1), _ORIENTATIONS[m.group(1)]))
-    location, horizontal_used = _location_claims(text)
-    claims += location
-    if (horizontal_used or needs_anchor) and not ANCHOR.search(query):
+    for claim, m in _edge_claims(text) + _location_claims(text):
+        claims.append(claim)
+        if re.search(rf"\b{_SIDE}\b", m.group(0)):
+            sided.append(m)
+    problems: list[tuple[str, str]] = []
+    loose = [m.group(0).strip() for m in sided if not ANCHOR.search(text.clause(m))]
+    if loose:
         problems.append(
             (
                 "spatial",
-                "left/right without saying whose: write 'of the image' or 'the patient's'",
+                f"'{loose[0]}' does not say whose left/right: write 'of the image' (in the same "
+                "phrase) or 'the patient's'",
             )
         )
-    return Parsed(claims, problems)
+    return Parsed(claims, problems, text.text)
 
 
 def singles_out(parsed: Parsed, target: Mapping, siblings: list[Mapping]) -> tuple[bool, str]:

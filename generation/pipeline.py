@@ -21,6 +21,7 @@ from datasets import Dataset, Features, Image, Value
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.source import LabelSpec
 
+from . import vocab
 from .base import Generated, Generator, Judge, Target, Usage
 from .verify import STAGES, Verdict, Verifier, first_failure
 
@@ -89,11 +90,12 @@ def structure_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[st
 
 
 def verifier_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str, str]:
-    """Every term a query may use for a structure (lower case) -> its relation name."""
-    out = {name.replace("_", " ").lower(): name for name in names}
+    """Every term a query may use for a structure (lower case, American spelling, as the claims
+    parser reads queries) -> its relation name."""
+    out = {vocab.american(name.replace("_", " ").lower()): name for name in names}
     for name, spec in labels.items():
         for term in (*spec.terms, name.replace("_", " ")):
-            out[term.lower()] = name
+            out[vocab.american(term.lower())] = name
     return out
 
 

@@ -37,6 +37,12 @@ _META = re.compile(
 _FUNCTION_WORDS = frozenset(
     "the a an of in on at with near to this that is and its from by for".split()  # noqa: SIM905
 )
+# Function words of other languages that English never uses: written without accents, a
+# Spanish or Italian query is otherwise plain ASCII ("el polipo en la imagen").
+_FOREIGN_WORDS = frozenset(
+    "der die das und im ein eine einer mit von auf links rechts le les des du une et dans sur "  # noqa: SIM905
+    "el los las una con del en la il lo gli della nella di sulla het een van op och".split()
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
 # geometry: a box covering more than this share of the image does not localize anything.
@@ -85,7 +91,10 @@ def format_checks(text: object, style: object) -> list[Verdict]:
     words = _WORD.findall(text)
     letters = [c for c in text if c.isalpha()]
     ascii_share = sum(c.isascii() for c in letters) / max(1, len(letters))
-    english = ascii_share >= 0.98 and any(w.lower() in _FUNCTION_WORDS for w in words)
+    lowered = {w.lower() for w in words}
+    english = (
+        ascii_share >= 0.98 and bool(lowered & _FUNCTION_WORDS) and not lowered & _FOREIGN_WORDS
+    )
     meta = _META.search(text)
     markup = _MARKUP.search(text)
     coords = _DIGITS.search(text) or _COORD_WORDS.search(text)
@@ -230,15 +239,44 @@ def prior_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
     return out
 
 
+def _term_pattern(term: str) -> str:
+    """A whole term in (lower case, American) text: "enhancing tumor" is not found inside
+    "non-enhancing tumor"; plurals included."""
+    word = re.escape(vocab.american(term.lower()))
+    return rf"(?<![\w-]){word}(e?s)?\b"
+
+
 def _mentions(text: str, term: str) -> bool:
-    return re.search(rf"\b{re.escape(term.lower())}(e?s)?\b", text) is not None
+    return re.search(_term_pattern(term), text) is not None
 
 
-def prior_query_checks(text: str, record: Mapping, spec: LabelSpec) -> list[Verdict]:
-    """The query names the target as its label (or generically) and no other modality."""
-    lower = text.lower()
-    named = any(_mentions(lower, t) for t in (*spec.terms, spec.name.replace("_", " ")))
+def _names(spec: LabelSpec) -> list[str]:
+    return [*spec.terms, spec.name.replace("_", " ")]
+
+
+def prior_query_checks(
+    parsed: claims.Parsed,
+    text: str,
+    record: Mapping,
+    spec: LabelSpec,
+    others: Sequence[LabelSpec] = (),
+) -> list[Verdict]:
+    """The query names the target as its label (or generically), calls it by no other label of
+    the source, and names no other modality."""
+    lower = vocab.american(text.lower())
+    named = any(_mentions(lower, t) for t in _names(spec))
     generic = any(_mentions(lower, t) for t in vocab.GENERIC_NOUNS)
+    # other labels named outside a checked relation ("next to the edema") describe the target
+    rest = parsed.rest
+    for term in sorted(_names(spec), key=len, reverse=True):
+        rest = re.sub(_term_pattern(term), " ", rest)
+    wrong = [
+        t
+        for other in others
+        if other.name != spec.name
+        for t in _names(other)
+        if _mentions(rest, t)
+    ]
     own = vocab.modality_key(record["modality"])
     foreign = [
         w
@@ -251,9 +289,11 @@ def prior_query_checks(text: str, record: Mapping, spec: LabelSpec) -> list[Verd
         _v(
             "medical_prior",
             "terminology",
-            named or generic,
+            (named or generic) and not wrong,
             "names the target as " + ("its label" if named else "a generic finding"),
-            f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
+            f"calls the target '{wrong[0]}', another label than {spec.display}"
+            if wrong
+            else f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
         ),
         _v(
             "medical_prior",
@@ -321,7 +361,10 @@ class Verifier:
         spec = self.labels[record["label"]]
         stages = (
             ("geometry", lambda: geometry_checks(parsed, record, siblings)),
-            ("medical_prior", lambda: prior_query_checks(text, record, spec)),
+            (
+                "medical_prior",
+                lambda: prior_query_checks(parsed, text, record, spec, list(self.labels.values())),
+            ),
             ("visual", list),
         )
         for stage, query_level in stages:
