@@ -47,7 +47,10 @@ QUERIES_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"text": {"type": "string"}, "style": {"enum": list(STYLES)}},
+                "properties": {
+                    "text": {"type": "string"},
+                    "style": {"type": "string", "enum": list(STYLES)},
+                },
                 "required": ["text", "style"],
                 "additionalProperties": False,
             },

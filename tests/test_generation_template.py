@@ -4,6 +4,7 @@ grounding/rejected contract, the manifest entry and the CLI."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_plain_build_writes_queries_rejects_and_manifest(generated_kvasir, built
     assert sum(r["count"] for r in v["reasons"]) == len(rejected)
 
 
-@pytest.mark.parametrize("folder", ["generated_kvasir", "generated_hc18"])
+@pytest.mark.parametrize("folder", ["generated_kvasir", "generated_hc18", "built_brats"])
 def test_every_template_query_passes_verification(folder, request):
     """Only whole targets may be rejected (by the offline visual check); no template query is
     ever rejected for what it says."""
@@ -264,3 +265,69 @@ def test_templates_on_a_volume_slice_word_the_patient_side_and_pass(tmp_path):
         if "left" in text or "right" in text:
             assert "patient's" in text or "image" in text, text
     assert any("patient's right" in t for t in texts)
+
+
+_SIZE_WORD = re.compile(r"\b(tiny|small|large|medium-sized|moderately sized)\b")
+_COMPARED = re.compile(r"\b(larg|small)(est|er)\b")
+_AWAY = {
+    r"leftmost|farthest to the left": r"\bright\b",
+    r"rightmost|farthest to the right": r"\bleft\b",
+    r"uppermost": r"\b(lower|bottom)\b",
+    r"lowermost": r"\b(upper|top)\b",
+}
+
+
+@pytest.mark.parametrize("folder", ["generated_kvasir", "generated_hc18", "built_brats"])
+def test_template_wording_reads_as_a_clinician_would_write_it(folder, request):
+    """What a reader checks by eye on every kept query of the three samples: "the larger" of
+    two (not "the largest"), no "two necrosis", one spelling per query, no size said twice
+    ("the largest polyp, which is large"), no phrase pointing away from a positional superlative
+    ("the leftmost polyp toward the upper right"), "near the top" only in the top third."""
+    rows = _rows(request.getfixturevalue(folder), "grounding")
+    checked = 0
+    for row in rows:
+        for q in row["queries"]:
+            text, n = q["text"], row["num_candidates"]
+            assert not re.search(r"\b(\w+) \1\b", text), text  # "the the"
+            assert vocab.in_dialect(text, vocab.dialect(text)) == text, text
+            if n == 2:
+                assert not re.search(r"\b(largest|smallest)\b", text), text
+            if n > 1:
+                assert not re.search(r"\b(necrosis|edema|oedema)\s+(of|seen|in|,|$)", text), text
+                assert not (_COMPARED.search(text) and _SIZE_WORD.search(text)), text
+            for lead, away in _AWAY.items():
+                if re.search(lead, text):
+                    assert not re.search(away, text.replace("patient's", "")), text
+            for edge, row_name in (("near the top", "upper"), ("near the bottom", "lower")):
+                if edge in text:
+                    assert row["spatial"]["grid_row"] == row_name, (text, row["spatial"])
+            corner = re.search(r"in the (upper|lower) (left|right) part", text)
+            if corner:
+                assert row["spatial"]["grid_cell"] == f"{corner[1]} {corner[2]}", text
+            checked += 1
+    assert checked >= 100
+
+
+def test_volume_sides_in_template_queries_are_true_in_radiological_display(built_brats):
+    """Independent of the verifier: every side word of a kept BraTS query is true, the
+    patient's side against the recorded patient side, the image's against the centroid; in
+    radiological display a patient-right target lies on the image's left."""
+    rows = _rows(built_brats, "grounding")
+    sides = {"patient": set(), "image": set()}
+    for row in rows:
+        x = row["centroid_xy"][0] / row["width"]
+        image_side = "left" if x < 0.45 else "right" if x > 0.55 else "center"
+        if row["spatial"]["patient_side"] in ("left", "right"):
+            opposite = {"left": "right", "right": "left"}[row["spatial"]["patient_side"]]
+            assert image_side in (opposite, "center"), row["id"]
+        for q in row["queries"]:
+            text = q["text"]
+            for side in re.findall(r"patient's (left|right)", text):
+                assert side == row["spatial"]["patient_side"], (row["id"], text)
+                sides["patient"].add(side)
+            for side in re.findall(r"\b(left|right) (?:side|half) of the image", text):
+                assert side == image_side, (row["id"], text)
+                sides["image"].add(side)
+            unsaid = re.sub(r"patient's (left|right)", "", text)
+            assert not re.search(r"\b(left|right)\b", unsaid) or re.search(r"image|slice", text)
+    assert sides["patient"] == {"left", "right"} and sides["image"] == {"left", "right"}

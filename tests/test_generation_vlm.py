@@ -110,6 +110,9 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
         assert image["type"] == "image" and image["source"]["type"] == "base64"
         assert image["source"]["media_type"] == "image/jpeg"  # outlined, re-encoded as JPEG
         assert body["output_config"]["format"]["type"] == "json_schema"
+        style = body["output_config"]["format"]["schema"]["properties"]["queries"]["items"]
+        assert style["properties"]["style"]["type"] == "string"
+        assert "temperature" not in body and body["max_tokens"] == 800  # SDK 2.x: no sampling
         sent = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         assert sent == KEY
         assert v["usage"]["input_tokens"] == 1200 * N and v["usage"]["output_tokens"] == 80 * N
@@ -119,6 +122,7 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
         image = body["messages"][1]["content"][0]
         assert image["image_url"]["url"].startswith("data:image/jpeg;base64,")
         assert body["response_format"]["json_schema"]["strict"] is True
+        assert body["temperature"] == 0.7 and body["max_tokens"] == 800
         assert headers["authorization"] == f"Bearer {KEY}"
         assert v["usage"]["input_tokens"] == 900 * N and v["usage"]["cost_usd"] == 0.0
     # the same run again: every answer from the cache, nothing reaches the server
@@ -230,6 +234,7 @@ def test_vlm_judge_verdicts(server, tmp_path, splits, sources):
     assert judged >= N  # every query that passed the offline checks was judged
     body = server.log[0]["body"]
     assert "Expression:" in body["messages"][0]["content"][1]["text"]
+    assert body["max_tokens"] == 200
     kept = _rows(outcome.grounding)
     for row in kept:
         for q in row["queries"]:
