@@ -51,6 +51,44 @@ def _patient(side: str, phrase: str) -> Claim:
     return Claim("spatial", phrase, lambda r: r["spatial"]["patient_side"] == side, why)
 
 
+# Where each anatomical direction lies on a rendered slice (radiological display): axial,
+# anterior up; coronal, superior up; sagittal, superior up and anterior on the image's left.
+_DIRECTIONS = {
+    "axial": {"anterior": ("v", "upper"), "posterior": ("v", "lower")},
+    "coronal": {"superior": ("v", "upper"), "inferior": ("v", "lower")},
+    "sagittal": {
+        "superior": ("v", "upper"),
+        "inferior": ("v", "lower"),
+        "anterior": ("h", "left"),
+        "posterior": ("h", "right"),
+    },
+}
+
+
+def _direction(word: str, phrase: str) -> Claim:
+    """ "anterior", "posterior", "superior", "inferior": the half of the slice it maps to."""
+
+    def where(r: Mapping) -> str | None:
+        axis, value = _DIRECTIONS.get(r.get("slice_axis") or "", {}).get(word, (None, None))
+        if axis is None:
+            return None
+        actual = vocab.vertical(r) if axis == "v" else vocab.horizontal(r)
+        return actual if actual != value else None
+
+    def holds(r: Mapping) -> bool:
+        return word in _DIRECTIONS.get(r.get("slice_axis") or "", {}) and where(r) is None
+
+    def why(r: Mapping) -> str:
+        axis = r.get("slice_axis")
+        if not axis:
+            return f"'{phrase}': an anatomical direction cannot be checked on a 2D image"
+        if word not in _DIRECTIONS.get(axis, {}):
+            return f"'{phrase}': {word} is not a direction within an {axis} slice"
+        return f"'{phrase}': the target lies in the {where(r)} part of this {axis} slice"
+
+    return Claim("spatial", phrase, holds, why)
+
+
 def _relation(flag: str, phrase: str) -> Claim:
     return Claim(
         "relational",
@@ -299,6 +337,8 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
         claims.append(_patient(m.group(1), m.group(0)))
     for m in text.take(rf"\b{_SIDE}(?:-sided|\s+(?:{_ANATOMY})\b)"):
         claims.append(_patient(m.group(1), m.group(0)))
+    for m in text.take(r"\b(anterior|posterior|superior|inferior)(?:ly)?\b"):
+        claims.append(_direction(m.group(1), m.group(0)))
     for m in text.take(rf"\b(?:farthest|furthest)\s+(?:to\s+the\s+)?{_SIDE}\b"):
         claims.append(_relation(f"{m.group(1)}most", m.group(0)))
         sided.append(m)

@@ -43,6 +43,7 @@ _LIGHT = [
     "shape",
     "relations",
     "area_px",
+    "slice_axis",
 ]
 
 

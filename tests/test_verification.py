@@ -567,3 +567,39 @@ def test_every_expert_target_of_the_2d_samples_passes_the_offline_visual_check(
             for row in split.remove_columns(["image"]):
                 verdicts = verify.visual_target_checks(row)
                 assert all(v.passed for v in verdicts), (row["id"], verdicts)
+
+
+@pytest.mark.parametrize(
+    ("axis", "true", "false"),
+    [
+        ("axial", "the anterior lesion", "the posterior lesion"),
+        ("coronal", "the lesion in the superior part", "the inferior lesion"),
+        ("sagittal", "the lesion located superiorly", "the lesion located inferiorly"),
+    ],
+)
+def test_anatomical_directions_on_slices(axis, true, false):
+    """A lesion in the upper part of a slice is anterior on an axial slice and superior on a
+    coronal or sagittal one (radiological display); on a 2D image no direction is checkable."""
+    record = _records(
+        [_disk((200, 300), 40, 100, 15)],
+        spec=LESION,
+        modality="MRI",
+        pixel_spacing_mm=(1.0, 1.0),
+        slice=SliceInfo("vol", axis, 40, 155, (1.0, 1.0, 1.0)),
+        patient_side=lambda m: "right",
+    )[0]
+    assert _kept(_run(record, true, [record], spec=LESION)), true
+    assert "upper part" in _failed(_run(record, false, [record], spec=LESION))["geometry.spatial"]
+    if axis == "axial":
+        failed = _failed(_run(record, "the superior lesion", [record], spec=LESION))
+        assert "not a direction within an axial slice" in failed["geometry.spatial"]
+    if axis == "sagittal":  # anterior is on the image's left, where the lesion is
+        assert _kept(_run(record, "the anterior lesion", [record], spec=LESION))
+        failed = _failed(_run(record, "the posterior lesion", [record], spec=LESION))
+        assert "left part" in failed["geometry.spatial"]
+
+
+def test_anatomical_direction_on_a_2d_image_is_unsupported(two_polyps):
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger polyp on the anterior wall", records))
+    assert "2D image" in failed["geometry.spatial"]
