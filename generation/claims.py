@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import vocab
 
@@ -264,6 +265,22 @@ def _words(mapping: Mapping[str, object]) -> str:
     return "|".join(sorted(map(re.escape, mapping), key=len, reverse=True))
 
 
+_ORDINAL_WORDS = _words(vocab.ORDINALS)
+_SUPERLATIVE_WORDS = _words(_SUPERLATIVES)
+_NUMBER_WORDS = _words(vocab.NUMBER_WORDS)
+_SIZE_WORDS = _words(vocab.SIZE_WORDS)
+_SHAPE_WORDS = _words(_SHAPES)
+_ORIENTATION_WORDS = _words(_ORIENTATIONS)
+
+
+@lru_cache(maxsize=64)
+def _structure_words(items: tuple[tuple[str, str], ...]) -> tuple[str, dict[str, str]]:
+    """The alternation of structure terms and their plurals, and plural -> term (built once per
+    set of structures, not per query)."""
+    singular = {vocab.plural(term): term for term, _ in items}
+    return _words({**singular, **dict(items)}), singular
+
+
 def _edge_claims(text: _Text) -> list[tuple[Claim, re.Match]]:
     """Phrases that name the outer third of the image, checked against the 3x3 grid:
     "near the top", "at the bottom", "near the left edge", "in the upper left corner"."""
@@ -345,36 +362,33 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
     for m in text.take(r"\b(higher|upper|lower)\s+(?:one\s+)?of\s+the\b"):
         flag = "lowermost" if m.group(1) == "lower" else "uppermost"
         claims.append(_relation(flag, m.group(0)))
-    ordinals = _words(vocab.ORDINALS)
-    for m in text.take(rf"\b({ordinals})[\s-]+(largest|biggest|smallest)\b"):
+    for m in text.take(rf"\b({_ORDINAL_WORDS})[\s-]+(largest|biggest|smallest)\b"):
         claims.append(_rank(vocab.ORDINALS[m.group(1)], m.group(2) != "smallest", m.group(0)))
-    for m in text.take(rf"\b({_words(_SUPERLATIVES)})\b"):
+    for m in text.take(rf"\b({_SUPERLATIVE_WORDS})\b"):
         flag = _SUPERLATIVES[m.group(1)]
         if flag in ("leftmost", "rightmost"):
             sided.append(m)
         claims.append(_relation(flag, m.group(0)))
-    numbers = _words(vocab.NUMBER_WORDS)
-    for m in text.take(rf"\b(?:of|among|between)\s+(?:the\s+|all\s+)?({numbers})\b"):
+    for m in text.take(rf"\b(?:of|among|between)\s+(?:the\s+|all\s+)?({_NUMBER_WORDS})\b"):
         claims.append(_count(vocab.NUMBER_WORDS[m.group(1)], m.group(0)))
     for m in text.take(r"\b(only|single|sole|solitary)\b"):
         claims.append(_count(1, m.group(0)))
     if structures:
-        terms = _words({vocab.plural(t): n for t, n in structures.items()} | dict(structures))
+        terms, singular = _structure_words(tuple(sorted(structures.items())))
         kinds = {
             "inside": r"inside|within|enclosed by|surrounded by",
             "adjacent_to": r"next to|adjacent to|beside|bordering|alongside|touching|abutting",
             "contains": r"containing|surrounding|enclosing",
         }
-        singular = {vocab.plural(t): t for t in structures}
         for kind, verbs in kinds.items():
             for m in text.take(rf"\b(?:{verbs})\s+(?:the\s+|a\s+|an\s+)?({terms})\b"):
                 name = structures[singular.get(m.group(1), m.group(1))]
                 claims.append(_structure(kind, name, m.group(0)))
-    for m in text.take(rf"\b({_words(vocab.SIZE_WORDS)})\b"):
+    for m in text.take(rf"\b({_SIZE_WORDS})\b"):
         claims.append(_size(m.group(1)))
-    for m in text.take(rf"\b({_words(_SHAPES)})\b"):
+    for m in text.take(rf"\b({_SHAPE_WORDS})\b"):
         claims.append(_shape(m.group(1), _SHAPES[m.group(1)]))
-    for m in text.take(rf"\b({_words(_ORIENTATIONS)})\b"):
+    for m in text.take(rf"\b({_ORIENTATION_WORDS})\b"):
         claims.append(_orientation(m.group(1), _ORIENTATIONS[m.group(1)]))
     for claim, m in _edge_claims(text) + _location_claims(text):
         claims.append(claim)

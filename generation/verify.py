@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pycocotools import mask as mask_utils
 
@@ -239,6 +240,7 @@ def prior_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def _term_pattern(term: str) -> str:
     """A whole term in (lower case, American) text: "enhancing tumor" is not found inside
     "non-enhancing tumor"; plurals included."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 # A centroid this far (as a fraction of the image size) from the midline is off-centre; matches
 # medground_hf.cues.SIDE_DEAD_BAND for the horizontal axis.
@@ -120,15 +121,20 @@ _BRITISH = {
 _AMERICAN = {v: k for k, v in _BRITISH.items()}
 
 
-def _respell(text: str, table: Mapping[str, str]) -> str:
-    pattern = r"\b(" + "|".join(table) + r")(s?)\b"
+_SPELLINGS = {
+    id(table): re.compile(r"\b(" + "|".join(table) + r")(s?)\b", re.I)
+    for table in (_BRITISH, _AMERICAN)
+}
+_MARKER = re.compile(r"\b(" + "|".join([*_BRITISH, *_AMERICAN]) + r")s?\b", re.I)
 
+
+def _respell(text: str, table: Mapping[str, str]) -> str:
     def swap(m: re.Match) -> str:
         word = m.group(1)
         new = table[word.lower()]
         return (new.capitalize() if word[0].isupper() else new) + m.group(2)
 
-    return re.sub(pattern, swap, text, flags=re.I)
+    return _SPELLINGS[id(table)].sub(swap, text)
 
 
 def american(text: str) -> str:
@@ -138,8 +144,7 @@ def american(text: str) -> str:
 
 def dialect(text: str) -> str | None:
     """``"british"`` or ``"american"`` by the first spelling marker in ``text``, else None."""
-    markers = "|".join([*_BRITISH, *_AMERICAN])
-    m = re.search(rf"\b({markers})s?\b", text, flags=re.I)
+    m = _MARKER.search(text)
     if not m:
         return None
     return "british" if m.group(1).lower() in _BRITISH else "american"
@@ -203,16 +208,19 @@ MASS_NOUNS = frozenset(
 _POSTMODIFIED = re.compile(r"\s(around|with|of|in|within|near)\s")
 
 
+@lru_cache(maxsize=1024)
 def postmodified(term: str) -> bool:
     """Whether ``term`` ends in a phrase of its own ("FLAIR hyperintensity around the tumour")."""
     return _POSTMODIFIED.search(term) is not None
 
 
+@lru_cache(maxsize=1024)
 def countable(term: str) -> bool:
     """Whether ``term`` makes a plain plural: a count noun at its end, no trailing phrase."""
     return term.split()[-1].lower() not in MASS_NOUNS and not postmodified(term)
 
 
+@lru_cache(maxsize=1024)
 def plural(term: str) -> str:
     """The plural of a clinical term: "polyps", "masses", "abnormalities", "regions of necrosis"."""
     if not countable(term):

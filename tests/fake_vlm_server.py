@@ -35,6 +35,14 @@ def honest_queries(user_text: str) -> list[dict]:
     ]
 
 
+class _Server(ThreadingHTTPServer):
+    """A real server's listen backlog: the stdlib default of 5 refuses the connections of a
+    burst of concurrent clients, which then look like network errors to the SDKs."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @dataclass
 class Fault:
     """What the server does instead of answering normally, for one request."""
@@ -56,8 +64,7 @@ class FakeVLM:
         self.batches: dict[str, dict] = {}
         self.batch_ready = False
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
