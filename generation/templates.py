@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from . import claims, vocab
 from .base import Generated, Generator, Target
 
-TEMPLATE_VERSION = "template-v1"
+TEMPLATE_VERSION = "template-v2"
 _ADVERBS = {"vertical": "vertically", "horizontal": "horizontally", "oblique": "obliquely"}
 _SIDE_WORD = {"upper": "top", "lower": "bottom"}
 

@@ -35,7 +35,7 @@ def _rows(folder: Path, config: str) -> list[dict]:
 def test_plain_build_writes_queries_rejects_and_manifest(generated_kvasir, built_kvasir):
     manifest = read_manifest(generated_kvasir)
     v = manifest["verification"]
-    assert v["generator"] == "template" and v["prompt_version"] == "template-v1"
+    assert v["generator"] == "template" and v["prompt_version"] == "template-v2"
     assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
     assert v["targets_total"] == v["targets_kept"] + v["targets_rejected"]
     grounding, rejected = _rows(generated_kvasir, "grounding"), _rows(generated_kvasir, "rejected")
@@ -51,7 +51,7 @@ def test_plain_build_writes_queries_rejects_and_manifest(generated_kvasir, built
         for q in row["queries"]:
             assert {x["stage"] for x in q["verdicts"]} == set(STAGES)
             assert all(x["passed"] for x in q["verdicts"])
-            assert q["generator"] == "template" and q["prompt_version"] == "template-v1"
+            assert q["generator"] == "template" and q["prompt_version"] == "template-v2"
     for row in rejected:
         assert row["rejected_stage"] and row["rejected_reason"]
     stages = {(s["stage"], s["source"]): s for s in v["stages"]}
