@@ -240,6 +240,11 @@ def prior_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
     return out
 
 
+def _related(record: Mapping) -> list[str]:
+    rel = record["relations"]
+    return [n.replace("_", " ") for k in ("inside", "adjacent_to", "contains") for n in rel[k]]
+
+
 @lru_cache(maxsize=4096)
 def _term_pattern(term: str) -> str:
     """A whole term in (lower case, American) text: "enhancing tumor" is not found inside
@@ -264,7 +269,8 @@ def prior_query_checks(
     others: Sequence[LabelSpec] = (),
 ) -> list[Verdict]:
     """The query names the target as its label (or generically), calls it by no other label of
-    the source, and names no other modality."""
+    the source, names no organ the image does not show (when its body part is a known organ)
+    and no other modality."""
     lower = vocab.american(text.lower())
     named = any(_mentions(lower, t) for t in _names(spec))
     generic = any(_mentions(lower, t) for t in vocab.GENERIC_NOUNS)
@@ -279,6 +285,11 @@ def prior_query_checks(
         for t in _names(other)
         if _mentions(rest, t)
     ]
+    shown = vocab.organs_in(
+        vocab.american(" ".join([record["body_part"], *_names(spec), *_related(record)]).lower())
+    )
+    shown |= {g for group in shown for g in vocab.ORGANS_SEEN_WITH.get(group, ())}
+    elsewhere = sorted(vocab.organs_in(lower) - shown) if shown else []
     own = vocab.modality_key(record["modality"])
     foreign = [
         w
@@ -296,6 +307,14 @@ def prior_query_checks(
             f"calls the target '{wrong[0]}', another label than {spec.display}"
             if wrong
             else f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
+        ),
+        _v(
+            "medical_prior",
+            "anatomy",
+            not elsewhere,
+            "no other organ named",
+            f"names the {elsewhere[0] if elsewhere else ''}, but this image shows the "
+            f"{record['body_part']}",
         ),
         _v(
             "medical_prior",

@@ -79,6 +79,41 @@ MODALITY_WORDS: dict[str, tuple[str, ...]] = {
     "x-ray": ("x-ray", "radiograph", "radiographic"),
     "pet": ("pet", "positron emission"),
 }
+# Organs a query may name, by group. A query naming an organ the image does not show (a
+# "polyp in the stomach" on a colonoscopy) fails the anatomy prior; the record's body part, its
+# label terms and its relations' structures say which groups the image shows.
+ORGANS: dict[str, tuple[str, ...]] = {
+    "colon": ("colon", "colonic", "large intestine", "rectum", "rectal", "sigmoid", "cecum"),
+    "small intestine": ("small intestine", "small bowel", "duodenum", "duodenal", "ileum"),
+    "stomach": ("stomach", "gastric"),
+    "esophagus": ("esophagus", "esophageal"),
+    "brain": ("brain", "cerebral", "cerebellum", "cerebellar", "intracranial"),
+    "head": ("head", "skull", "cranium", "cranial"),
+    "liver": ("liver", "hepatic"),
+    "kidney": ("kidney", "renal"),
+    "lung": ("lung", "pulmonary"),
+    "heart": ("heart", "cardiac"),
+    "pancreas": ("pancreas", "pancreatic"),
+    "spleen": ("spleen", "splenic"),
+    "prostate": ("prostate", "prostatic"),
+    "bladder": ("bladder",),
+    "uterus": ("uterus", "uterine", "womb"),
+    "breast": ("breast",),
+    "thyroid": ("thyroid",),
+}
+# Groups that are seen together: the brain is inside the head.
+ORGANS_SEEN_WITH = {"brain": {"head"}, "head": {"brain"}}
+
+
+def organs_in(text: str) -> set[str]:
+    """The organ groups ``text`` (lower case, American spelling) names."""
+    return {
+        group
+        for group, words in ORGANS.items()
+        if any(re.search(rf"(?<![\w-]){re.escape(w)}s?\b", text) for w in words)
+    }
+
+
 # How the templates call an image of each modality.
 MODALITY_NOUNS: dict[str, str] = {
     "endoscopy": "endoscopic image",

@@ -603,3 +603,18 @@ def test_anatomical_direction_on_a_2d_image_is_unsupported(two_polyps):
     big, _, records = two_polyps
     failed = _failed(_run(big, "the larger polyp on the anterior wall", records))
     assert "2D image" in failed["geometry.spatial"]
+
+
+def test_an_organ_the_image_does_not_show_is_rejected(two_polyps, volume_slice):
+    """The synthetic source shows the colon: "in the stomach" is a wrong organ, "on the rectal
+    wall" is the same organ group; a lesion "in the liver" on a brain slice is wrong too."""
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger polyp in the stomach", records))
+    assert "names the stomach, but this image shows the colon" in failed["medical_prior.anatomy"]
+    assert _kept(_run(big, "the larger polyp on the rectal wall", records))
+    brain = {**volume_slice, "body_part": "brain"}
+    assert _kept(_run(brain, "the lesion inside the brain", [brain], spec=LESION))
+    failed = _failed(_run(brain, "the lesion in the liver", [brain], spec=LESION))
+    assert "liver" in failed["medical_prior.anatomy"]
+    unknown = {**volume_slice, "body_part": "various"}  # no organ known: nothing to check
+    assert _kept(_run(unknown, "the lesion in the liver", [unknown], spec=LESION))
