@@ -391,7 +391,7 @@ def test_left_right_must_be_bound_to_the_image_in_its_phrase_on_a_volume(volume_
     """Radiologists say "left" for the patient's left: on a volume slice a bare side, or a side
     with "image" only in another phrase, is ambiguous; a side named with a body part is the
     patient's (the lesion is on the image's left = the patient's right)."""
-    rec = volume_slice
+    rec = {**volume_slice, "body_part": "brain"}
 
     def failed(text):
         return _failed(_run(rec, text, [rec], spec=LESION))
