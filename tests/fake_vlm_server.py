@@ -63,6 +63,7 @@ class FakeVLM:
         self.log: list[dict] = []  # path, headers, body, time of every request
         self.batches: dict[str, dict] = {}
         self.batch_ready = False
+        self.batch_errors = 0  # how many results of each batch come back "errored"
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -169,9 +170,13 @@ class FakeVLM:
 
     def batch_results(self, batch_id: str) -> str:
         lines = []
-        for request in self.batches[batch_id]["requests"]:
-            message = self.anthropic(request["params"], None)
-            result = {"type": "succeeded", "message": message}
+        for index, request in enumerate(self.batches[batch_id]["requests"]):
+            if index < self.batch_errors:
+                error = {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}
+                result = {"type": "errored", "error": error}
+            else:
+                message = self.anthropic(request["params"], None)
+                result = {"type": "succeeded", "message": message}
             lines.append(json.dumps({"custom_id": request["custom_id"], "result": result}))
         return "\n".join(lines) + "\n"
 

@@ -269,6 +269,20 @@ def test_message_batch_submitted_interrupted_and_resumed(
     assert server.calls["/v1/messages/batches"] == 3 and server.calls["/v1/messages"] == 0
 
 
+def test_errored_batch_results_are_asked_live(server, tmp_path, splits, sources):
+    """Results that did not succeed in a batch are not lost: the ordinary pass sends them live
+    (full price), the rest come from the batch (half price)."""
+    server.batch_ready, server.batch_errors = True, 2
+    outcome = run_generation(splits, sources, options(server, tmp_path, batch=True))
+    assert server.calls["/v1/messages/batches"] == 1 and server.calls["/v1/messages"] == 2
+    v = outcome.verification
+    assert v["targets_total"] == N and v["usage"]["cached"] == N - 2
+    inp, outp = price(DEFAULT_MODEL)
+    one = (1200 * inp + 80 * outp) / 1e6
+    assert v["usage"]["cost_usd"] == pytest.approx((0.5 * (N - 2) + 2) * one)
+    assert not [r for r in v["reasons"] if r["stage"] in ("generation", "format")]
+
+
 def test_api_key_never_appears_in_logs_files_or_card(server, tmp_path, bare, caplog, capsys):
     out = tmp_path / "k"
     shutil.copytree(bare, out)
