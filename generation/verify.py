@@ -78,7 +78,7 @@ def _v(stage: str, check: str, ok: bool, good: str, bad: str) -> Verdict:
 
 # ---- format ---------------------------------------------------------------------------------
 def format_checks(text: object, style: object) -> list[Verdict]:
-    """Schema, length, no coordinates, no markup, no meta talk, English."""
+    """Schema, length, no coordinates, no markup, no meta talk, English, plain grammar."""
     if not isinstance(text, str) or not text.strip() or style not in STYLES:
         return [
             Verdict(
@@ -131,7 +131,27 @@ def format_checks(text: object, style: object) -> list[Verdict]:
             f"meta talk or annotation words: {meta.group(0) if meta else ''!r}",
         ),
         _v("format", "english", english, "English", "not English text"),
+        _grammar(text),
     ]
+
+
+# "a" before a vowel sound, "an" before a consonant sound (lower-case words: acronyms such as
+# "an MRI" are spelled letter by letter and left alone), a word written twice in a row.
+_A_BEFORE_VOWEL = re.compile(r"\ba\s+(?!one\b|once\b|uni|use|usu|eu|ur)([aeiou][a-z-]*)")
+_AN_BEFORE_CONSONANT = re.compile(r"\ban\s+(?!hour|honest|hon)([b-df-hj-np-tv-z][a-z-]*)\b")
+_REPEATED = re.compile(r"\b(\w+)\s+\1\b", re.I)
+
+
+def _grammar(text: str) -> Verdict:
+    for pattern, what in (
+        (_A_BEFORE_VOWEL, "'a' before a vowel"),
+        (_AN_BEFORE_CONSONANT, "'an' before a consonant"),
+        (_REPEATED, "a word written twice"),
+    ):
+        m = pattern.search(text)
+        if m:
+            return Verdict("format", "grammar", False, f"{what}: {m.group(0)!r}")
+    return Verdict("format", "grammar", True, "articles and words in order")
 
 
 # ---- geometry -------------------------------------------------------------------------------

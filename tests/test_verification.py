@@ -96,6 +96,9 @@ def _kept(verdicts) -> bool:
         ("der grosse Polyp links im Bild", "location", "english"),
         ("le polype à gauche de l'image", "location", "english"),
         ("polyp", "location", "length"),
+        ("a oval polyp in the upper part of the image", "morphology", "grammar"),
+        ("an small polyp in the upper part of the image", "morphology", "grammar"),
+        ("the the larger polyp in the image", "relational", "grammar"),
         ("the polyp " * 30, "location", "length"),
         ("the polyp in the image", "poem", "schema"),
         (None, "location", "schema"),
@@ -110,6 +113,8 @@ def test_format_rejects(two_polyps, text, style, check):
 
 def test_format_accepts_a_plain_english_query(two_polyps):
     big, _, records = two_polyps
+    for text in ("an oval polyp, the larger one in the image", "a large polyp seen on an MRI"):
+        assert "format.grammar" not in _failed(_run(big, text, records)), text
     verdicts = _run(
         big, "the larger of the two polyps in the upper left part of the image", records
     )
