@@ -162,9 +162,15 @@ class Stage:
         verifier = self.verifiers[record["source"]]
         siblings = self.siblings.by_image.get(record["image_id"], [])
         queries = []
+        seen: set[str] = set()
         for item in gen.items:
             text, style = item.get("text"), item.get("style")
-            verdicts = verifier.query_checks(record, text, style, target_checks, siblings)
+            key = " ".join(text.lower().split()) if isinstance(text, str) else None
+            if key in seen:  # a VLM may write the same expression twice
+                verdicts = [Verdict("format", "duplicate", False, "repeats another query")]
+            else:
+                verdicts = verifier.query_checks(record, text, style, target_checks, siblings)
+            seen.add(key)
             queries.append(
                 {
                     "text": text if isinstance(text, str) else json.dumps(item)[:200],

@@ -129,7 +129,7 @@ def test_planted_false_queries_are_rejected_with_the_right_reason(built_kvasir):
     splits = _splits(built_kvasir)
     labels = labels_of(read_manifest(built_kvasir)["sources"])
     planted = ["the polyp on the left side of the image", "the larger of the two polyps"]
-    outcome = run(splits, labels, Planted(planted))
+    outcome = run(splits, labels, Planted([*planted, "The larger of  the two polyps"]))
     kept = concatenate_datasets(list(outcome.grounding.values())).remove_columns(["image"])
     rejected = concatenate_datasets(list(outcome.rejected.values())).remove_columns(["image"])
     kept_texts = {(r["id"], q["text"]) for r in kept for q in r["queries"]}
@@ -164,8 +164,11 @@ def test_planted_false_queries_are_rejected_with_the_right_reason(built_kvasir):
     assert checked >= 40
     v = outcome.verification
     invisible = sum(r["visual"]["contrast"] < 0.1 for r in records.values())
+    duplicates = [r for r in rejected if r["rejected_reason"] == "repeats another query"]
+    assert len(duplicates) == len(records) - invisible
+    assert {r["rejected_stage"] for r in duplicates} == {"format"}
     # targets failing the visual check are rejected before generation: no query is asked
-    assert v["queries_generated"] == 2 * (v["targets_total"] - invisible)
+    assert v["queries_generated"] == 3 * (v["targets_total"] - invisible)
     assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
 
 
