@@ -407,19 +407,22 @@ def parse(query: str, structures: Mapping[str, str]) -> Parsed:
     return Parsed(claims, problems, text.text)
 
 
-def singles_out(parsed: Parsed, target: Mapping, siblings: list[Mapping]) -> tuple[bool, str]:
-    """Whether the claims hold for the target and for no other candidate of its label."""
-    if target["num_candidates"] <= 1:
-        return True, "only candidate of its label in the image"
-    others = [s for s in siblings if s["label"] == target["label"] and s["id"] != target["id"]]
-    if len(others) != target["num_candidates"] - 1:
-        return False, (
-            f"cannot check: {target['num_candidates']} candidates recorded, {len(others) + 1} known"
-        )
+def singles_out(
+    parsed: Parsed, target: Mapping, siblings: list[Mapping], *, any_label: bool = False
+) -> tuple[bool, str]:
+    """Whether the claims hold for the target and for no other candidate of its label; with
+    ``any_label`` (the query names no label, only "the lesion"), for no other target at all."""
+    if any_label:
+        n, what = target["num_targets_in_image"], "target"
+        others = [s for s in siblings if s["id"] != target["id"]]
+    else:
+        n, what = target["num_candidates"], f"{target['label']} candidate"
+        others = [s for s in siblings if s["label"] == target["label"] and s["id"] != target["id"]]
+    if n <= 1:
+        return True, f"only {what} in the image"
+    if len(others) != n - 1:
+        return False, f"cannot check: {n} {what}s recorded, {len(others) + 1} known"
     also = [s["id"] for s in others if all(c.holds(s) for c in parsed.claims)]
     if also:
-        return False, (
-            f"ambiguous: the query also fits {len(also)} other {target['label']} "
-            f"candidate(s) of {target['num_candidates']}"
-        )
-    return True, f"singles out 1 of {target['num_candidates']} {target['label']} candidates"
+        return False, f"ambiguous: the query also fits {len(also)} other {what}(s) of {n}"
+    return True, f"singles out 1 of {n} {what}s"

@@ -36,6 +36,7 @@ _LIGHT = [
     "source",
     "label",
     "num_candidates",
+    "num_targets_in_image",
     "width",
     "height",
     "centroid_xy",
@@ -56,8 +57,9 @@ class CountsError(RuntimeError):
 
 @dataclass
 class Siblings:
-    """Light cues of every candidate in images with several of one label, and every structure
-    name that occurs in relations (for "inside the ..." claims)."""
+    """Light cues of every target in images with several targets (a query naming its target only
+    as "the lesion" must single it out among all of them), and every structure name that occurs
+    in relations (for "inside the ..." claims)."""
 
     by_image: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     structure_names: set[str] = field(default_factory=set)
@@ -70,7 +72,7 @@ class Siblings:
                 for row in _rows(batch):
                     for kind in ("inside", "adjacent_to", "contains"):
                         index.structure_names.update(row["relations"][kind])
-                    if row["num_candidates"] > 1:
+                    if row["num_targets_in_image"] > 1:
                         index.by_image[row["image_id"]].append(row)
         return index
 

@@ -190,9 +190,10 @@ def _claim_verdict(
 
 
 def geometry_checks(
-    parsed: claims.Parsed, record: Mapping, siblings: list[Mapping]
+    parsed: claims.Parsed, record: Mapping, siblings: list[Mapping], *, any_label: bool = False
 ) -> list[Verdict]:
-    """Spatial words, relational claims and shape words are true; the query singles one out."""
+    """Spatial words, relational claims and shape words are true; the query singles one out
+    (among every target of the image when it names no label, ``any_label``)."""
     out = []
     for check in ("spatial", "relational", "morphology"):
         problem = next((p for c, p in parsed.problems if c == check), None)
@@ -200,7 +201,7 @@ def geometry_checks(
             out.append(Verdict("geometry", check, False, problem))
         else:
             out.append(_claim_verdict("geometry", check, parsed.by_check(check), record))
-    unique, reason = claims.singles_out(parsed, record, siblings)
+    unique, reason = claims.singles_out(parsed, record, siblings, any_label=any_label)
     out.append(Verdict("geometry", "unique", unique, reason))
     return out
 
@@ -281,6 +282,26 @@ def _names(spec: LabelSpec) -> list[str]:
     return [*spec.terms, spec.name.replace("_", " ")]
 
 
+def naming(
+    parsed: claims.Parsed, lower: str, spec: LabelSpec, others: Sequence[LabelSpec]
+) -> tuple[bool, list[str]]:
+    """Whether the query (``lower``: lower case, American) names the target's label, and the
+    terms of other labels it names outside a checked relation ("next to the edema" is a
+    relation; "the edema region" calls the target edema)."""
+    named = any(_mentions(lower, t) for t in _names(spec))
+    rest = parsed.rest
+    for term in sorted(_names(spec), key=len, reverse=True):
+        rest = re.sub(_term_pattern(term), " ", rest)
+    wrong = [
+        t
+        for other in others
+        if other.name != spec.name
+        for t in _names(other)
+        if _mentions(rest, t)
+    ]
+    return named, wrong
+
+
 def prior_query_checks(
     parsed: claims.Parsed,
     text: str,
@@ -292,19 +313,8 @@ def prior_query_checks(
     the source, names no organ the image does not show (when its body part is a known organ)
     and no other modality."""
     lower = vocab.american(text.lower())
-    named = any(_mentions(lower, t) for t in _names(spec))
+    named, wrong = naming(parsed, lower, spec, others)
     generic = any(_mentions(lower, t) for t in vocab.GENERIC_NOUNS)
-    # other labels named outside a checked relation ("next to the edema") describe the target
-    rest = parsed.rest
-    for term in sorted(_names(spec), key=len, reverse=True):
-        rest = re.sub(_term_pattern(term), " ", rest)
-    wrong = [
-        t
-        for other in others
-        if other.name != spec.name
-        for t in _names(other)
-        if _mentions(rest, t)
-    ]
     shown = vocab.organs_in(
         vocab.american(" ".join([record["body_part"], *_names(spec), *_related(record)]).lower())
     )
@@ -400,11 +410,14 @@ class Verifier:
             return verdicts
         parsed = claims.parse(text, self.structures)
         spec = self.labels[record["label"]]
+        others = list(self.labels.values())
+        named, wrong = naming(parsed, vocab.american(text.lower()), spec, others)
+        generic = not (named or wrong)  # "the lesion": unique among every target of the image
         stages = (
-            ("geometry", lambda: geometry_checks(parsed, record, siblings)),
+            ("geometry", lambda: geometry_checks(parsed, record, siblings, any_label=generic)),
             (
                 "medical_prior",
-                lambda: prior_query_checks(parsed, text, record, spec, list(self.labels.values())),
+                lambda: prior_query_checks(parsed, text, record, spec, others),
             ),
             ("visual", list),
         )

@@ -492,11 +492,13 @@ def test_a_query_naming_another_label_or_modality_is_rejected(tumour_parts):
     records, verifier = tumour_parts
     enhancing = records["enhancing_tumour"]
     assert not _check(verifier, enhancing, "the enhancing tumour seen on this MR image")
+    both = list(records.values())
     for text, name in (
         ("the non-enhancing tumour seen on this MRI slice", "non-enhancing tumour"),
         ("the oedema region in the image", "oedema"),
     ):
-        assert name in _check(verifier, enhancing, text)["medical_prior.terminology"], text
+        failed = _check(verifier, enhancing, text, both)
+        assert name in failed["medical_prior.terminology"], text
     # another label as the object of a checked relation is fine, and is checked
     assert not _check(verifier, enhancing, "the enhancing tumour surrounded by the edema")
     for text in ("the enhancing tumour on this CT", "the enhancing tumour on this CT slice"):
@@ -623,3 +625,17 @@ def test_an_organ_the_image_does_not_show_is_rejected(two_polyps, volume_slice):
     assert "liver" in failed["medical_prior.anatomy"]
     unknown = {**volume_slice, "body_part": "various"}  # no organ known: nothing to check
     assert _kept(_run(unknown, "the lesion in the liver", [unknown], spec=LESION))
+
+
+def test_a_generic_noun_must_single_out_the_target_among_every_label(tumour_parts):
+    """Edema around an enhancing core, both centred: "the lesion in the center of the image"
+    fits both, so it is ambiguous although each is the only candidate of its label; naming the
+    label (or a claim true of one only) singles it out."""
+    records, verifier = tumour_parts
+    enhancing, edema = records["enhancing_tumour"], records["edema"]
+    both = [enhancing, edema]
+    assert enhancing["num_candidates"] == 1 and enhancing["num_targets_in_image"] == 2
+    failed = _check(verifier, enhancing, "the lesion in the center of the image", both)
+    assert "other target(s) of 2" in failed["geometry.unique"]
+    assert not _check(verifier, enhancing, "the enhancing tumour in the center of the image", both)
+    assert not _check(verifier, enhancing, "the lesion surrounded by the edema", both)
