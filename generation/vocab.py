@@ -105,13 +105,15 @@ ORGANS: dict[str, tuple[str, ...]] = {
 ORGANS_SEEN_WITH = {"brain": {"head"}, "head": {"brain"}}
 
 
+_ORGAN_PATTERNS = {
+    group: re.compile(rf"(?<![\w-])({'|'.join(map(re.escape, words))})s?\b")
+    for group, words in ORGANS.items()
+}
+
+
 def organs_in(text: str) -> set[str]:
     """The organ groups ``text`` (lower case, American spelling) names."""
-    return {
-        group
-        for group, words in ORGANS.items()
-        if any(re.search(rf"(?<![\w-]){re.escape(w)}s?\b", text) for w in words)
-    }
+    return {group for group, pattern in _ORGAN_PATTERNS.items() if pattern.search(text)}
 
 
 # How the templates call an image of each modality.
@@ -124,6 +126,7 @@ MODALITY_NOUNS: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=256)
 def modality_key(modality: str) -> str | None:
     """The MODALITY_WORDS key of a record's modality string (e.g. ``"MRI (FLAIR)"`` -> mri);
     whole words only, so "ct" is not found inside another word."""
