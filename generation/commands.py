@@ -98,7 +98,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge", choices=JUDGES, default="offline", help="visual judge")
     g.add_argument("--judge-model", default=None, help="judge model (default: --model)")
     g.add_argument("--batch", action="store_true", help="Anthropic Message Batches (resumable)")
-    g.add_argument("--cache", default=None, help=f"request cache (default {DEFAULT_CACHE / 'requests.sqlite'})")
+    g.add_argument(
+        "--cache", default=None, help=f"request cache (default {DEFAULT_CACHE / 'requests.sqlite'})"
+    )
     g.add_argument("--concurrency", type=int, default=8, help="parallel VLM requests")
     g.add_argument("--api-key-env", default=None, help="env variable holding the API key")
     g.add_argument(
