@@ -26,6 +26,7 @@ logger = logging.getLogger("medground_hf.generation")
 DEFAULT_MODEL = "claude-sonnet-4-6"
 # USD per million input / output tokens, by model-name prefix (longest prefix wins).
 PRICES: dict[str, tuple[float, float]] = {
+    "claude-opus-4-6": (5.0, 25.0),
     "claude-opus-4-5": (5.0, 25.0),
     "claude-opus-4": (15.0, 75.0),
     "claude-sonnet-4": (3.0, 15.0),
@@ -65,7 +66,9 @@ class AnthropicBackend(Backend):
 
     def params(self, request: Request) -> dict:
         """Messages API parameters (also the ``params`` of a batch request); the answer is
-        constrained by ``output_config.format`` (structured outputs, a strict JSON schema)."""
+        constrained by ``output_config.format`` (structured outputs, a strict JSON schema).
+        The current Messages API takes no sampling parameters, so ``request.temperature`` is
+        used by the OpenAI-compatible backend only."""
         return {
             "model": self.model,
             "max_tokens": request.max_tokens,

@@ -98,7 +98,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge", choices=JUDGES, default="offline", help="visual judge")
     g.add_argument("--judge-model", default=None, help="judge model (default: --model)")
     g.add_argument("--batch", action="store_true", help="Anthropic Message Batches (resumable)")
-    g.add_argument("--cache", default=None, help=f"request cache (default {DEFAULT_CACHE})")
+    g.add_argument(
+        "--cache", default=None, help=f"request cache (default {DEFAULT_CACHE / 'requests.sqlite'})"
+    )
     g.add_argument("--concurrency", type=int, default=8, help="parallel VLM requests")
     g.add_argument("--api-key-env", default=None, help="env variable holding the API key")
     g.add_argument(
@@ -188,6 +190,9 @@ def write_outcome(out: Path, outcome) -> None:
                 write_split(out, config, split, ds)
 
 
+_WORK_PREFIX = "medground-generate-"  # scratch folder inside OUT while a run reads its shards
+
+
 def generate_folder(out: Path, options: GenerationOptions) -> dict:
     """Re-generate and re-verify the queries of a built folder in place; returns the manifest."""
     from datasets import Dataset, concatenate_datasets
@@ -199,7 +204,11 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
     present = config_splits(out)
     if "grounding" not in present and "rejected" not in present:
         raise FileNotFoundError(f"{out}: no grounding or rejected shards to generate from")
-    with tempfile.TemporaryDirectory(prefix="medground-generate-", dir=out) as tmp:
+    if options.generator == "none":
+        raise ValueError("medground generate needs a generator (not 'none')")
+    for stale in out.glob(f"{_WORK_PREFIX}*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=_WORK_PREFIX, dir=out) as tmp:
         splits = {}
         for split in sorted({s for c in ("grounding", "rejected") for s in present.get(c, [])}):
             parts = [
@@ -208,8 +217,6 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
                 if (files := [str(p) for p in sorted((out / config).glob(f"{split}-*.parquet"))])
             ]
             splits[split] = _unique_targets(concatenate_datasets(parts))
-        if options.generator == "none":
-            raise ValueError("medground generate needs a generator (not 'none')")
         outcome = run_generation(splits, manifest["sources"], options)
         for config in ("grounding", "rejected"):
             shutil.rmtree(out / config, ignore_errors=True)

@@ -21,6 +21,7 @@ from datasets import Dataset, Features, Image, Value
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.source import LabelSpec
 
+from . import vocab
 from .base import Generated, Generator, Judge, Target, Usage
 from .verify import STAGES, Verdict, Verifier, first_failure
 
@@ -35,6 +36,7 @@ _LIGHT = [
     "source",
     "label",
     "num_candidates",
+    "num_targets_in_image",
     "width",
     "height",
     "centroid_xy",
@@ -42,6 +44,7 @@ _LIGHT = [
     "shape",
     "relations",
     "area_px",
+    "slice_axis",
 ]
 
 
@@ -54,8 +57,9 @@ class CountsError(RuntimeError):
 
 @dataclass
 class Siblings:
-    """Light cues of every candidate in images with several of one label, and every structure
-    name that occurs in relations (for "inside the ..." claims)."""
+    """Light cues of every target in images with several targets (a query naming its target only
+    as "the lesion" must single it out among all of them), and every structure name that occurs
+    in relations (for "inside the ..." claims)."""
 
     by_image: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     structure_names: set[str] = field(default_factory=set)
@@ -68,7 +72,7 @@ class Siblings:
                 for row in _rows(batch):
                     for kind in ("inside", "adjacent_to", "contains"):
                         index.structure_names.update(row["relations"][kind])
-                    if row["num_candidates"] > 1:
+                    if row["num_targets_in_image"] > 1:
                         index.by_image[row["image_id"]].append(row)
         return index
 
@@ -89,11 +93,12 @@ def structure_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[st
 
 
 def verifier_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str, str]:
-    """Every term a query may use for a structure (lower case) -> its relation name."""
-    out = {name.replace("_", " ").lower(): name for name in names}
+    """Every term a query may use for a structure (lower case, American spelling, as the claims
+    parser reads queries) -> its relation name."""
+    out = {vocab.american(name.replace("_", " ").lower()): name for name in names}
     for name, spec in labels.items():
         for term in (*spec.terms, name.replace("_", " ")):
-            out[term.lower()] = name
+            out[vocab.american(term.lower())] = name
     return out
 
 
@@ -159,9 +164,15 @@ class Stage:
         verifier = self.verifiers[record["source"]]
         siblings = self.siblings.by_image.get(record["image_id"], [])
         queries = []
+        seen: set[str] = set()
         for item in gen.items:
             text, style = item.get("text"), item.get("style")
-            verdicts = verifier.query_checks(record, text, style, target_checks, siblings)
+            key = " ".join(text.lower().split()) if isinstance(text, str) else None
+            if key in seen:  # a VLM may write the same expression twice
+                verdicts = [Verdict("format", "duplicate", False, "repeats another query")]
+            else:
+                verdicts = verifier.query_checks(record, text, style, target_checks, siblings)
+            seen.add(key)
             queries.append(
                 {
                     "text": text if isinstance(text, str) else json.dumps(item)[:200],

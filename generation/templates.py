@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from . import claims, vocab
 from .base import Generated, Generator, Target
 
-TEMPLATE_VERSION = "template-v1"
+TEMPLATE_VERSION = "template-v2"
 _ADVERBS = {"vertical": "vertically", "horizontal": "horizontally", "oblique": "obliquely"}
 _SIDE_WORD = {"upper": "top", "lower": "bottom"}
 
@@ -28,16 +29,27 @@ def _rng(seed: int, record_id: str) -> random.Random:
 
 
 def location_phrases(record: Mapping) -> list[str]:
-    """Image-space location phrases true of the record (always saying "of the image")."""
+    """Image-space location phrases true of the record (always saying "of the image").
+
+    Halves (with the dead band) decide "left side", "upper part", "toward the upper left"; the
+    3x3 grid decides the stronger "in the upper left part", "near the top" and "center", so a
+    target in the central cell is never said to be near an edge or in a corner region.
+    """
     h, v = vocab.horizontal(record), vocab.vertical(record)
+    cell = record["spatial"]["grid_cell"]
+    row = record["spatial"]["grid_row"]
     out = []
-    if h != "center" and v != "middle":
-        out += [f"in the {v} {h} part of the image", f"toward the {v} {h} of the image"]
+    if h != "center" and v != "middle" and cell != "center":
+        out.append(f"toward the {v} {h} of the image")
+        if cell == f"{v} {h}":
+            out.append(f"in the {v} {h} part of the image")
     if h != "center":
         out += [f"on the {h} side of the image", f"in the {h} half of the image"]
     if v != "middle":
-        out += [f"in the {v} part of the image", f"near the {_SIDE_WORD[v]} of the image"]
-    if record["spatial"]["grid_cell"] == "center":
+        out.append(f"in the {v} part of the image")
+        if row == v:
+            out.append(f"near the {_SIDE_WORD[v]} of the image")
+    if cell == "center":
         out += ["in the center of the image", "near the middle of the image"]
     return out
 
@@ -60,30 +72,44 @@ def shape_phrase(record: Mapping, rng: random.Random) -> tuple[str, str | None]:
     return size, ("irregularly shaped" if word == "irregular" else word)
 
 
-def _count_word(n: int) -> str | None:
-    return vocab.COUNT_WORDS.get(n)
-
-
-def disambiguator(record: Mapping, term: str, rng: random.Random) -> tuple[str, bool]:
-    """A phrase naming this candidate among several of its label; and whether it says left or
-    right (then the sentence must also mention the image)."""
+def disambiguator(record: Mapping, term: str, rng: random.Random, *, by_size: bool = True) -> Lead:
+    """A phrase naming this candidate among several of its label ("the larger polyp" of two,
+    "the leftmost polyp", "the second largest polyp"). ``by_size=False`` prefers a relation that
+    is not about size, when there is one (the phrase goes on to state the size)."""
     rel = record["relations"]
-    options: list[tuple[str, bool]] = []
-    for flag in ("largest", "smallest"):
+    two = record["num_candidates"] == 2
+    sized: list[Lead] = []
+    for flag, comparative in (("largest", "larger"), ("smallest", "smaller")):
         if rel[flag]:
-            options.append((f"the {flag} {term}", False))
+            sized.append(Lead(f"the {comparative if two else flag} {term}", False, True, flag))
+    placed: list[Lead] = []
     for flag, side in (("leftmost", "left"), ("rightmost", "right")):
         if rel[flag]:
-            options += [(f"the {flag} {term}", True), (f"the {term} farthest to the {side}", True)]
-    for flag in ("uppermost", "lowermost"):
-        if rel[flag]:
-            options.append((f"the {flag} {term}", False))
+            placed += [
+                Lead(f"the {flag} {term}", True, False, flag),
+                Lead(f"the {term} farthest to the {side}", True, False, flag),
+            ]
+    placed += [
+        Lead(f"the {f} {term}", False, False, f) for f in ("uppermost", "lowermost") if rel[f]
+    ]
     rank = rel["size_rank"]
-    if not options and rank in vocab.ORDINAL_WORDS:
-        options.append((f"the {vocab.ORDINAL_WORDS[rank]} largest {term}", False))
+    if not sized and not placed and rank in vocab.ORDINAL_WORDS:
+        sized.append(Lead(f"the {vocab.ORDINAL_WORDS[rank]} largest {term}", False, True, "rank"))
+    options = placed if (placed and not by_size) else sized + placed
     if not options:
         raise ValueError(f"{record['id']}: no relation singles this candidate out")
     return rng.choice(options)
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A disambiguating phrase; ``sided`` when it says left/right (so the image must be named in
+    the same phrase), ``sized`` when it is about size (so no size word should follow)."""
+
+    text: str
+    sided: bool
+    sized: bool
+    relation: str
 
 
 class TemplateGenerator(Generator):
@@ -122,27 +148,45 @@ class TemplateGenerator(Generator):
                 break
             style = styles[attempt % len(styles)]
             text = builders[style](target, rng)
+            # one spelling per query: the dialect of its first marked word ("tumour", "edema")
+            text = vocab.in_dialect(text, vocab.dialect(text))
             if text and text not in seen:
                 seen.add(text)
                 items.append({"text": text, "style": style})
         return Generated(items)
 
     # ---- styles ---------------------------------------------------------------------------
-    def _term(self, target: Target, rng: random.Random) -> str:
-        """A clinical term for the label; synonyms that would claim something by themselves
-        (e.g. "tumour with surrounding edema") are left out."""
-        plain = [t for t in target.spec.terms if not claims.parse(t, target.vocabulary).claims]
-        return rng.choice(plain or [target.spec.display])
+    def _term(self, target: Target, rng: random.Random, *, plain: bool = False) -> str:
+        """A clinical term for the label. Synonyms that would claim something by themselves
+        (e.g. "tumour with surrounding edema") are left out; with several candidates, or with
+        ``plain`` (a phrase follows that names another structure), so are mass nouns and terms
+        with a trailing phrase ("necrosis", "FLAIR hyperintensity around the tumour"), which do
+        not read as one of several ("the larger necrosis")."""
+        terms = [t for t in target.spec.terms if not claims.parse(t, target.vocabulary).claims]
+        if target.record["num_candidates"] > 1:
+            terms = [t for t in terms if vocab.countable(t)] or terms
+        if plain:
+            terms = [t for t in terms if not vocab.postmodified(t)] or terms
+        return rng.choice(terms or [target.spec.display])
 
     def _location(self, target: Target, rng: random.Random) -> str:
         record = target.record
         term = self._term(target, rng)
         phrases = location_phrases(record)
         patient = patient_phrases(record)
-        where = rng.choice(patient) if patient and rng.random() < 0.5 else rng.choice(phrases)
         if record["num_candidates"] > 1:
-            lead, _ = disambiguator(record, term, rng)
-            return f"{lead}, {where}"
+            lead = disambiguator(record, term, rng)
+            # "the leftmost polyp toward the upper right": true of two polyps on the right, but
+            # it reads as a contradiction, so no phrase points the other way
+            away = _AWAY.get(lead.relation, set())
+            phrases = [p for p in phrases if not set(p.split()) & away]
+            if lead.sided:  # "the leftmost polyp in the upper part of the image": one phrase
+                return f"{lead.text} {rng.choice(phrases or ['in the image'])}"
+            if not (phrases or patient):
+                return lead.text
+            where = rng.choice(patient) if patient and rng.random() < 0.5 else rng.choice(phrases)
+            return f"{lead.text}, {where}"
+        where = rng.choice(patient) if patient and rng.random() < 0.5 else rng.choice(phrases)
         return rng.choice([f"the {term} {where}", f"the {term} located {where}"])
 
     def _morphology(self, target: Target, rng: random.Random) -> str:
@@ -151,10 +195,12 @@ class TemplateGenerator(Generator):
         size, shape = shape_phrase(record, rng)
         orientation = record["shape"]["orientation"]
         if record["num_candidates"] > 1:
-            lead, sided = disambiguator(record, term, rng)
-            anchor = " in the image" if sided else ""
+            lead = disambiguator(record, term, rng, by_size=False)
+            anchor = " in the image" if lead.sided else ""
+            if lead.sized:  # "the largest polyp, which is large" says the size twice
+                return f"{lead.text}{anchor}, which is {shape}" if shape else ""
             what = f"{size} and {shape}" if shape else size
-            return f"{lead}{anchor}, which is {what}"
+            return f"{lead.text}{anchor}, which is {what}"
         described = f"the {size} {shape} {term}" if shape else f"the {size} {term}"
         if shape in ("elongated", "oval") and orientation in _ADVERBS and rng.random() < 0.5:
             return f"{described} oriented {_ADVERBS[orientation]}"
@@ -162,21 +208,26 @@ class TemplateGenerator(Generator):
 
     def _relational(self, target: Target, rng: random.Random) -> str:
         record = target.record
-        term = self._term(target, rng)
         rel = record["relations"]
         n = record["num_candidates"]
-        structures = [
-            (kind, target.structures[name])
-            for kind in ("inside", "adjacent_to")
-            for name in rel[kind]
-            if name in target.structures
-        ]
         if n == 1:
-            options = [f"the only {term} in the image", f"the single {term} visible in the image"]
-            word = {"inside": "inside", "adjacent_to": "next to"}
-            options += [f"the {term} {word[kind]} the {other}" for kind, other in structures]
+            term = self._term(target, rng)
+            options = [f"the only {term} in the image"]
+            if vocab.countable(term):
+                options.append(f"the single {term} visible in the image")
+            structures = [
+                (kind, target.structures[name])
+                for kind in ("inside", "adjacent_to")
+                for name in rel[kind]
+                if name in target.structures
+            ]
+            if structures:
+                word = {"inside": "inside", "adjacent_to": "next to"}
+                plain = self._term(target, rng, plain=True)
+                options += [f"the {plain} {word[kind]} the {other}" for kind, other in structures]
             return rng.choice(options)
-        count = _count_word(n)
+        term = self._term(target, rng)
+        count = vocab.COUNT_WORDS.get(n)
         plural = vocab.plural(term)
         options = []
         if count:
@@ -188,8 +239,8 @@ class TemplateGenerator(Generator):
                 if 1 < rank < n and rank in vocab.ORDINAL_WORDS:
                     ordinal = vocab.ORDINAL_WORDS[rank]
                     options.append(f"the {ordinal} largest of the {count} {plural}")
-        lead, sided = disambiguator(record, term, rng)
-        options.append(f"{lead} in the image" if sided else lead)
+        lead = disambiguator(record, term, rng)
+        options.append(f"{lead.text} in the image" if lead.sided else lead.text)
         return rng.choice(options)
 
     def _clinical(self, target: Target, rng: random.Random) -> str:
@@ -198,8 +249,7 @@ class TemplateGenerator(Generator):
         noun = vocab.MODALITY_NOUNS.get(key, "image") if key else "image"
         term = self._term(target, rng)
         if record["num_candidates"] > 1:
-            lead, _ = disambiguator(record, term, rng)
-            return f"{lead} seen on this {noun}"
+            return f"{disambiguator(record, term, rng).text} seen on this {noun}"
         size, _ = shape_phrase(record, rng)
         body = record["body_part"]
         options = [
@@ -213,4 +263,11 @@ class TemplateGenerator(Generator):
 
 
 _COMPARATIVES = (("largest", "larger"), ("smallest", "smaller"))
+# location words that point away from a positional superlative
+_AWAY = {
+    "leftmost": {"right"},
+    "rightmost": {"left"},
+    "uppermost": {"lower", "bottom"},
+    "lowermost": {"upper", "top"},
+}
 _SIZE_FLAGS = ("largest", "smallest")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pycocotools import mask as mask_utils
 
@@ -36,6 +37,12 @@ _META = re.compile(
 )
 _FUNCTION_WORDS = frozenset(
     "the a an of in on at with near to this that is and its from by for".split()  # noqa: SIM905
+)
+# Function words of other languages that English never uses: written without accents, a
+# Spanish or Italian query is otherwise plain ASCII ("el polipo en la imagen").
+_FOREIGN_WORDS = frozenset(
+    "der die das und im ein eine einer mit von auf links rechts le les des du une et dans sur "  # noqa: SIM905
+    "el los las una con del en la il lo gli della nella di sulla het een van op och".split()
 )
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
@@ -71,7 +78,7 @@ def _v(stage: str, check: str, ok: bool, good: str, bad: str) -> Verdict:
 
 # ---- format ---------------------------------------------------------------------------------
 def format_checks(text: object, style: object) -> list[Verdict]:
-    """Schema, length, no coordinates, no markup, no meta talk, English."""
+    """Schema, length, no coordinates, no markup, no meta talk, English, plain grammar."""
     if not isinstance(text, str) or not text.strip() or style not in STYLES:
         return [
             Verdict(
@@ -85,7 +92,10 @@ def format_checks(text: object, style: object) -> list[Verdict]:
     words = _WORD.findall(text)
     letters = [c for c in text if c.isalpha()]
     ascii_share = sum(c.isascii() for c in letters) / max(1, len(letters))
-    english = ascii_share >= 0.98 and any(w.lower() in _FUNCTION_WORDS for w in words)
+    lowered = {w.lower() for w in words}
+    english = (
+        ascii_share >= 0.98 and bool(lowered & _FUNCTION_WORDS) and not lowered & _FOREIGN_WORDS
+    )
     meta = _META.search(text)
     markup = _MARKUP.search(text)
     coords = _DIGITS.search(text) or _COORD_WORDS.search(text)
@@ -121,7 +131,27 @@ def format_checks(text: object, style: object) -> list[Verdict]:
             f"meta talk or annotation words: {meta.group(0) if meta else ''!r}",
         ),
         _v("format", "english", english, "English", "not English text"),
+        _grammar(text),
     ]
+
+
+# "a" before a vowel sound, "an" before a consonant sound (lower-case words: acronyms such as
+# "an MRI" are spelled letter by letter and left alone), a word written twice in a row.
+_A_BEFORE_VOWEL = re.compile(r"\ba\s+(?!one\b|once\b|uni|use|usu|eu|ur)([aeiou][a-z-]*)")
+_AN_BEFORE_CONSONANT = re.compile(r"\ban\s+(?!hour|honest|hon)([b-df-hj-np-tv-z][a-z-]*)\b")
+_REPEATED = re.compile(r"\b(\w+)\s+\1\b", re.I)
+
+
+def _grammar(text: str) -> Verdict:
+    for pattern, what in (
+        (_A_BEFORE_VOWEL, "'a' before a vowel"),
+        (_AN_BEFORE_CONSONANT, "'an' before a consonant"),
+        (_REPEATED, "a word written twice"),
+    ):
+        m = pattern.search(text)
+        if m:
+            return Verdict("format", "grammar", False, f"{what}: {m.group(0)!r}")
+    return Verdict("format", "grammar", True, "articles and words in order")
 
 
 # ---- geometry -------------------------------------------------------------------------------
@@ -160,9 +190,10 @@ def _claim_verdict(
 
 
 def geometry_checks(
-    parsed: claims.Parsed, record: Mapping, siblings: list[Mapping]
+    parsed: claims.Parsed, record: Mapping, siblings: list[Mapping], *, any_label: bool = False
 ) -> list[Verdict]:
-    """Spatial words, relational claims and shape words are true; the query singles one out."""
+    """Spatial words, relational claims and shape words are true; the query singles one out
+    (among every target of the image when it names no label, ``any_label``)."""
     out = []
     for check in ("spatial", "relational", "morphology"):
         problem = next((p for c, p in parsed.problems if c == check), None)
@@ -170,7 +201,7 @@ def geometry_checks(
             out.append(Verdict("geometry", check, False, problem))
         else:
             out.append(_claim_verdict("geometry", check, parsed.by_check(check), record))
-    unique, reason = claims.singles_out(parsed, record, siblings)
+    unique, reason = claims.singles_out(parsed, record, siblings, any_label=any_label)
     out.append(Verdict("geometry", "unique", unique, reason))
     return out
 
@@ -230,15 +261,65 @@ def prior_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
     return out
 
 
+def _related(record: Mapping) -> list[str]:
+    rel = record["relations"]
+    return [n.replace("_", " ") for k in ("inside", "adjacent_to", "contains") for n in rel[k]]
+
+
+@lru_cache(maxsize=4096)
+def _term_pattern(term: str) -> str:
+    """A whole term in (lower case, American) text: "enhancing tumor" is not found inside
+    "non-enhancing tumor"; plurals included."""
+    word = re.escape(vocab.american(term.lower()))
+    return rf"(?<![\w-]){word}(e?s)?\b"
+
+
 def _mentions(text: str, term: str) -> bool:
-    return re.search(rf"\b{re.escape(term.lower())}(e?s)?\b", text) is not None
+    return re.search(_term_pattern(term), text) is not None
 
 
-def prior_query_checks(text: str, record: Mapping, spec: LabelSpec) -> list[Verdict]:
-    """The query names the target as its label (or generically) and no other modality."""
-    lower = text.lower()
-    named = any(_mentions(lower, t) for t in (*spec.terms, spec.name.replace("_", " ")))
+def _names(spec: LabelSpec) -> list[str]:
+    return [*spec.terms, spec.name.replace("_", " ")]
+
+
+def naming(
+    parsed: claims.Parsed, lower: str, spec: LabelSpec, others: Sequence[LabelSpec]
+) -> tuple[bool, list[str]]:
+    """Whether the query (``lower``: lower case, American) names the target's label, and the
+    terms of other labels it names outside a checked relation ("next to the edema" is a
+    relation; "the edema region" calls the target edema)."""
+    named = any(_mentions(lower, t) for t in _names(spec))
+    rest = parsed.rest
+    for term in sorted(_names(spec), key=len, reverse=True):
+        rest = re.sub(_term_pattern(term), " ", rest)
+    wrong = [
+        t
+        for other in others
+        if other.name != spec.name
+        for t in _names(other)
+        if _mentions(rest, t)
+    ]
+    return named, wrong
+
+
+def prior_query_checks(
+    parsed: claims.Parsed,
+    text: str,
+    record: Mapping,
+    spec: LabelSpec,
+    others: Sequence[LabelSpec] = (),
+) -> list[Verdict]:
+    """The query names the target as its label (or generically), calls it by no other label of
+    the source, names no organ the image does not show (when its body part is a known organ)
+    and no other modality."""
+    lower = vocab.american(text.lower())
+    named, wrong = naming(parsed, lower, spec, others)
     generic = any(_mentions(lower, t) for t in vocab.GENERIC_NOUNS)
+    shown = vocab.organs_in(
+        vocab.american(" ".join([record["body_part"], *_names(spec), *_related(record)]).lower())
+    )
+    shown |= {g for group in shown for g in vocab.ORGANS_SEEN_WITH.get(group, ())}
+    elsewhere = sorted(vocab.organs_in(lower) - shown) if shown else []
     own = vocab.modality_key(record["modality"])
     foreign = [
         w
@@ -251,9 +332,19 @@ def prior_query_checks(text: str, record: Mapping, spec: LabelSpec) -> list[Verd
         _v(
             "medical_prior",
             "terminology",
-            named or generic,
+            (named or generic) and not wrong,
             "names the target as " + ("its label" if named else "a generic finding"),
-            f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
+            f"calls the target '{wrong[0]}', another label than {spec.display}"
+            if wrong
+            else f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
+        ),
+        _v(
+            "medical_prior",
+            "anatomy",
+            not elsewhere,
+            "no other organ named",
+            f"names the {elsewhere[0] if elsewhere else ''}, but this image shows the "
+            f"{record['body_part']}",
         ),
         _v(
             "medical_prior",
@@ -319,9 +410,15 @@ class Verifier:
             return verdicts
         parsed = claims.parse(text, self.structures)
         spec = self.labels[record["label"]]
+        others = list(self.labels.values())
+        named, wrong = naming(parsed, vocab.american(text.lower()), spec, others)
+        generic = not (named or wrong)  # "the lesion": unique among every target of the image
         stages = (
-            ("geometry", lambda: geometry_checks(parsed, record, siblings)),
-            ("medical_prior", lambda: prior_query_checks(text, record, spec)),
+            ("geometry", lambda: geometry_checks(parsed, record, siblings, any_label=generic)),
+            (
+                "medical_prior",
+                lambda: prior_query_checks(parsed, text, record, spec, others),
+            ),
             ("visual", list),
         )
         for stage, query_level in stages:

@@ -36,7 +36,7 @@ from .verify import STYLES
 
 logger = logging.getLogger("medground_hf.generation")
 
-GENERATE_PROMPT = "generate-v1"
+GENERATE_PROMPT = "generate-v2"
 JUDGE_PROMPT = "judge-v1"
 MAX_RETRY_AFTER = 120.0
 
@@ -47,7 +47,10 @@ QUERIES_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"text": {"type": "string"}, "style": {"enum": list(STYLES)}},
+                "properties": {
+                    "text": {"type": "string"},
+                    "style": {"type": "string", "enum": list(STYLES)},
+                },
                 "required": ["text", "style"],
                 "additionalProperties": False,
             },

@@ -2,12 +2,14 @@
 
 The template generator picks words with these predicates and the verifier checks the words it
 finds in any query (template or VLM) with the same predicates, so a word means one thing
-everywhere. Thresholds are documented in docs/generation.md.
+everywhere. Thresholds are documented in the README (Verification stages).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 # A centroid this far (as a fraction of the image size) from the midline is off-centre; matches
 # medground_hf.cues.SIDE_DEAD_BAND for the horizontal axis.
@@ -72,10 +74,48 @@ GENERIC_NOUNS = (
 MODALITY_WORDS: dict[str, tuple[str, ...]] = {
     "endoscopy": ("endoscopy", "endoscopic", "colonoscopy", "colonoscopic"),
     "ultrasound": ("ultrasound", "sonography", "sonographic", "sonogram", "ultrasonographic"),
-    "mri": ("mri", "magnetic resonance", "flair", "t1-weighted", "t2-weighted"),
-    "ct": ("ct scan", "computed tomography"),
+    "mri": ("mri", "mr", "magnetic resonance", "flair", "t1-weighted", "t2-weighted"),
+    "ct": ("ct", "computed tomography"),
     "x-ray": ("x-ray", "radiograph", "radiographic"),
+    "pet": ("pet", "positron emission"),
 }
+# Organs a query may name, by group. A query naming an organ the image does not show (a
+# "polyp in the stomach" on a colonoscopy) fails the anatomy prior; the record's body part, its
+# label terms and its relations' structures say which groups the image shows.
+ORGANS: dict[str, tuple[str, ...]] = {
+    "colon": ("colon", "colonic", "large intestine", "rectum", "rectal", "sigmoid", "cecum"),
+    "small intestine": ("small intestine", "small bowel", "duodenum", "duodenal", "ileum"),
+    "stomach": ("stomach", "gastric"),
+    "esophagus": ("esophagus", "esophageal"),
+    "brain": ("brain", "cerebral", "cerebellum", "cerebellar", "intracranial"),
+    "head": ("head", "skull", "cranium", "cranial"),
+    "liver": ("liver", "hepatic"),
+    "kidney": ("kidney", "renal"),
+    "lung": ("lung", "pulmonary"),
+    "heart": ("heart", "cardiac"),
+    "pancreas": ("pancreas", "pancreatic"),
+    "spleen": ("spleen", "splenic"),
+    "prostate": ("prostate", "prostatic"),
+    "bladder": ("bladder",),
+    "uterus": ("uterus", "uterine", "womb"),
+    "breast": ("breast",),
+    "thyroid": ("thyroid",),
+}
+# Groups that are seen together: the brain is inside the head.
+ORGANS_SEEN_WITH = {"brain": {"head"}, "head": {"brain"}}
+
+
+_ORGAN_PATTERNS = {
+    group: re.compile(rf"(?<![\w-])({'|'.join(map(re.escape, words))})s?\b")
+    for group, words in ORGANS.items()
+}
+
+
+def organs_in(text: str) -> set[str]:
+    """The organ groups ``text`` (lower case, American spelling) names."""
+    return {group for group, pattern in _ORGAN_PATTERNS.items() if pattern.search(text)}
+
+
 # How the templates call an image of each modality.
 MODALITY_NOUNS: dict[str, str] = {
     "endoscopy": "endoscopic image",
@@ -86,13 +126,73 @@ MODALITY_NOUNS: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=256)
 def modality_key(modality: str) -> str | None:
-    """The MODALITY_WORDS key of a record's modality string (e.g. ``"MRI (FLAIR)"`` -> mri)."""
-    text = modality.lower()
+    """The MODALITY_WORDS key of a record's modality string (e.g. ``"MRI (FLAIR)"`` -> mri);
+    whole words only, so "ct" is not found inside another word."""
+    text = american(modality.lower())
     for key, words in MODALITY_WORDS.items():
-        if key in text or any(word in text for word in words):
+        if any(re.search(rf"\b{re.escape(w)}\b", text) for w in (key, *words)):
             return key
     return None
+
+
+# British spellings -> American ones. The verifier reads every query in American spelling (so
+# "tumour" and "tumor" are the same word to it); the templates write each query in one dialect.
+_BRITISH = {
+    "tumour": "tumor",
+    "oedema": "edema",
+    "oedematous": "edematous",
+    "haemorrhage": "hemorrhage",
+    "haemorrhagic": "hemorrhagic",
+    "haematoma": "hematoma",
+    "ischaemia": "ischemia",
+    "ischaemic": "ischemic",
+    "oesophagus": "esophagus",
+    "oesophageal": "esophageal",
+    "foetal": "fetal",
+    "foetus": "fetus",
+    "centre": "center",
+    "colour": "color",
+    "grey": "gray",
+}
+_AMERICAN = {v: k for k, v in _BRITISH.items()}
+
+
+_SPELLINGS = {
+    id(table): re.compile(r"\b(" + "|".join(table) + r")(s?)\b", re.I)
+    for table in (_BRITISH, _AMERICAN)
+}
+_MARKER = re.compile(r"\b(" + "|".join([*_BRITISH, *_AMERICAN]) + r")s?\b", re.I)
+
+
+def _respell(text: str, table: Mapping[str, str]) -> str:
+    def swap(m: re.Match) -> str:
+        word = m.group(1)
+        new = table[word.lower()]
+        return (new.capitalize() if word[0].isupper() else new) + m.group(2)
+
+    return _SPELLINGS[id(table)].sub(swap, text)
+
+
+def american(text: str) -> str:
+    """``text`` in American spelling (what the verifier reads)."""
+    return _respell(text, _BRITISH)
+
+
+def dialect(text: str) -> str | None:
+    """``"british"`` or ``"american"`` by the first spelling marker in ``text``, else None."""
+    m = _MARKER.search(text)
+    if not m:
+        return None
+    return "british" if m.group(1).lower() in _BRITISH else "american"
+
+
+def in_dialect(text: str, which: str | None) -> str:
+    """``text`` spelled consistently in one dialect (``None`` leaves it as it is)."""
+    if which == "british":
+        return _respell(text, _AMERICAN)
+    return american(text) if which == "american" else text
 
 
 def horizontal(record: Mapping) -> str:
@@ -139,5 +239,32 @@ SHAPE_PREDICATES = {
 }
 
 
+# Head nouns that do not count ("two necrosis"): a plural needs "regions of ...".
+MASS_NOUNS = frozenset(
+    {"necrosis", "edema", "oedema", "hyperintensity", "hypointensity", "tissue", "fluid"}
+)
+_POSTMODIFIED = re.compile(r"\s(around|with|of|in|within|near)\s")
+
+
+@lru_cache(maxsize=1024)
+def postmodified(term: str) -> bool:
+    """Whether ``term`` ends in a phrase of its own ("FLAIR hyperintensity around the tumour")."""
+    return _POSTMODIFIED.search(term) is not None
+
+
+@lru_cache(maxsize=1024)
+def countable(term: str) -> bool:
+    """Whether ``term`` makes a plain plural: a count noun at its end, no trailing phrase."""
+    return term.split()[-1].lower() not in MASS_NOUNS and not postmodified(term)
+
+
+@lru_cache(maxsize=1024)
 def plural(term: str) -> str:
-    return term if term.endswith("s") else f"{term}s"
+    """The plural of a clinical term: "polyps", "masses", "abnormalities", "regions of necrosis"."""
+    if not countable(term):
+        return f"regions of {term}"
+    if re.search(r"(s|x|z|ch|sh)$", term):
+        return f"{term}es"
+    if re.search(r"[^aeiou]y$", term):
+        return f"{term[:-1]}ies"
+    return f"{term}s"

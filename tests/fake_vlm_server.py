@@ -35,6 +35,14 @@ def honest_queries(user_text: str) -> list[dict]:
     ]
 
 
+class _Server(ThreadingHTTPServer):
+    """A real server's listen backlog: the stdlib default of 5 refuses the connections of a
+    burst of concurrent clients, which then look like network errors to the SDKs."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @dataclass
 class Fault:
     """What the server does instead of answering normally, for one request."""
@@ -55,9 +63,9 @@ class FakeVLM:
         self.log: list[dict] = []  # path, headers, body, time of every request
         self.batches: dict[str, dict] = {}
         self.batch_ready = False
+        self.batch_errors = 0  # how many results of each batch come back "errored"
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -162,9 +170,13 @@ class FakeVLM:
 
     def batch_results(self, batch_id: str) -> str:
         lines = []
-        for request in self.batches[batch_id]["requests"]:
-            message = self.anthropic(request["params"], None)
-            result = {"type": "succeeded", "message": message}
+        for index, request in enumerate(self.batches[batch_id]["requests"]):
+            if index < self.batch_errors:
+                error = {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}
+                result = {"type": "errored", "error": error}
+            else:
+                message = self.anthropic(request["params"], None)
+                result = {"type": "succeeded", "message": message}
             lines.append(json.dumps({"custom_id": request["custom_id"], "result": result}))
         return "\n".join(lines) + "\n"
 

@@ -4,6 +4,7 @@ grounding/rejected contract, the manifest entry and the CLI."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def _rows(folder: Path, config: str) -> list[dict]:
 def test_plain_build_writes_queries_rejects_and_manifest(generated_kvasir, built_kvasir):
     manifest = read_manifest(generated_kvasir)
     v = manifest["verification"]
-    assert v["generator"] == "template" and v["prompt_version"] == "template-v1"
+    assert v["generator"] == "template" and v["prompt_version"] == "template-v2"
     assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
     assert v["targets_total"] == v["targets_kept"] + v["targets_rejected"]
     grounding, rejected = _rows(generated_kvasir, "grounding"), _rows(generated_kvasir, "rejected")
@@ -50,7 +51,7 @@ def test_plain_build_writes_queries_rejects_and_manifest(generated_kvasir, built
         for q in row["queries"]:
             assert {x["stage"] for x in q["verdicts"]} == set(STAGES)
             assert all(x["passed"] for x in q["verdicts"])
-            assert q["generator"] == "template" and q["prompt_version"] == "template-v1"
+            assert q["generator"] == "template" and q["prompt_version"] == "template-v2"
     for row in rejected:
         assert row["rejected_stage"] and row["rejected_reason"]
     stages = {(s["stage"], s["source"]): s for s in v["stages"]}
@@ -59,7 +60,7 @@ def test_plain_build_writes_queries_rejects_and_manifest(generated_kvasir, built
     assert sum(r["count"] for r in v["reasons"]) == len(rejected)
 
 
-@pytest.mark.parametrize("folder", ["generated_kvasir", "generated_hc18"])
+@pytest.mark.parametrize("folder", ["generated_kvasir", "generated_hc18", "built_brats"])
 def test_every_template_query_passes_verification(folder, request):
     """Only whole targets may be rejected (by the offline visual check); no template query is
     ever rejected for what it says."""
@@ -128,7 +129,7 @@ def test_planted_false_queries_are_rejected_with_the_right_reason(built_kvasir):
     splits = _splits(built_kvasir)
     labels = labels_of(read_manifest(built_kvasir)["sources"])
     planted = ["the polyp on the left side of the image", "the larger of the two polyps"]
-    outcome = run(splits, labels, Planted(planted))
+    outcome = run(splits, labels, Planted([*planted, "The larger of  the two polyps"]))
     kept = concatenate_datasets(list(outcome.grounding.values())).remove_columns(["image"])
     rejected = concatenate_datasets(list(outcome.rejected.values())).remove_columns(["image"])
     kept_texts = {(r["id"], q["text"]) for r in kept for q in r["queries"]}
@@ -163,8 +164,11 @@ def test_planted_false_queries_are_rejected_with_the_right_reason(built_kvasir):
     assert checked >= 40
     v = outcome.verification
     invisible = sum(r["visual"]["contrast"] < 0.1 for r in records.values())
+    duplicates = [r for r in rejected if r["rejected_reason"] == "repeats another query"]
+    assert len(duplicates) == len(records) - invisible
+    assert {r["rejected_stage"] for r in duplicates} == {"format"}
     # targets failing the visual check are rejected before generation: no query is asked
-    assert v["queries_generated"] == 2 * (v["targets_total"] - invisible)
+    assert v["queries_generated"] == 3 * (v["targets_total"] - invisible)
     assert v["queries_generated"] == v["queries_kept"] + v["queries_rejected"]
 
 
@@ -179,7 +183,9 @@ def test_cli_build_generate_and_no_generator(kvasir_dir, tmp_path, capsys):
     assert "queries by template" in printed and "visual" in printed
     first = {r["id"]: [q["text"] for q in r["queries"]] for r in _rows(out, "grounding")}
     assert all(1 <= len(v) <= 2 for v in first.values())
+    (out / "medground-generate-stale").mkdir()  # the scratch folder of a killed run
     assert main(["generate", str(out), "--seed", "4", "--queries-per-target", "4"]) == 0
+    assert not list(out.glob("medground-generate-*"))
     second = {r["id"]: [q["text"] for q in r["queries"]] for r in _rows(out, "grounding")}
     assert set(second) == set(first) and first != second
     v = read_manifest(out)["verification"]
@@ -264,3 +270,69 @@ def test_templates_on_a_volume_slice_word_the_patient_side_and_pass(tmp_path):
         if "left" in text or "right" in text:
             assert "patient's" in text or "image" in text, text
     assert any("patient's right" in t for t in texts)
+
+
+_SIZE_WORD = re.compile(r"\b(tiny|small|large|medium-sized|moderately sized)\b")
+_COMPARED = re.compile(r"\b(larg|small)(est|er)\b")
+_AWAY = {
+    r"leftmost|farthest to the left": r"\bright\b",
+    r"rightmost|farthest to the right": r"\bleft\b",
+    r"uppermost": r"\b(lower|bottom)\b",
+    r"lowermost": r"\b(upper|top)\b",
+}
+
+
+@pytest.mark.parametrize("folder", ["generated_kvasir", "generated_hc18", "built_brats"])
+def test_template_wording_reads_as_a_clinician_would_write_it(folder, request):
+    """What a reader checks by eye on every kept query of the three samples: "the larger" of
+    two (not "the largest"), no "two necrosis", one spelling per query, no size said twice
+    ("the largest polyp, which is large"), no phrase pointing away from a positional superlative
+    ("the leftmost polyp toward the upper right"), "near the top" only in the top third."""
+    rows = _rows(request.getfixturevalue(folder), "grounding")
+    checked = 0
+    for row in rows:
+        for q in row["queries"]:
+            text, n = q["text"], row["num_candidates"]
+            assert not re.search(r"\b(\w+) \1\b", text), text  # "the the"
+            assert vocab.in_dialect(text, vocab.dialect(text)) == text, text
+            if n == 2:
+                assert not re.search(r"\b(largest|smallest)\b", text), text
+            if n > 1:
+                assert not re.search(r"\b(necrosis|edema|oedema)\s+(of|seen|in|,|$)", text), text
+                assert not (_COMPARED.search(text) and _SIZE_WORD.search(text)), text
+            for lead, away in _AWAY.items():
+                if re.search(lead, text):
+                    assert not re.search(away, text.replace("patient's", "")), text
+            for edge, row_name in (("near the top", "upper"), ("near the bottom", "lower")):
+                if edge in text:
+                    assert row["spatial"]["grid_row"] == row_name, (text, row["spatial"])
+            corner = re.search(r"in the (upper|lower) (left|right) part", text)
+            if corner:
+                assert row["spatial"]["grid_cell"] == f"{corner[1]} {corner[2]}", text
+            checked += 1
+    assert checked >= 100
+
+
+def test_volume_sides_in_template_queries_are_true_in_radiological_display(built_brats):
+    """Independent of the verifier: every side word of a kept BraTS query is true, the
+    patient's side against the recorded patient side, the image's against the centroid; in
+    radiological display a patient-right target lies on the image's left."""
+    rows = _rows(built_brats, "grounding")
+    sides = {"patient": set(), "image": set()}
+    for row in rows:
+        x = row["centroid_xy"][0] / row["width"]
+        image_side = "left" if x < 0.45 else "right" if x > 0.55 else "center"
+        if row["spatial"]["patient_side"] in ("left", "right"):
+            opposite = {"left": "right", "right": "left"}[row["spatial"]["patient_side"]]
+            assert image_side in (opposite, "center"), row["id"]
+        for q in row["queries"]:
+            text = q["text"]
+            for side in re.findall(r"patient's (left|right)", text):
+                assert side == row["spatial"]["patient_side"], (row["id"], text)
+                sides["patient"].add(side)
+            for side in re.findall(r"\b(left|right) (?:side|half) of the image", text):
+                assert side == image_side, (row["id"], text)
+                sides["image"].add(side)
+            unsaid = re.sub(r"patient's (left|right)", "", text)
+            assert not re.search(r"\b(left|right)\b", unsaid) or re.search(r"image|slice", text)
+    assert sides["patient"] == {"left", "right"} and sides["image"] == {"left", "right"}

@@ -98,11 +98,11 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
     outcome = run_generation(splits, sources, opts)
     assert server.calls[_path(backend)] == N
     v = outcome.verification
-    assert v["generator"] == backend and v["prompt_version"] == "generate-v1"
+    assert v["generator"] == backend and v["prompt_version"] == "generate-v2"
     assert v["usage"]["requests"] == N and v["usage"]["cached"] == 0
     kept = _rows(outcome.grounding)
     assert kept and all(q["model"] == v["model"] for r in kept for q in r["queries"])
-    assert all(q["prompt_version"] == "generate-v1" for r in kept for q in r["queries"])
+    assert all(q["prompt_version"] == "generate-v2" for r in kept for q in r["queries"])
     body = server.log[0]["body"]
     headers = {k.lower(): val for k, val in server.log[0]["headers"].items()}
     if backend == "anthropic":
@@ -110,6 +110,9 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
         assert image["type"] == "image" and image["source"]["type"] == "base64"
         assert image["source"]["media_type"] == "image/jpeg"  # outlined, re-encoded as JPEG
         assert body["output_config"]["format"]["type"] == "json_schema"
+        style = body["output_config"]["format"]["schema"]["properties"]["queries"]["items"]
+        assert style["properties"]["style"]["type"] == "string"
+        assert "temperature" not in body and body["max_tokens"] == 800  # SDK 2.x: no sampling
         sent = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         assert sent == KEY
         assert v["usage"]["input_tokens"] == 1200 * N and v["usage"]["output_tokens"] == 80 * N
@@ -119,6 +122,7 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
         image = body["messages"][1]["content"][0]
         assert image["image_url"]["url"].startswith("data:image/jpeg;base64,")
         assert body["response_format"]["json_schema"]["strict"] is True
+        assert body["temperature"] == 0.7 and body["max_tokens"] == 800
         assert headers["authorization"] == f"Bearer {KEY}"
         assert v["usage"]["input_tokens"] == 900 * N and v["usage"]["cost_usd"] == 0.0
     # the same run again: every answer from the cache, nothing reaches the server
@@ -230,6 +234,7 @@ def test_vlm_judge_verdicts(server, tmp_path, splits, sources):
     assert judged >= N  # every query that passed the offline checks was judged
     body = server.log[0]["body"]
     assert "Expression:" in body["messages"][0]["content"][1]["text"]
+    assert body["max_tokens"] == 200
     kept = _rows(outcome.grounding)
     for row in kept:
         for q in row["queries"]:
@@ -262,6 +267,20 @@ def test_message_batch_submitted_interrupted_and_resumed(
     assert v["usage"]["cost_usd"] == pytest.approx(0.5 * N * (1200 * inp + 80 * outp) / 1e6)
     run_generation(splits, sources, opts)
     assert server.calls["/v1/messages/batches"] == 3 and server.calls["/v1/messages"] == 0
+
+
+def test_errored_batch_results_are_asked_live(server, tmp_path, splits, sources):
+    """Results that did not succeed in a batch are not lost: the ordinary pass sends them live
+    (full price), the rest come from the batch (half price)."""
+    server.batch_ready, server.batch_errors = True, 2
+    outcome = run_generation(splits, sources, options(server, tmp_path, batch=True))
+    assert server.calls["/v1/messages/batches"] == 1 and server.calls["/v1/messages"] == 2
+    v = outcome.verification
+    assert v["targets_total"] == N and v["usage"]["cached"] == N - 2
+    inp, outp = price(DEFAULT_MODEL)
+    one = (1200 * inp + 80 * outp) / 1e6
+    assert v["usage"]["cost_usd"] == pytest.approx((0.5 * (N - 2) + 2) * one)
+    assert not [r for r in v["reasons"] if r["stage"] in ("generation", "format")]
 
 
 def test_api_key_never_appears_in_logs_files_or_card(server, tmp_path, bare, caplog, capsys):

@@ -96,6 +96,9 @@ def _kept(verdicts) -> bool:
         ("der grosse Polyp links im Bild", "location", "english"),
         ("le polype à gauche de l'image", "location", "english"),
         ("polyp", "location", "length"),
+        ("a oval polyp in the upper part of the image", "morphology", "grammar"),
+        ("an small polyp in the upper part of the image", "morphology", "grammar"),
+        ("the the larger polyp in the image", "relational", "grammar"),
         ("the polyp " * 30, "location", "length"),
         ("the polyp in the image", "poem", "schema"),
         (None, "location", "schema"),
@@ -110,6 +113,8 @@ def test_format_rejects(two_polyps, text, style, check):
 
 def test_format_accepts_a_plain_english_query(two_polyps):
     big, _, records = two_polyps
+    for text in ("an oval polyp, the larger one in the image", "a large polyp seen on an MRI"):
+        assert "format.grammar" not in _failed(_run(big, text, records)), text
     verdicts = _run(
         big, "the larger of the two polyps in the upper left part of the image", records
     )
@@ -384,3 +389,253 @@ def test_modality_prior_matches_families_and_every_panel(modality, allowed, pass
     record = {"modality": modality, "spatial": {"patient_side": None}, "area_mm2": None}
     (verdict,) = [v for v in prior_target_checks(record, spec) if v.check == "modality"]
     assert verdict.passed is passes
+
+
+# ---- whose left/right, edges and corners, other labels, spelling, foreign text ------------------
+def test_left_right_must_be_bound_to_the_image_in_its_phrase_on_a_volume(volume_slice):
+    """Radiologists say "left" for the patient's left: on a volume slice a bare side, or a side
+    with "image" only in another phrase, is ambiguous; a side named with a body part is the
+    patient's (the lesion is on the image's left = the patient's right)."""
+    rec = {**volume_slice, "body_part": "brain"}
+
+    def failed(text):
+        return _failed(_run(rec, text, [rec], spec=LESION))
+
+    for text in ("the lesion on the left", "the lesion on the left, seen on this MRI slice"):
+        assert "does not say whose" in failed(text)["geometry.spatial"], text
+    for text in (
+        "the lesion on the left of this MRI slice",
+        "the lesion in the left half of the image",
+        "the lesion in the right hemisphere",
+        "the right-sided lesion",
+        "the lesion on the right side of the brain",
+    ):
+        assert not failed(text), text
+    mirrored = failed("the lesion in the left hemisphere on this MRI slice")
+    assert "patient's right" in mirrored["geometry.spatial"]
+    assert "patient's right" in failed("the left-sided lesion")["geometry.spatial"]
+
+
+def test_bare_left_right_on_2d_images_must_name_the_image_too(two_polyps):
+    """Decided for 2D (endoscopy, ultrasound) as for volumes: the side must name the image in
+    its phrase, so every kept query reads the same way whatever the source."""
+    _, small, records = two_polyps
+    failed = _failed(_run(small, "the smaller polyp on the right, seen on this image", records))
+    assert "does not say whose" in failed["geometry.spatial"]
+    assert _kept(_run(small, "the smaller polyp on the right of this endoscopic image", records))
+    failed = _failed(_run(small, "the smaller polyp in the right colon", records))
+    assert "2D" in failed["geometry.spatial"]  # an anatomical side is the patient's: unknown
+
+
+def test_edges_and_corners_are_checked_against_the_grid():
+    """Just above-left of the centre: in the upper left quadrant by the halves, but in the
+    central cell of the 3x3 grid, so not "near the top" nor "in the upper left corner"."""
+    near_centre = _records([_disk((200, 300), 84, 130, 12)])[0]
+    assert near_centre["spatial"]["grid_cell"] == "center"
+    assert _kept(_run(near_centre, "the polyp in the upper half of the image", [near_centre]))
+    for text, reason in (
+        ("the polyp near the top of the image", "grid row is middle"),
+        ("the polyp in the upper left corner of the image", "grid cell is center"),
+        ("the polyp in the upper left part of the image", "center cell"),
+        ("the polyp near the left edge of the image", "grid col is center"),
+    ):
+        assert reason in _failed(_run(near_centre, text, [near_centre]))["geometry.spatial"]
+    corner = _records([_disk((200, 300), 25, 30, 15)])[0]
+    assert corner["spatial"]["grid_cell"] == "upper left"
+    for text in (
+        "the polyp in the upper left corner of the image",
+        "the polyp near the top of the image",
+        "the polyp near the left edge of the image",
+    ):
+        assert _kept(_run(corner, text, [corner])), text
+    failed = _failed(_run(corner, "the polyp in the lower right corner of the image", [corner]))
+    assert "upper left" in failed["geometry.spatial"]
+
+
+MRI = ("MRI",)
+EDEMA = LabelSpec(2, "edema", "peritumoral edema", synonyms=("oedema",), modalities=MRI)
+ENHANCING = LabelSpec(4, "enhancing_tumour", "enhancing tumour", modalities=MRI)
+NON_ENHANCING = LabelSpec(3, "non_enhancing_tumour", "non-enhancing tumour", modalities=MRI)
+
+
+@pytest.fixture(scope="module")
+def tumour_parts():
+    """An enhancing tumour with edema around it on an MRI slice; three labels in the source."""
+    core = _disk((200, 300), 100, 150, 15)
+    ring = _disk((200, 300), 100, 150, 35) & ~core
+    image = np.full((200, 300), 70, np.uint8)
+    image[ring], image[core] = 160, 240
+    sample = Sample(
+        case_id="case",
+        group_id="case",
+        image=image,
+        image_bytes=b"",
+        masks=[(EDEMA, ring), (ENHANCING, core)],
+        source_files=[],
+        modality="MRI FLAIR",
+    )
+    source = _source(EDEMA, ENHANCING, NON_ENHANCING, modality="MRI")
+    records, _ = sample_to_records(
+        sample, source, builder="t", builder_version="1", config_name="d"
+    )
+    labels = {s.name: s for s in (EDEMA, ENHANCING, NON_ENHANCING)}
+    verifier = verify.Verifier(labels, verifier_terms(labels, {"edema", "enhancing_tumour"}))
+    return {r["label"]: r for r in records}, verifier
+
+
+def _check(verifier, record, text, siblings=()):
+    target = verifier.target_checks(record)
+    return _failed(verifier.query_checks(record, text, "clinical", target, list(siblings)))
+
+
+def test_a_query_naming_another_label_or_modality_is_rejected(tumour_parts):
+    records, verifier = tumour_parts
+    enhancing = records["enhancing_tumour"]
+    assert not _check(verifier, enhancing, "the enhancing tumour seen on this MR image")
+    both = list(records.values())
+    for text, name in (
+        ("the non-enhancing tumour seen on this MRI slice", "non-enhancing tumour"),
+        ("the oedema region in the image", "oedema"),
+    ):
+        failed = _check(verifier, enhancing, text, both)
+        assert name in failed["medical_prior.terminology"], text
+    # another label as the object of a checked relation is fine, and is checked
+    assert not _check(verifier, enhancing, "the enhancing tumour surrounded by the edema")
+    for text in ("the enhancing tumour on this CT", "the enhancing tumour on this CT slice"):
+        assert "(ct)" in _check(verifier, enhancing, text)["medical_prior.modality_words"]
+
+
+def test_british_and_american_spellings_are_the_same_words(tumour_parts):
+    records, verifier = tumour_parts
+    enhancing, edema = records["enhancing_tumour"], records["edema"]
+    assert not _check(verifier, enhancing, "the enhancing tumor inside the peritumoral oedema")
+    assert not _check(verifier, edema, "the edema containing the enhancing tumor")
+    # the relation is read (and found false) whatever the spelling
+    failed = _check(verifier, edema, "the oedema inside the enhancing tumor")
+    assert "inside relations" in failed["geometry.relational"]
+    failed = _check(verifier, edema, "the edema in the centre of the image")
+    assert "geometry.spatial" not in failed  # centre == center, and the edema is centred
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["il polipo nella immagine a sinistra", "el polipo en la imagen", "der Polyp im Bild links"],
+)
+def test_foreign_text_without_accents_is_not_english(two_polyps, text):
+    big, _, records = two_polyps
+    assert "format.english" in _failed(_run(big, text, records))
+
+
+def test_count_claims_on_real_images_with_three_polyps(built_kvasir):
+    """ "the largest of the two polyps" on an image with three polyps is a false count."""
+    rows = [r for r in load_dataset(str(built_kvasir), "grounding", split="train")]
+    rows = [{k: v for k, v in r.items() if k != "image"} for r in rows]
+    threes = [r for r in rows if r["num_candidates"] == 3]
+    ends = [r for r in threes if r["relations"]["largest"] or r["relations"]["smallest"]]
+    assert len(ends) >= 2
+    for record in ends:
+        siblings = [r for r in rows if r["image_id"] == record["image_id"]]
+        flag = "largest" if record["relations"]["largest"] else "smallest"
+        assert _kept(_run(record, f"the {flag} of the three polyps", siblings))
+        failed = _failed(_run(record, f"the {flag} of the two polyps", siblings))
+        assert "has 3 polyp candidate" in failed["geometry.relational"]
+
+
+def test_visual_contrast_sees_colour_and_rejects_blank_targets():
+    """The separability is over the colour channels: a reddish polyp on pink mucosa of the same
+    brightness is distinct; a target on black padding, or half on it, is not usable."""
+    shape = (200, 300)
+    polyp = _disk(shape, 100, 150, 30)
+    rng = np.random.default_rng(1)
+    rgb = np.empty((*shape, 3), np.uint8)
+    rgb[...] = (180, 120, 120)
+    rgb[polyp] = (150, 132, 128)  # about the same luma, another hue
+    rgb = np.clip(rgb + rng.integers(-6, 7, size=rgb.shape), 0, 255).astype(np.uint8)
+    record = _records([polyp], image=rgb)[0]
+    luma_gap = abs(record["visual"]["region_mean"] - record["visual"]["ring_mean"])
+    assert luma_gap < 10 and record["visual"]["contrast"] >= verify.MIN_CONTRAST
+    assert _kept(_run(record, "the only polyp in the image", [record]))
+    padding = np.zeros(shape, np.uint8)
+    blank = _records([polyp], image=padding)[0]
+    failed = _failed(_run(blank, "the only polyp in the image", [blank]))
+    assert "contrast 0.00" in failed["visual.distinct"]
+    half = np.zeros((*shape, 3), np.uint8)
+    half[:, 150:] = (200, 90, 80)
+    edge = _records([_disk(shape, 100, 140, 30)], image=half)[0]
+    failed = _failed(_run(edge, "the only polyp in the image", [edge]))
+    assert "padding" in failed["visual.not_blank"]
+
+
+def test_every_expert_target_of_the_2d_samples_passes_the_offline_visual_check(
+    built_kvasir, built_hc18
+):
+    for folder in (built_kvasir, built_hc18):
+        for split in load_dataset(str(folder), "grounding").values():
+            for row in split.remove_columns(["image"]):
+                verdicts = verify.visual_target_checks(row)
+                assert all(v.passed for v in verdicts), (row["id"], verdicts)
+
+
+@pytest.mark.parametrize(
+    ("axis", "true", "false"),
+    [
+        ("axial", "the anterior lesion", "the posterior lesion"),
+        ("coronal", "the lesion in the superior part", "the inferior lesion"),
+        ("sagittal", "the lesion located superiorly", "the lesion located inferiorly"),
+    ],
+)
+def test_anatomical_directions_on_slices(axis, true, false):
+    """A lesion in the upper part of a slice is anterior on an axial slice and superior on a
+    coronal or sagittal one (radiological display); on a 2D image no direction is checkable."""
+    record = _records(
+        [_disk((200, 300), 40, 100, 15)],
+        spec=LESION,
+        modality="MRI",
+        pixel_spacing_mm=(1.0, 1.0),
+        slice=SliceInfo("vol", axis, 40, 155, (1.0, 1.0, 1.0)),
+        patient_side=lambda m: "right",
+    )[0]
+    assert _kept(_run(record, true, [record], spec=LESION)), true
+    assert "upper part" in _failed(_run(record, false, [record], spec=LESION))["geometry.spatial"]
+    if axis == "axial":
+        failed = _failed(_run(record, "the superior lesion", [record], spec=LESION))
+        assert "not a direction within an axial slice" in failed["geometry.spatial"]
+    if axis == "sagittal":  # anterior is on the image's left, where the lesion is
+        assert _kept(_run(record, "the anterior lesion", [record], spec=LESION))
+        failed = _failed(_run(record, "the posterior lesion", [record], spec=LESION))
+        assert "left part" in failed["geometry.spatial"]
+
+
+def test_anatomical_direction_on_a_2d_image_is_unsupported(two_polyps):
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger polyp on the anterior wall", records))
+    assert "2D image" in failed["geometry.spatial"]
+
+
+def test_an_organ_the_image_does_not_show_is_rejected(two_polyps, volume_slice):
+    """The synthetic source shows the colon: "in the stomach" is a wrong organ, "on the rectal
+    wall" is the same organ group; a lesion "in the liver" on a brain slice is wrong too."""
+    big, _, records = two_polyps
+    failed = _failed(_run(big, "the larger polyp in the stomach", records))
+    assert "names the stomach, but this image shows the colon" in failed["medical_prior.anatomy"]
+    assert _kept(_run(big, "the larger polyp on the rectal wall", records))
+    brain = {**volume_slice, "body_part": "brain"}
+    assert _kept(_run(brain, "the lesion inside the brain", [brain], spec=LESION))
+    failed = _failed(_run(brain, "the lesion in the liver", [brain], spec=LESION))
+    assert "liver" in failed["medical_prior.anatomy"]
+    unknown = {**volume_slice, "body_part": "various"}  # no organ known: nothing to check
+    assert _kept(_run(unknown, "the lesion in the liver", [unknown], spec=LESION))
+
+
+def test_a_generic_noun_must_single_out_the_target_among_every_label(tumour_parts):
+    """Edema around an enhancing core, both centred: "the lesion in the center of the image"
+    fits both, so it is ambiguous although each is the only candidate of its label; naming the
+    label (or a claim true of one only) singles it out."""
+    records, verifier = tumour_parts
+    enhancing, edema = records["enhancing_tumour"], records["edema"]
+    both = [enhancing, edema]
+    assert enhancing["num_candidates"] == 1 and enhancing["num_targets_in_image"] == 2
+    failed = _check(verifier, enhancing, "the lesion in the center of the image", both)
+    assert "other target(s) of 2" in failed["geometry.unique"]
+    assert not _check(verifier, enhancing, "the enhancing tumour in the center of the image", both)
+    assert not _check(verifier, enhancing, "the lesion surrounded by the edema", both)
