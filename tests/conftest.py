@@ -221,3 +221,12 @@ def built_brats(brats_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "brats"
     build("brats", brats_dir, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def brats_whole_tumour(brats_dir: Path, tmp_path_factory) -> Path:
+    """The BraTS samples built with ``--config-name whole_tumour``: one region per slice that
+    overlaps the per-label regions of the default build (treat as read-only)."""
+    out = tmp_path_factory.mktemp("built") / "brats_whole_tumour"
+    build("brats", brats_dir, out, config_name="whole_tumour")
+    return out
