@@ -90,12 +90,15 @@ def _sharegpt(image, turn: Turn) -> dict:
 
 
 def _trl(image, turn: Turn) -> dict:
+    """TRL's vision ``messages``: an image part ``{"type": "image"}`` (the ``images`` column holds
+    the image) then the text part. In Parquet the image part gets ``text: null`` (one struct
+    type per list); the JSON export writes it as TRL documents it."""
     return {
         "images": [image],
         "messages": [
             {
                 "role": "user",
-                "content": [{"type": "image", "text": None}, {"type": "text", "text": turn.prompt}],
+                "content": [{"type": "image"}, {"type": "text", "text": turn.prompt}],
             },
             {"role": "assistant", "content": [{"type": "text", "text": turn.answer}]},
         ],
