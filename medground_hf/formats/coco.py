@@ -3,9 +3,9 @@
 One canonical row is one COCO annotation (``bbox`` xywh from ``boxes.to_coco``, the RLE mask as
 ``segmentation``); rows of one image become one COCO image. Each target with kept queries becomes
 one ref whose sentences are those queries, laid out as in RefCOCO's ``refs(unc).p``: ``raw`` the
-query as written, ``tokens`` its lower-cased words and ``sent`` those tokens joined. COCO needs integer ids: they are assigned in row order
-per split, and every image, annotation and ref also carries the stable medground id
-(``medground_image_id`` / ``record_id``) so it can be traced back.
+query as written, ``tokens`` its lower-cased words and ``sent`` those tokens joined. COCO needs
+integer ids: they are assigned in row order per split, and every image, annotation and ref also
+carries the stable medground id (``medground_image_id`` / ``record_id``) so it can be traced back.
 """
 
 from __future__ import annotations
