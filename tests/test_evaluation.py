@@ -101,7 +101,7 @@ def test_oracle_scores_one_through_every_dialect(
     assert "## Per source" in (tmp_path / "report" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("fixture", ["built_kvasir", "built_hc18"])
+@pytest.mark.parametrize("fixture", ["built_kvasir", "built_hc18", "built_brats"])
 def test_baselines_match_independent_values(fixture, request, tmp_path):
     folder = request.getfixturevalue(fixture)
     rows = truth(folder)
@@ -175,6 +175,47 @@ def test_breakdowns_failures_missing_and_mirror_errors(built_mixed, tmp_path):
     assert report["failure_reasons"] == {"no box found": report["overall"]["parse_failures"]}
     md = (tmp_path / "r" / "report.md").read_text()
     assert "`hc18`" in md and "`multi`" in md and "no box found" in md
+
+
+def test_merged_folder_with_volume_slices(merged_kvasir_brats, tmp_path, write_dialect_answer):
+    """A real ``medground merge`` output (Kvasir + BraTS slices): every dialect's oracle text
+    scores 1.0, and BraTS answers mirrored across the image's vertical axis are mirror errors,
+    per source and label exactly as computed here."""
+    rows = truth(merged_kvasir_brats)
+    assert {r["source"] for r in rows} == {"kvasir_seg", "brats2013"}
+    for dialect in sorted(DIALECT_CONVENTIONS):
+        lines = [
+            {
+                "id": r["id"],
+                "output": write_dialect_answer(
+                    dialect, r["bbox_xyxy"], r["width"], r["height"], "the region", r["label"]
+                ),
+            }
+            for r in rows
+        ]
+        preds = write_jsonl(tmp_path / f"{dialect}.jsonl", lines)
+        report = evaluate(merged_kvasir_brats, f"chat-{dialect}", preds, report_dir=tmp_path / "o")
+        assert report["overall"]["acc@0.7"] == 1.0 and report["overall"]["n"] == len(rows), dialect
+    lines, items = [], {}
+    for r in rows:
+        w, (x0, y0, x1, y1) = r["width"], r["bbox_xyxy"]
+        mirrored = [w - x1, y0, w - x0, y1]  # x -> width - x
+        box = mirrored if r["source"] == "brats2013" else r["bbox_xyxy"]
+        lines.append({"id": r["id"], "bbox_xyxy": box})
+        items[r["id"]] = {
+            "iou": ref_iou(box, r["bbox_xyxy"]),
+            "mirror": ref_iou(box, mirrored),
+            "status": "ok",
+        }
+    preds = write_jsonl(tmp_path / "mirrored.jsonl", lines)
+    report = evaluate(merged_kvasir_brats, "grounding", preds, report_dir=tmp_path / "m")
+    assert_summary(report["overall"], ref_summary(list(items.values())))
+    brats = [items[r["id"]] for r in rows if r["source"] == "brats2013"]
+    assert report["by_source"]["brats2013"]["mirror_errors"] > len(brats) / 2
+    assert report["by_source"]["kvasir_seg"]["mirror_errors"] == 0
+    for group in ("source", "modality", "label"):
+        for key, got in report[f"by_{group}"].items():
+            assert_summary(got, ref_summary([items[r["id"]] for r in rows if r[group] == key]))
 
 
 def test_split_selection_and_duplicates(built_kvasir, tmp_path):

@@ -7,7 +7,8 @@ using only the inverses in :mod:`medground_hf.boxes`.
 Forms recognised, most specific first (the first box found wins):
 
 - Florence-2 ``<loc_N>`` tokens (always Florence bins, whatever the dialect),
-- Qwen2-VL ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, InternVL ``<box>[[x1, y1, x2, y2]]</box>``,
+- Qwen2-VL ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, InternVL ``<box>[[x1, y1, x2, y2]]</box>``
+  (the first of ``<box>[[...], [...]]</box>`` when it lists several),
 - JSON, fenced or bare: ``bbox_2d`` / ``bbox`` / ``box`` / ``bbox_xyxy`` keys or a list of four
   numbers (Qwen2.5-VL, Qwen3-VL, ms-swift ``objects``),
 - free text ``(x1,y1),(x2,y2)`` and ``[x1, y1, x2, y2]``.
@@ -28,6 +29,7 @@ from ..formats.chat import DIALECTS
 DIALECT_CONVENTIONS = {name: dialect.convention for name, dialect in DIALECTS.items()}
 BOX_FORMATS = boxes.CONVENTIONS
 _PIXELS = ("real", "coco")  # unquantized: a box of zero width is empty, not a tiny box
+_PIXEL_SCALES = (*_PIXELS, "qwen25")  # conventions whose numbers are pixels of some image
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _SEP = r"\s*,\s*"
@@ -38,7 +40,7 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 # (form name, pattern), each capturing exactly four numbers: model tags, tried before JSON ...
 _TAGGED = (
     ("qwen2-vl", re.compile(rf"<\|box_start\|>\s*{_PAIRS}\s*<\|box_end\|>")),
-    ("internvl", re.compile(rf"<box>\s*\[\s*\[\s*{_FOUR}\s*\]\s*\]\s*</box>")),
+    ("internvl", re.compile(rf"<box>\s*\[\s*\[\s*{_FOUR}\s*\]")),
 )
 # ... and free forms, tried after it (they also catch truncated or invalid JSON)
 _FREE = (
@@ -55,11 +57,13 @@ class ParseFailure(ValueError):
 
 @dataclass(frozen=True)
 class Parsed:
-    """The box in canonical pixels, the form it was found in and whether it was out of range."""
+    """The box in canonical pixels, the form it was found in, whether it was out of range and
+    whether its numbers look like 0-1 fractions where pixels were expected."""
 
     box: boxes.Box
     form: str
     out_of_range: bool
+    relative_suspected: bool = False
 
 
 def convention_for(config: str, box_format: str | None = None) -> str:
@@ -169,10 +173,24 @@ def to_canonical(
     return boxes.to_canonical(values, convention, width, height), out_of_range
 
 
+def relative_suspected(numbers: Sequence[float], convention: str) -> bool:
+    """Pixels expected but every number in [0, 1] and one a fraction: a model that answered in
+    relative coordinates (e.g. Qwen2.5-VL trained on pixels answering 0-1 floats).
+
+    Such a box is still scored as written (a few pixels in the top left corner, IoU ~0); the
+    count in the report tells a wrong convention from a wrong localization.
+    """
+    values = [float(v) for v in numbers]
+    return (
+        convention in _PIXEL_SCALES
+        and all(0.0 <= v <= 1.0 for v in values)
+        and any(v != int(v) for v in values)
+    )
+
+
 def parse_answer(text: str, convention: str, width: int, height: int) -> Parsed:
     """The first box of a model's answer in canonical pixels of a ``width`` x ``height`` image."""
     numbers, form = find_box(text)
-    box, out_of_range = to_canonical(
-        numbers, "florence" if form == "florence" else convention, width, height
-    )
-    return Parsed(box, form, out_of_range)
+    convention = "florence" if form == "florence" else convention
+    box, out_of_range = to_canonical(numbers, convention, width, height)
+    return Parsed(box, form, out_of_range, relative_suspected(numbers, convention))

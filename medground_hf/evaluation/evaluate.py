@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import metrics
-from .answers import ParseFailure, convention_for, parse_answer, to_canonical
+from .answers import ParseFailure, convention_for, parse_answer, relative_suspected, to_canonical
 from .report import write_reports
 from .targets import Prediction, Targets, load_targets, read_predictions
 
@@ -43,13 +43,23 @@ def score_prediction(pred: Prediction, convention: str, width: int, height: int)
     try:
         if pred.output is not None:
             parsed = parse_answer(pred.output, convention, width, height)
-            return {"box": parsed.box, "form": parsed.form, "out_of_range": parsed.out_of_range}
+            return {
+                "box": parsed.box,
+                "form": parsed.form,
+                "out_of_range": parsed.out_of_range,
+                "relative_suspected": parsed.relative_suspected,
+            }
         if not isinstance(pred.bbox_xyxy, list) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in pred.bbox_xyxy
         ):
             raise ParseFailure(f"bbox_xyxy is not a list of numbers: {pred.bbox_xyxy!r}")
         box, out_of_range = to_canonical(pred.bbox_xyxy, "real", width, height)
-        return {"box": box, "form": "bbox_xyxy", "out_of_range": out_of_range}
+        return {
+            "box": box,
+            "form": "bbox_xyxy",
+            "out_of_range": out_of_range,
+            "relative_suspected": relative_suspected(pred.bbox_xyxy, "real"),
+        }
     except ParseFailure as exc:
         return {"box": None, "form": None, "reason": str(exc)}
 
@@ -144,6 +154,7 @@ def score(targets: Targets, scored: Scored) -> tuple[dict, np.ndarray, np.ndarra
             "targets": len(targets),
             "scored": len(rows),
             "out_of_range": sum(1 for d in scored.detail if d.get("out_of_range")),
+            "relative_suspected": sum(1 for d in scored.detail if d.get("relative_suspected")),
         },
         "overall": metrics.summarize(ious, mirror_ious, status),
         **{
