@@ -60,21 +60,27 @@ def write_jsonl(path: Path, lines: list[dict]) -> Path:
     return path
 
 
+def oracle_lines(rows: list[dict], dialect: str, write_answer) -> list[dict]:
+    """One prediction line per target: its true box as ``dialect`` writes answers."""
+    return [
+        {
+            "id": r["id"],
+            "output": write_answer(
+                dialect, r["bbox_xyxy"], r["width"], r["height"], "the region", r["label"]
+            ),
+        }
+        for r in rows
+    ]
+
+
 @pytest.mark.parametrize("dialect", sorted(DIALECT_CONVENTIONS))
 def test_oracle_scores_one_through_every_dialect(
     dialect, built_mixed, tmp_path, write_dialect_answer
 ):
     rows = truth(built_mixed)
-    lines = [
-        {
-            "id": r["id"],
-            "output": write_dialect_answer(
-                dialect, r["bbox_xyxy"], r["width"], r["height"], "the polyp", r["label"]
-            ),
-        }
-        for r in rows
-    ]
-    preds = write_jsonl(tmp_path / f"{dialect}.jsonl", lines)
+    preds = write_jsonl(
+        tmp_path / f"{dialect}.jsonl", oracle_lines(rows, dialect, write_dialect_answer)
+    )
     code = main(
         ["eval", "--dataset", str(built_mixed), "--config", f"chat-{dialect}",
          "--predictions", str(preds), "--report-dir", str(tmp_path / "report")]
@@ -184,15 +190,7 @@ def test_merged_folder_with_volume_slices(merged_kvasir_brats, tmp_path, write_d
     rows = truth(merged_kvasir_brats)
     assert {r["source"] for r in rows} == {"kvasir_seg", "brats2013"}
     for dialect in sorted(DIALECT_CONVENTIONS):
-        lines = [
-            {
-                "id": r["id"],
-                "output": write_dialect_answer(
-                    dialect, r["bbox_xyxy"], r["width"], r["height"], "the region", r["label"]
-                ),
-            }
-            for r in rows
-        ]
+        lines = oracle_lines(rows, dialect, write_dialect_answer)
         preds = write_jsonl(tmp_path / f"{dialect}.jsonl", lines)
         report = evaluate(merged_kvasir_brats, f"chat-{dialect}", preds, report_dir=tmp_path / "o")
         assert report["overall"]["acc@0.7"] == 1.0 and report["overall"]["n"] == len(rows), dialect

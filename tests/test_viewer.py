@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +16,7 @@ from datasets import Dataset, Features, Value
 from medground_hf.folder import config_splits, write_split
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.viewer import write_gallery
-from medground_hf.viewer.gallery import CHUNK_ITEMS, mask_outline
+from medground_hf.viewer.gallery import CHUNK_ITEMS, corners, mask_outline
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -93,6 +95,34 @@ def reviewed(built_mixed: Path, tmp_path_factory) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def chromium_page(height: int) -> Iterator[tuple[object, list[str]]]:
+    """A headless Chromium page (Debian's package, via Playwright) and the errors it logs:
+    console errors, uncaught exceptions and failed requests."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": height})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+        try:
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def outline_extent(outline: str) -> list[float]:
+    """[min x, min y, max x, max y] of an SVG outline path."""
+    numbers = [float(v) for v in re.findall(r"-?\d+\.?\d*", outline)]
+    xs, ys = numbers[0::2], numbers[1::2]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
 def rows_of(folder: Path) -> list[dict]:
     columns = ["id", "image_id", "source", "label", "split", "bbox_xyxy"]
     rows = []
@@ -129,9 +159,7 @@ def test_gallery_files_and_outlines(reviewed, tmp_path):
     for item in items:
         assert (index.parent / item["image"]).is_file()
         # the outline's extent is the mask's extent, i.e. exactly the canonical box
-        numbers = [float(v) for v in re.findall(r"-?\d+\.?\d*", item["outline"])]
-        xs, ys = numbers[0::2], numbers[1::2]
-        assert [min(xs), min(ys), max(xs), max(ys)] == item["bbox"], item["id"]
+        assert outline_extent(item["outline"]) == item["bbox"], item["id"]
     html = index.read_text()
     assert 'src="items.js"' in html and "hc18 (" in html and "rejected (" in html
 
@@ -144,10 +172,31 @@ def test_outline_of_a_rectangle():
     mask = np.zeros((20, 30), bool)
     mask[5:9, 10:16] = True
     path = mask_outline(encode_rle(mask), [10, 5, 16, 9])
-    numbers = [float(v) for v in re.findall(r"-?\d+\.?\d*", path)]
-    assert path.startswith("M") and path.endswith("Z")
-    assert (min(numbers[0::2]), max(numbers[0::2])) == (10, 16)
-    assert (min(numbers[1::2]), max(numbers[1::2])) == (5, 9)
+    # marching squares cuts each pixel corner; the points between corners are dropped
+    assert path == "M15.5,9 L10.5,9 L10,8.5 L10,5.5 L10.5,5 L15.5,5 L16,5.5 L16,8.5 Z"
+    assert outline_extent(path) == [10, 5, 16, 9]
+
+
+def test_outline_corners_are_exact():
+    """Dropping the points between corners never moves the outline: every traced point lies on
+    a segment of the simplified polygon, on random blobs."""
+    import numpy as np
+    from skimage.measure import find_contours
+
+    rng = np.random.default_rng(0)
+    traced = dropped = 0
+    for _ in range(20):
+        mask = np.pad(rng.random((12, 15)) > 0.4, 1).astype(np.float32)
+        for contour in find_contours(mask, 0.5):
+            kept = corners(contour)
+            traced, dropped = traced + len(contour) - 1, dropped + len(contour) - 1 - len(kept)
+            ends = np.stack([kept, np.roll(kept, -1, axis=0)], axis=1)  # polygon segments
+            for point in contour:
+                a, b = ends[:, 0], ends[:, 1]
+                cross = (b - a)[:, 0] * (point - a)[:, 1] - (b - a)[:, 1] * (point - a)[:, 0]
+                inside = ((point - a) * (point - b)).sum(axis=1) <= 0
+                assert np.any((np.abs(cross) < 1e-9) & inside), point
+    assert dropped > traced / 4  # and it does simplify
 
 
 def test_view_refuses_a_folder_that_is_not_a_build(tmp_path):
@@ -156,21 +205,11 @@ def test_view_refuses_a_folder_that_is_not_a_build(tmp_path):
 
 
 def test_gallery_in_headless_chromium(reviewed, tmp_path, capsys):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
     index = write_gallery(reviewed, tmp_path / "gallery", page_size=PAGE_SIZE)
     rows = rows_of(reviewed)
     total = len(rows)
     rejected = [r for r in rows if r["status"] == "rejected"]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 2200})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+    with chromium_page(2200) as (page, errors):
         cards = page.locator("#gallery .item")
 
         def drawn() -> None:
@@ -241,7 +280,6 @@ def test_gallery_in_headless_chromium(reviewed, tmp_path, capsys):
         page.select_option("#f-status", "kept")
         drawn()
         page.screenshot(path=str(tmp_path / "gallery-filtered.png"), full_page=True)
-        browser.close()
     assert errors == []
     with capsys.disabled():
         print(f"\ngallery screenshots: {tmp_path / 'gallery.png'}, {tmp_path}/gallery-filtered.png")
@@ -254,10 +292,6 @@ def test_ten_thousand_items_stay_light(built_brats, tmp_path):
 
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
 
     big = tmp_path / "big"
     (big / "grounding").mkdir(parents=True)
@@ -276,11 +310,7 @@ def test_ten_thousand_items_stay_light(built_brats, tmp_path):
     assert (index.parent / "items.js").stat().st_size / total < 600
     chunks = sorted((index.parent / "details").glob("*.js"))
     assert len(chunks) == math.ceil(total / CHUNK_ITEMS)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with chromium_page(1000) as (page, errors):
         requested: list[str] = []
         page.on("request", lambda r: requested.append(r.url))
         page.goto(index.as_uri())
@@ -306,7 +336,6 @@ def test_ten_thousand_items_stay_light(built_brats, tmp_path):
             chunks[-1].as_uri(),
         ]
         assert page.locator("#gallery path.outline").count() > 0
-        browser.close()
     assert errors == []
 
 
@@ -341,20 +370,10 @@ def test_brats_and_all_rejected_galleries(fixture, request, tmp_path, capsys):
     items = gallery_data(tmp_path / "g")
     assert [(i["id"], i["status"]) for i in items] == [(r["id"], r["status"]) for r in rows]
     for item in items:  # volume slices too: the outline spans exactly the canonical box
-        numbers = [float(v) for v in re.findall(r"-?\d+\.?\d*", item["outline"])]
-        assert [min(numbers[0::2]), min(numbers[1::2]), max(numbers[0::2]), max(numbers[1::2])] == (
-            item["bbox"]
-        )
+        assert outline_extent(item["outline"]) == item["bbox"], item["id"]
     rejected = sum(r["status"] == "rejected" for r in rows)
     assert rejected and (fixture != "all_rejected" or rejected == len(rows))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with chromium_page(1600) as (page, errors):
         page.goto(index.as_uri())
         page.wait_for_selector('#gallery[data-state="ready"]', state="attached")
         assert page.inner_text("#count") == f"{len(rows)} of {len(rows)} items"
@@ -366,7 +385,6 @@ def test_brats_and_all_rejected_galleries(fixture, request, tmp_path, capsys):
         assert "rejected at " in page.inner_text("#gallery")
         shot = tmp_path / f"{fixture}.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert errors == []
     with capsys.disabled():
         print(f"\n{fixture} gallery screenshot: {shot}")
