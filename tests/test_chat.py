@@ -308,3 +308,28 @@ def test_a_corrupt_shard_is_named(kvasir_queries, tmp_path, capsys):
     assert main(["export", str(out), "--format", "trl", "--to", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "train-00000-of-00001.parquet: unreadable Parquet shard" in err
+
+
+def test_qwen25_export_follows_a_capped_resize(hc18_queries, tmp_path, capsys):
+    """``--max-pixels`` (a training run's cap) changes the resized size the boxes refer to."""
+    resize = boxes.SmartResize(max_pixels=200_704)
+    assert resize(540, 800) == (364, 532) != boxes.QWEN25_RESIZE(540, 800)
+    to = tmp_path / "capped"
+    cmd = ["export", str(hc18_queries), "--format", "qwen2.5-vl", "--to", str(to)]
+    assert main([*cmd, "--max-pixels", "200704"]) == 0
+    rows = canonical(hc18_queries)
+    grounds = [i for i in json.loads((to / "train.json").read_text()) if i["task"] == "ground"]
+    assert grounds
+    dialect = get_dialect("qwen2.5-vl", resize)
+    for item in grounds:
+        record = rows[item["id"]]
+        answer = item["conversations"][1]["value"]
+        coords = json.loads(answer.split("\n")[1])[0]["bbox_2d"]
+        assert coords == boxes.to_qwen25(record["bbox_xyxy"], 800, 540, resize)
+        assert coords[2] <= 532 and coords[3] <= 364
+        parsed = dialect.parse(answer, 800, 540)
+        error = max(abs(a - b) for a, b in zip(parsed, record["bbox_xyxy"], strict=True))
+        assert error <= dialect.max_error_px(800, 540)
+    capsys.readouterr()
+    assert main([*cmd[:3], "llava", "--to", str(tmp_path / "x"), "--max-pixels", "200704"]) == 2
+    assert "only apply to qwen2.5-vl" in capsys.readouterr().err

@@ -216,6 +216,35 @@ def test_merged_folder_with_volume_slices(merged_kvasir_brats, tmp_path, write_d
             assert_summary(got, ref_summary([items[r["id"]] for r in rows if r[group] == key]))
 
 
+def test_qwen25_answers_under_a_capped_resize(built_hc18, tmp_path, capsys):
+    """A model trained with ``max_pixels`` capped answers on a smaller resized image: scored
+    right with ``--max-pixels``, wrongly (boxes too small) without."""
+    rows = truth(built_hc18)
+    resize = boxes.SmartResize(max_pixels=200_704)
+    lines = [
+        {
+            "id": r["id"],
+            "output": json.dumps(
+                [{"bbox_2d": boxes.to_qwen25(r["bbox_xyxy"], r["width"], r["height"], resize)}]
+            ),
+        }
+        for r in rows
+    ]
+    preds = write_jsonl(tmp_path / "capped.jsonl", lines)
+    cmd = ["eval", "--dataset", str(built_hc18), "--config", "chat-qwen2.5-vl"]
+    cmd += ["--predictions", str(preds)]
+    assert main([*cmd, "--max-pixels", "200704", "--report-dir", str(tmp_path / "a")]) == 0
+    right = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert right["overall"]["acc@0.7"] == 1.0
+    assert right["qwen25_resize"] == {"min_pixels": 3136, "max_pixels": 200_704}
+    assert main([*cmd, "--report-dir", str(tmp_path / "b")]) == 0
+    wrong = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert wrong["overall"]["miou"] < 0.6
+    capsys.readouterr()
+    assert main([*cmd[:4], "grounding", *cmd[5:], "--min-pixels", "100"]) == 2
+    assert "only apply to qwen25" in capsys.readouterr().err
+
+
 def test_split_selection_and_duplicates(built_kvasir, tmp_path):
     rows = truth(built_kvasir)
     test_rows = [r for r in rows if r["split"] == "test"]

@@ -135,7 +135,9 @@ def find_box(text: str) -> tuple[list[float], str]:
     raise ParseFailure("no box found")
 
 
-def _upper_bounds(convention: str, width: int, height: int) -> tuple[float, float]:
+def _upper_bounds(
+    convention: str, width: int, height: int, resize: boxes.SmartResize
+) -> tuple[float, float]:
     if convention == "norm":
         return 1.0, 1.0
     if convention == "norm1000":
@@ -143,13 +145,17 @@ def _upper_bounds(convention: str, width: int, height: int) -> tuple[float, floa
     if convention == "florence":
         return boxes.FLORENCE_BINS - 1, boxes.FLORENCE_BINS - 1
     if convention == "qwen25":
-        rh, rw = boxes.QWEN25_RESIZE(height, width)
+        rh, rw = resize(height, width)
         return rw, rh
     return width, height
 
 
 def to_canonical(
-    numbers: Sequence[float], convention: str, width: int, height: int
+    numbers: Sequence[float],
+    convention: str,
+    width: int,
+    height: int,
+    resize: boxes.SmartResize = boxes.QWEN25_RESIZE,
 ) -> tuple[boxes.Box, bool]:
     """Convert four numbers in ``convention`` to a canonical box; refuse non-boxes.
 
@@ -168,9 +174,9 @@ def to_canonical(
         raise ParseFailure(f"not an ordered, non-empty box: {list(numbers)}")
     if not (x2 >= x1 and y2 >= y1):
         raise ParseFailure(f"not an ordered box: {list(numbers)}")
-    max_x, max_y = _upper_bounds(convention, width, height)
+    max_x, max_y = _upper_bounds(convention, width, height, resize)
     out_of_range = min(x1, y1) < 0 or x2 > max_x or y2 > max_y
-    return boxes.to_canonical(values, convention, width, height), out_of_range
+    return boxes.to_canonical(values, convention, width, height, resize), out_of_range
 
 
 def relative_suspected(numbers: Sequence[float], convention: str) -> bool:
@@ -188,9 +194,16 @@ def relative_suspected(numbers: Sequence[float], convention: str) -> bool:
     )
 
 
-def parse_answer(text: str, convention: str, width: int, height: int) -> Parsed:
-    """The first box of a model's answer in canonical pixels of a ``width`` x ``height`` image."""
+def parse_answer(
+    text: str,
+    convention: str,
+    width: int,
+    height: int,
+    resize: boxes.SmartResize = boxes.QWEN25_RESIZE,
+) -> Parsed:
+    """The first box of a model's answer in canonical pixels of a ``width`` x ``height`` image;
+    ``resize`` is the Qwen2.5-VL resize rule the model was trained with (``qwen25`` only)."""
     numbers, form = find_box(text)
     convention = "florence" if form == "florence" else convention
-    box, out_of_range = to_canonical(numbers, convention, width, height)
+    box, out_of_range = to_canonical(numbers, convention, width, height, resize)
     return Parsed(box, form, out_of_range, relative_suspected(numbers, convention))
