@@ -225,16 +225,33 @@ def _pair(convention: str):
         ) from None
 
 
-def convert(box: Sequence[int], convention: str, width: int, height: int) -> list:
-    """The canonical ``box`` in ``convention`` (florence: the four bin numbers)."""
+def convert(
+    box: Sequence[int],
+    convention: str,
+    width: int,
+    height: int,
+    resize: SmartResize = QWEN25_RESIZE,
+) -> list:
+    """The canonical ``box`` in ``convention`` (florence: the four bin numbers); ``resize`` is
+    the Qwen2.5-VL rule, used by ``qwen25`` only."""
     check_canonical(box, width, height)
+    if convention == "qwen25":
+        return to_qwen25(box, width, height, resize)
     return _pair(convention)[0](box, width, height)
 
 
-def to_canonical(value: Sequence[float], convention: str, width: int, height: int) -> Box:
+def to_canonical(
+    value: Sequence[float],
+    convention: str,
+    width: int,
+    height: int,
+    resize: SmartResize = QWEN25_RESIZE,
+) -> Box:
     """A box in ``convention`` back to canonical pixels, clipped to the image."""
     if len(value) != 4:
         raise ValueError(f"a box needs 4 numbers, got {list(value)}")
+    if convention == "qwen25":
+        return from_qwen25(value, width, height, resize)
     return _pair(convention)[1](value, width, height)
 
 

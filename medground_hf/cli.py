@@ -90,6 +90,29 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def qwen25_resize(args: argparse.Namespace):
+    """The Qwen2.5-VL resize rule from ``--min-pixels``/``--max-pixels``; None when neither."""
+    from .boxes import QWEN25_RESIZE, SmartResize
+
+    if args.min_pixels is None and args.max_pixels is None:
+        return None
+    return SmartResize(
+        min_pixels=args.min_pixels or QWEN25_RESIZE.min_pixels,
+        max_pixels=args.max_pixels or QWEN25_RESIZE.max_pixels,
+    )
+
+
+def add_resize_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, default in (("min", "3136"), ("max", "12845056")):
+        parser.add_argument(
+            f"--{name}-pixels",
+            type=int,
+            default=None,
+            help=f"qwen2.5-vl boxes: the {name}_pixels of your Qwen2.5-VL processor "
+            f"(default {default}, the released config)",
+        )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
@@ -100,6 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split=args.split,
         box_format=args.box_format,
         report_dir=args.report_dir,
+        resize=qwen25_resize(args),
     )
     o = report["overall"]
     print(
@@ -145,7 +169,13 @@ def cmd_sources(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .formats.export import convert
 
-    counts = convert(args.src, args.format, args.to, revision=getattr(args, "revision", None))
+    counts = convert(
+        args.src,
+        args.format,
+        args.to,
+        revision=getattr(args, "revision", None),
+        resize=qwen25_resize(args),
+    )
     rows = ", ".join(f"{split} {n}" for split, n in counts.items())
     print(f"Wrote {args.format} to {args.to}: {rows}")
     return 0
@@ -219,6 +249,7 @@ def parser() -> argparse.ArgumentParser:
             e.add_argument("--revision", default=None, help="Hub revision, e.g. tag v1.0.0")
         e.add_argument("--format", required=True, choices=FORMATS)
         e.add_argument("--to", required=True, help="output folder (JSON/JSONL + images/)")
+        add_resize_arguments(e)
         e.set_defaults(func=cmd_export)
 
     u = sub.add_parser("publish", help="push a built folder to the Hub and tag the version")
@@ -252,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default=None, help="evaluate one split (default: all)")
     e.add_argument("--box-format", choices=BOX_FORMATS, default=None, help="override the format")
     e.add_argument("--report-dir", default=None, help="default: <predictions stem>-eval/")
+    add_resize_arguments(e)
     e.set_defaults(func=cmd_eval)
 
     bl = sub.add_parser("baseline", help="write baseline predictions (JSONL, canonical pixels)")

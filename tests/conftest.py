@@ -221,3 +221,24 @@ def built_brats(brats_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "brats"
     build("brats", brats_dir, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def brats_whole_tumour(brats_dir: Path, tmp_path_factory) -> Path:
+    """The BraTS samples built with ``--config-name whole_tumour``: one region per slice that
+    overlaps the per-label regions of the default build (treat as read-only)."""
+    out = tmp_path_factory.mktemp("built") / "brats_whole_tumour"
+    build("brats", brats_dir, out, config_name="whole_tumour")
+    return out
+
+
+@pytest.fixture(scope="session")
+def merged_kvasir_brats(generated_kvasir: Path, built_brats: Path, tmp_path_factory) -> Path:
+    """``medground merge`` of the Kvasir-SEG and BraTS sample builds: two sources, licences
+    cc-by-4.0 and cc-by-nc-sa-3.0, 2D frames and volume slices, a ``rejected`` config
+    (treat as read-only)."""
+    from medground_hf.merge import merge
+
+    out = tmp_path_factory.mktemp("merged") / "kvasir_brats"
+    merge([generated_kvasir, built_brats], out)
+    return out

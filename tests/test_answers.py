@@ -81,6 +81,25 @@ def test_every_dialect_round_trips_within_its_error_bound(dialect, size, write_d
             [100, 200, 300, 400],
         ),
         ("polyp<loc_10><loc_20><loc_30><loc_40></s>", "florence", [10, 20, 30, 40]),
+        # several boxes: the first one, in each form
+        (
+            "<box>[[100, 200, 300, 400], [500, 600, 700, 800]]</box>",
+            "internvl",
+            [100, 200, 300, 400],
+        ),
+        (
+            '```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8]}]\n```',
+            "json",
+            [1, 2, 3, 4],
+        ),
+        ("first [1, 2, 3, 4], then [5, 6, 7, 8]", "list", [1, 2, 3, 4]),
+        ("(1,2),(3,4) and (5,6),(7,8)", "pairs", [1, 2, 3, 4]),
+        # negative numbers (a box starting outside the image) in every numeric form
+        ("<|box_start|>(-12,-3),(56,78)<|box_end|>", "qwen2-vl", [-12, -3, 56, 78]),
+        ("<box>[[-12, -3, 56, 78]]</box>", "internvl", [-12, -3, 56, 78]),
+        ('{"bbox_2d": [-12, -3, 56, 78]}', "json", [-12, -3, 56, 78]),
+        ("The box is [-12, -3.5, 56, 78] in pixels.", "list", [-12, -3.5, 56, 78]),
+        ("(-12, -3), (56, 78)", "pairs", [-12, -3, 56, 78]),
         ("at [1e2, 2E1, 3.5e2, 400]", "list", [100, 20, 350, 400]),
     ],
 )
@@ -133,6 +152,28 @@ def test_out_of_range_coordinates_are_clipped_and_flagged():
     parsed = parse_answer("[120, 40, 300, 200]", "norm", 100, 50)
     assert parsed.box == [99, 49, 100, 50]
     assert parsed.out_of_range
+
+
+def test_negative_coordinates_are_clipped_to_the_image_and_flagged():
+    parsed = parse_answer("Here: <box>[[-20, 100, 500, 600]]</box>.", "norm1000", 200, 100)
+    assert parsed.box == [0, 10, 100, 60]
+    assert parsed.out_of_range
+
+
+def test_qwen25_answers_in_relative_coordinates_are_flagged_not_rescaled():
+    """A Qwen2.5-VL model must answer in pixels of the resized image; 0-1 fractions or 0-1000
+    values are the model's error: scored as written, and counted so the report shows why."""
+    width, height = 800, 540  # resized to 812 x 532
+    fractions = parse_answer('[{"bbox_2d": [0.25, 0.25, 0.5, 0.5]}]', "qwen25", width, height)
+    assert fractions.relative_suspected and not fractions.out_of_range
+    assert fractions.box == [0, 0, 1, 1]  # not silently rescaled to the intended box
+    thousandths = parse_answer('[{"bbox_2d": [250, 250, 900, 900]}]', "qwen25", width, height)
+    assert thousandths.out_of_range and not thousandths.relative_suspected
+    pixels = parse_answer('[{"bbox_2d": [203, 133, 406, 266]}]', "qwen25", width, height)
+    assert not pixels.relative_suspected and not pixels.out_of_range
+    # integers 0/1 in pixels are a real (tiny) box; fractions in a 0-1 dialect are expected
+    assert not parse_answer("[0, 0, 1, 1]", "real", width, height).relative_suspected
+    assert not parse_answer("[0.25, 0.25, 0.5, 0.5]", "norm", width, height).relative_suspected
 
 
 def test_qwen25_uses_the_smart_resized_size():

@@ -90,6 +90,12 @@ def test_qwen25_depends_on_the_configured_max_pixels():
     small = boxes.to_qwen25(box, 4000, 3000, capped)
     assert small[2] < default[2]
     assert boxes.from_qwen25(small, 4000, 3000, capped) == pytest.approx(box, abs=4)
+    # the dispatchers take the same rule (what the dialect, export and eval pass on)
+    assert boxes.convert(box, "qwen25", 4000, 3000, capped) == small
+    assert boxes.to_canonical(small, "qwen25", 4000, 3000, capped) == boxes.from_qwen25(
+        small, 4000, 3000, capped
+    )
+    assert boxes.convert(box, "norm1000", 4000, 3000, capped) == boxes.to_norm1000(box, 4000, 3000)
 
 
 def test_florence_matches_the_box_quantizer():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
-from huggingface_hub import DatasetCard
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from medground_hf.build import write_card
 from medground_hf.folder import config_splits, read_manifest, write_manifest
@@ -84,3 +85,25 @@ def test_non_commercial_sources_are_flagged(kvasir_queries, tmp_path, commercial
     write_card(out)
     body = (out / "README.md").read_text()
     assert ("must not be used commercially" in body) is not commercial
+
+
+@pytest.mark.parametrize(
+    ("fixture", "licence"), [("built_brats", "cc-by-nc-sa-3.0"), ("merged_kvasir_brats", "other")]
+)
+def test_brats_and_merged_cards_round_trip_through_dataset_card_data(fixture, licence, request):
+    """The YAML huggingface_hub writes parses back to the same card data; BraTS keeps its
+    non-commercial licence, a Kvasir + BraTS merge is `other` with the per-source list."""
+    folder = request.getfixturevalue(fixture)
+    data = DatasetCard.load(folder / "README.md").data
+    assert DatasetCardData(**data.to_dict()).to_dict() == data.to_dict()
+    meta = data.to_dict()
+    assert meta["license"] == licence
+    declared = {c["config_name"]: [f["split"] for f in c["data_files"]] for c in meta["configs"]}
+    assert declared == config_splits(folder) and "rejected" in declared
+    assert {i["config_name"] for i in meta["dataset_info"]} == set(declared)
+    body = (folder / "README.md").read_text()
+    assert "must not be used commercially" in body and "MRI" in meta["tags"]
+    if licence == "other":
+        assert re.fullmatch(r"[a-z0-9.-]+", meta["license_name"])
+        assert "Kvasir-SEG: cc-by-4.0" in meta["license_details"]
+        assert "cc-by-nc-sa-3.0" in meta["license_details"]

@@ -52,20 +52,26 @@ def prompt_and_answer(dialect_name: str, row: dict) -> tuple[str, str]:
     return user["content"], assistant["content"]
 
 
+# the three samples: 2D with fixture queries, BraTS volume slices with template queries
+FOLDERS = {"kvasir": "kvasir_queries", "hc18": "hc18_queries", "brats": "built_brats"}
+
+
 @pytest.fixture(scope="module")
-def loaded(kvasir_queries, hc18_queries, tmp_path_factory):
+def loaded(request, tmp_path_factory):
     cache = tmp_path_factory.mktemp("hf-cache")
     return {
-        (out.name, name): load_dataset(str(out), get_dialect(name).config, cache_dir=str(cache))
-        for out in (kvasir_queries, hc18_queries)
+        (source, name): load_dataset(
+            str(request.getfixturevalue(fixture)), get_dialect(name).config, cache_dir=str(cache)
+        )
+        for source, fixture in FOLDERS.items()
         for name in DIALECTS
     }
 
 
 @pytest.mark.parametrize("name", list(DIALECTS))
-@pytest.mark.parametrize("source", ["kvasir", "hc18"])
+@pytest.mark.parametrize("source", list(FOLDERS))
 def test_dialect_rows_round_trip_to_the_canonical_box(name, source, loaded, request):
-    out = request.getfixturevalue(f"{source}_queries")
+    out = request.getfixturevalue(FOLDERS[source])
     rows = canonical(out)
     dialect = get_dialect(name)
     ds = loaded[(source, name)]
@@ -88,7 +94,9 @@ def test_dialect_rows_round_trip_to_the_canonical_box(name, source, loaded, requ
                 assert (_ref(objects) or answer) in kept[row["id"]]
                 shown = answer_box(dialect, prompt, objects, *box_size(record))
             else:
-                query = next(q for q in kept[row["id"]] if q in prompt or _ref(objects) == q)
+                # the longest kept query in the prompt: one query may be the start of another
+                shown_queries = [q for q in kept[row["id"]] if q in prompt or _ref(objects) == q]
+                query = max(shown_queries, key=len)
                 label = record["label_display"]
                 pattern = ANSWER[name].replace("{q}", re.escape(query))
                 pattern = pattern.replace("{label}", re.escape(label))
@@ -166,17 +174,84 @@ def test_export_writes_what_the_trainer_reads(name, kvasir_queries, tmp_path, ca
             images = item.get("images") or [item["image"]]
             assert all((tmp_path / p).is_file() for p in images)
             referenced.update(images)
+            CONSUMER[dialect.layout.name](item)
     written = {str(p.relative_to(tmp_path)) for p in (tmp_path / "images").rglob("*.*")}
     assert written == referenced  # each image once, none without rows
-    if name == "sharegpt":
+    if name == "sharegpt":  # LLaMA-Factory's dataset_info.json entry for multimodal sharegpt
         info = json.loads((tmp_path / "dataset_info.json").read_text())
-        assert info["medground_train"]["formatting"] == "sharegpt"
-        assert (tmp_path / info["medground_train"]["file_name"]).is_file()
-    if name == "internvl":
+        assert set(info) == {"medground_train", "medground_validation", "medground_test"}
+        assert info["medground_train"] == {
+            "file_name": "train.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "images": "images"},
+            "tags": {
+                "role_tag": "from",
+                "content_tag": "value",
+                "user_tag": "human",
+                "assistant_tag": "gpt",
+            },
+        }
+    if name == "internvl":  # InternVL's meta file: root + annotation + augment, repeat, length
         meta = json.loads((tmp_path / "meta.json").read_text())
-        assert meta["medground_train"]["length"] == len(
-            json.loads("[" + ",".join((tmp_path / "train.jsonl").read_text().splitlines()) + "]")
-        )
+        entry = meta["medground_train"]
+        assert set(entry) == {"root", "annotation", "data_augment", "repeat_time", "length"}
+        lines = Path(entry["annotation"]).read_text().splitlines()
+        assert entry["length"] == len(lines) and entry["repeat_time"] == 1
+        assert (Path(entry["root"]) / json.loads(lines[0])["image"]).is_file()
+
+
+def _conversations(item: dict) -> None:
+    """LLaVA / Qwen-VL / InternVL fine-tuning rows: one ``image`` path, human/gpt turns, the
+    ``<image>`` token once, at the start of the first human turn followed by a newline."""
+    assert isinstance(item["image"], str)
+    turns = item["conversations"]
+    assert [t["from"] for t in turns] == ["human", "gpt"]
+    assert turns[0]["value"].startswith("<image>\n")
+    assert sum(t["value"].count("<image>") for t in turns) == 1
+
+
+def _sharegpt(item: dict) -> None:
+    """LLaMA-Factory sharegpt: as many ``<image>`` tokens as ``images``."""
+    turns = item["conversations"]
+    assert [t["from"] for t in turns] == ["human", "gpt"]
+    assert sum(t["value"].count("<image>") for t in turns) == len(item["images"]) == 1
+
+
+def _trl(item: dict) -> None:
+    """TRL vision messages: ``{"type": "image"}`` then ``{"type": "text", "text": ...}``."""
+    user, assistant = item["messages"]
+    assert (user["role"], assistant["role"]) == ("user", "assistant")
+    assert user["content"][0] == {"type": "image"}
+    assert user["content"][1]["type"] == "text" and user["content"][1]["text"]
+    assert assistant["content"] == [{"type": "text", "text": assistant["content"][0]["text"]}]
+    assert len(item["images"]) == 1
+
+
+def _prefix_suffix(item: dict) -> None:
+    """Florence-2 fine-tuning: a task token opens the prefix; the suffix ends in 4 locations."""
+    assert re.match(r"<(CAPTION_TO_PHRASE_GROUNDING|REGION_TO_DESCRIPTION)>", item["prefix"])
+    assert isinstance(item["image"], str) and item["suffix"]
+
+
+def _swift(item: dict) -> None:
+    """ms-swift grounding: every placeholder has its entry in ``objects``."""
+    user, assistant = item["messages"]
+    assert (user["role"], assistant["role"]) == ("user", "assistant")
+    assert user["content"].startswith("<image>") and len(item["images"]) == 1
+    text = user["content"] + assistant["content"]
+    objects = item["objects"]
+    assert text.count("<ref-object>") == len(objects["ref"]) == 1
+    assert text.count("<bbox>") == len(objects["bbox"]) == 1
+    assert len(objects["bbox"][0]) == 4 and objects["bbox_type"] in ("real", "norm1")
+
+
+CONSUMER = {
+    "conversations": _conversations,
+    "sharegpt": _sharegpt,
+    "trl": _trl,
+    "prefix-suffix": _prefix_suffix,
+    "ms-swift": _swift,
+}
 
 
 def test_convert_from_a_folder_matches_export(kvasir_queries, tmp_path):
@@ -233,3 +308,28 @@ def test_a_corrupt_shard_is_named(kvasir_queries, tmp_path, capsys):
     assert main(["export", str(out), "--format", "trl", "--to", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "train-00000-of-00001.parquet: unreadable Parquet shard" in err
+
+
+def test_qwen25_export_follows_a_capped_resize(hc18_queries, tmp_path, capsys):
+    """``--max-pixels`` (a training run's cap) changes the resized size the boxes refer to."""
+    resize = boxes.SmartResize(max_pixels=200_704)
+    assert resize(540, 800) == (364, 532) != boxes.QWEN25_RESIZE(540, 800)
+    to = tmp_path / "capped"
+    cmd = ["export", str(hc18_queries), "--format", "qwen2.5-vl", "--to", str(to)]
+    assert main([*cmd, "--max-pixels", "200704"]) == 0
+    rows = canonical(hc18_queries)
+    grounds = [i for i in json.loads((to / "train.json").read_text()) if i["task"] == "ground"]
+    assert grounds
+    dialect = get_dialect("qwen2.5-vl", resize)
+    for item in grounds:
+        record = rows[item["id"]]
+        answer = item["conversations"][1]["value"]
+        coords = json.loads(answer.split("\n")[1])[0]["bbox_2d"]
+        assert coords == boxes.to_qwen25(record["bbox_xyxy"], 800, 540, resize)
+        assert coords[2] <= 532 and coords[3] <= 364
+        parsed = dialect.parse(answer, 800, 540)
+        error = max(abs(a - b) for a, b in zip(parsed, record["bbox_xyxy"], strict=True))
+        assert error <= dialect.max_error_px(800, 540)
+    capsys.readouterr()
+    assert main([*cmd[:3], "llava", "--to", str(tmp_path / "x"), "--max-pixels", "200704"]) == 2
+    assert "only apply to qwen2.5-vl" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""COCO instances + RefCOCO refs from built Kvasir-SEG / HC18 folders, checked with pycocotools."""
+"""COCO instances + RefCOCO refs from built Kvasir-SEG / HC18 / BraTS folders, checked with
+pycocotools."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from medground_hf.formats.coco import CocoIds, coco_images
+from medground_hf.formats.coco import CocoIds, coco_images, sentence
 from medground_hf.formats.export import export
 
 
@@ -31,7 +32,10 @@ def quiet(fn, *args):
         return fn(*args)
 
 
-@pytest.fixture(scope="module", params=["kvasir_queries", "hc18_queries"])
+@pytest.fixture(
+    scope="module",
+    params=["kvasir_queries", "hc18_queries", "built_brats", "brats_whole_tumour"],
+)
 def coco_export(request, tmp_path_factory):
     out = request.getfixturevalue(request.param)
     to = tmp_path_factory.mktemp("coco")
@@ -39,10 +43,12 @@ def coco_export(request, tmp_path_factory):
     return out, to, counts
 
 
-def test_self_evaluation_gives_ap_one(coco_export):
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_self_evaluation_gives_ap_one(coco_export, split):
     out, to, _ = coco_export
-    gt = quiet(COCO, str(to / "instances_train.json"))
+    gt = quiet(COCO, str(to / f"instances_{split}.json"))
     detections = [{**a, "score": 1.0} for a in gt.dataset["annotations"]]
+    assert detections, f"{out.name} {split}: no annotations"
     for kind in ("bbox", "segm"):
         dt = quiet(gt.loadRes, [{k: v for k, v in d.items() if k != "id"} for d in detections])
         ev = COCOeval(gt, dt, kind)
@@ -103,8 +109,22 @@ def test_refs_hold_exactly_the_kept_queries(coco_export):
             assert ref["image_id"] == anns[ref["ann_id"]]["image_id"]
             assert ref["split"] == split
             kept = [q["text"] for q in rows[ref["record_id"]]["queries"] if q["kept"]]
-            assert [s["sent"] for s in ref["sentences"]] == kept
+            assert [s["raw"] for s in ref["sentences"]] == kept
             assert ref["sent_ids"] == [s["sent_id"] for s in ref["sentences"]]
+            for s in ref["sentences"]:  # RefCOCO refs(unc).p: sent is the joined tokens
+                assert set(s) == {"sent_id", "sent", "raw", "tokens"}
+                assert s["tokens"] and s["sent"] == " ".join(s["tokens"])
+            assert {"ref_id", "ann_id", "image_id", "category_id", "file_name"} <= set(ref)
+
+
+def test_sentence_tokens_follow_refcoco():
+    s = sentence(7, "The LARGER polyp, left of the image's centre (2nd one).")
+    assert s["tokens"] == [
+        "the", "larger", "polyp", "left", "of", "the", "image's", "centre", "2nd", "one"
+    ]  # fmt: skip
+    assert s["sent"] == "the larger polyp left of the image's centre 2nd one"
+    assert s["raw"] == "The LARGER polyp, left of the image's centre (2nd one)."
+    assert s["sent_id"] == 7
 
 
 def test_coco_config_loads_and_matches_the_export(coco_export, tmp_path):

@@ -60,21 +60,27 @@ def write_jsonl(path: Path, lines: list[dict]) -> Path:
     return path
 
 
+def oracle_lines(rows: list[dict], dialect: str, write_answer) -> list[dict]:
+    """One prediction line per target: its true box as ``dialect`` writes answers."""
+    return [
+        {
+            "id": r["id"],
+            "output": write_answer(
+                dialect, r["bbox_xyxy"], r["width"], r["height"], "the region", r["label"]
+            ),
+        }
+        for r in rows
+    ]
+
+
 @pytest.mark.parametrize("dialect", sorted(DIALECT_CONVENTIONS))
 def test_oracle_scores_one_through_every_dialect(
     dialect, built_mixed, tmp_path, write_dialect_answer
 ):
     rows = truth(built_mixed)
-    lines = [
-        {
-            "id": r["id"],
-            "output": write_dialect_answer(
-                dialect, r["bbox_xyxy"], r["width"], r["height"], "the polyp", r["label"]
-            ),
-        }
-        for r in rows
-    ]
-    preds = write_jsonl(tmp_path / f"{dialect}.jsonl", lines)
+    preds = write_jsonl(
+        tmp_path / f"{dialect}.jsonl", oracle_lines(rows, dialect, write_dialect_answer)
+    )
     code = main(
         ["eval", "--dataset", str(built_mixed), "--config", f"chat-{dialect}",
          "--predictions", str(preds), "--report-dir", str(tmp_path / "report")]
@@ -101,7 +107,7 @@ def test_oracle_scores_one_through_every_dialect(
     assert "## Per source" in (tmp_path / "report" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("fixture", ["built_kvasir", "built_hc18"])
+@pytest.mark.parametrize("fixture", ["built_kvasir", "built_hc18", "built_brats"])
 def test_baselines_match_independent_values(fixture, request, tmp_path):
     folder = request.getfixturevalue(fixture)
     rows = truth(folder)
@@ -175,6 +181,68 @@ def test_breakdowns_failures_missing_and_mirror_errors(built_mixed, tmp_path):
     assert report["failure_reasons"] == {"no box found": report["overall"]["parse_failures"]}
     md = (tmp_path / "r" / "report.md").read_text()
     assert "`hc18`" in md and "`multi`" in md and "no box found" in md
+
+
+def test_merged_folder_with_volume_slices(merged_kvasir_brats, tmp_path, write_dialect_answer):
+    """A real ``medground merge`` output (Kvasir + BraTS slices): every dialect's oracle text
+    scores 1.0, and BraTS answers mirrored across the image's vertical axis are mirror errors,
+    per source and label exactly as computed here."""
+    rows = truth(merged_kvasir_brats)
+    assert {r["source"] for r in rows} == {"kvasir_seg", "brats2013"}
+    for dialect in sorted(DIALECT_CONVENTIONS):
+        lines = oracle_lines(rows, dialect, write_dialect_answer)
+        preds = write_jsonl(tmp_path / f"{dialect}.jsonl", lines)
+        report = evaluate(merged_kvasir_brats, f"chat-{dialect}", preds, report_dir=tmp_path / "o")
+        assert report["overall"]["acc@0.7"] == 1.0 and report["overall"]["n"] == len(rows), dialect
+    lines, items = [], {}
+    for r in rows:
+        w, (x0, y0, x1, y1) = r["width"], r["bbox_xyxy"]
+        mirrored = [w - x1, y0, w - x0, y1]  # x -> width - x
+        box = mirrored if r["source"] == "brats2013" else r["bbox_xyxy"]
+        lines.append({"id": r["id"], "bbox_xyxy": box})
+        items[r["id"]] = {
+            "iou": ref_iou(box, r["bbox_xyxy"]),
+            "mirror": ref_iou(box, mirrored),
+            "status": "ok",
+        }
+    preds = write_jsonl(tmp_path / "mirrored.jsonl", lines)
+    report = evaluate(merged_kvasir_brats, "grounding", preds, report_dir=tmp_path / "m")
+    assert_summary(report["overall"], ref_summary(list(items.values())))
+    brats = [items[r["id"]] for r in rows if r["source"] == "brats2013"]
+    assert report["by_source"]["brats2013"]["mirror_errors"] > len(brats) / 2
+    assert report["by_source"]["kvasir_seg"]["mirror_errors"] == 0
+    for group in ("source", "modality", "label"):
+        for key, got in report[f"by_{group}"].items():
+            assert_summary(got, ref_summary([items[r["id"]] for r in rows if r[group] == key]))
+
+
+def test_qwen25_answers_under_a_capped_resize(built_hc18, tmp_path, capsys):
+    """A model trained with ``max_pixels`` capped answers on a smaller resized image: scored
+    right with ``--max-pixels``, wrongly (boxes too small) without."""
+    rows = truth(built_hc18)
+    resize = boxes.SmartResize(max_pixels=200_704)
+    lines = [
+        {
+            "id": r["id"],
+            "output": json.dumps(
+                [{"bbox_2d": boxes.to_qwen25(r["bbox_xyxy"], r["width"], r["height"], resize)}]
+            ),
+        }
+        for r in rows
+    ]
+    preds = write_jsonl(tmp_path / "capped.jsonl", lines)
+    cmd = ["eval", "--dataset", str(built_hc18), "--config", "chat-qwen2.5-vl"]
+    cmd += ["--predictions", str(preds)]
+    assert main([*cmd, "--max-pixels", "200704", "--report-dir", str(tmp_path / "a")]) == 0
+    right = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert right["overall"]["acc@0.7"] == 1.0
+    assert right["qwen25_resize"] == {"min_pixels": 3136, "max_pixels": 200_704}
+    assert main([*cmd, "--report-dir", str(tmp_path / "b")]) == 0
+    wrong = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert wrong["overall"]["miou"] < 0.6
+    capsys.readouterr()
+    assert main([*cmd[:4], "grounding", *cmd[5:], "--min-pixels", "100"]) == 2
+    assert "only apply to qwen25" in capsys.readouterr().err
 
 
 def test_split_selection_and_duplicates(built_kvasir, tmp_path):

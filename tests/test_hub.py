@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fake_hub import FakeHub
+from huggingface_hub import DatasetCard
 
 from medground_hf.build import write_card
 from medground_hf.cli import main
@@ -117,6 +118,47 @@ def test_convert_reads_a_published_version(published, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((to / "instances_train.json").read_text())
     assert doc["annotations"] and doc["categories"][0]["name"] == "polyp"
+
+
+def test_a_merged_multi_source_folder_publishes_and_loads_by_tag(published, merged_kvasir_brats):
+    """Kvasir-SEG + BraTS slices, merged: the card licence is `other` (no commercial grant), so
+    it publishes; every config, the rejected one included, loads back by tag."""
+    repo_id = "medground-org/merged"
+    cmd = [*published["cli"], str(merged_kvasir_brats), "--repo-id", repo_id]
+    proc = run([*cmd, "--version", "v0.1.0"], published["env"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "licence other" in proc.stdout
+    configs = ("grounding", "rejected", "coco", "chat-internvl")
+    proc = run([sys.executable, "-c", LOAD, repo_id, "v0.1.0", *configs], published["env"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    local = local_ids(merged_kvasir_brats)
+    assert loaded["grounding"] == local and loaded["coco"] == local
+    sources = {i.split("/")[0] for ids in loaded["grounding"].values() for i in ids}
+    assert sources == {"kvasir_seg", "brats2013"}
+    rejected = pq.read_table(next((merged_kvasir_brats / "rejected").glob("*.parquet")))
+    assert set(rejected.column("id").to_pylist()) <= {
+        i for ids in loaded["rejected"].values() for i in ids
+    }
+    chat = {i for ids in loaded["chat-internvl"].values() for i in ids}
+    assert {i.split("/")[0] for i in chat} == sources
+    card = published["hub"].repos[repo_id].commits[published["hub"].repos[repo_id].tags["v0.1.0"]]
+    assert b"license: other" in card.files["README.md"]
+
+
+def test_brats_under_a_commercial_card_licence_is_refused(built_brats, tmp_path, capsys):
+    """The real BraTS build (cc-by-nc-sa-3.0) publishes under its own licence; a card edited to
+    a commercial licence is refused by the CLI before any network access."""
+    assert plan(built_brats, REPO, "v1.0.0").license == "cc-by-nc-sa-3.0"
+    out = tmp_path / "brats"
+    shutil.copytree(built_brats, out)
+    card = DatasetCard.load(out / "README.md")
+    card.data.license = "cc-by-4.0"
+    card.save(out / "README.md")
+    assert main(["publish", str(out), "--repo-id", REPO, "--version", "v1.0.0", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "card licence 'cc-by-4.0' allows commercial use" in err
+    assert "brats2013 (cc-by-nc-sa-3.0) must not be used commercially" in err
 
 
 def test_the_token_is_sent_but_never_printed_or_written(published, kvasir_queries):

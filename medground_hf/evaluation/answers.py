@@ -7,7 +7,8 @@ using only the inverses in :mod:`medground_hf.boxes`.
 Forms recognised, most specific first (the first box found wins):
 
 - Florence-2 ``<loc_N>`` tokens (always Florence bins, whatever the dialect),
-- Qwen2-VL ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, InternVL ``<box>[[x1, y1, x2, y2]]</box>``,
+- Qwen2-VL ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, InternVL ``<box>[[x1, y1, x2, y2]]</box>``
+  (the first of ``<box>[[...], [...]]</box>`` when it lists several),
 - JSON, fenced or bare: ``bbox_2d`` / ``bbox`` / ``box`` / ``bbox_xyxy`` keys or a list of four
   numbers (Qwen2.5-VL, Qwen3-VL, ms-swift ``objects``),
 - free text ``(x1,y1),(x2,y2)`` and ``[x1, y1, x2, y2]``.
@@ -28,6 +29,7 @@ from ..formats.chat import DIALECTS
 DIALECT_CONVENTIONS = {name: dialect.convention for name, dialect in DIALECTS.items()}
 BOX_FORMATS = boxes.CONVENTIONS
 _PIXELS = ("real", "coco")  # unquantized: a box of zero width is empty, not a tiny box
+_PIXEL_SCALES = (*_PIXELS, "qwen25")  # conventions whose numbers are pixels of some image
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _SEP = r"\s*,\s*"
@@ -38,7 +40,7 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 # (form name, pattern), each capturing exactly four numbers: model tags, tried before JSON ...
 _TAGGED = (
     ("qwen2-vl", re.compile(rf"<\|box_start\|>\s*{_PAIRS}\s*<\|box_end\|>")),
-    ("internvl", re.compile(rf"<box>\s*\[\s*\[\s*{_FOUR}\s*\]\s*\]\s*</box>")),
+    ("internvl", re.compile(rf"<box>\s*\[\s*\[\s*{_FOUR}\s*\]")),
 )
 # ... and free forms, tried after it (they also catch truncated or invalid JSON)
 _FREE = (
@@ -55,11 +57,13 @@ class ParseFailure(ValueError):
 
 @dataclass(frozen=True)
 class Parsed:
-    """The box in canonical pixels, the form it was found in and whether it was out of range."""
+    """The box in canonical pixels, the form it was found in, whether it was out of range and
+    whether its numbers look like 0-1 fractions where pixels were expected."""
 
     box: boxes.Box
     form: str
     out_of_range: bool
+    relative_suspected: bool = False
 
 
 def convention_for(config: str, box_format: str | None = None) -> str:
@@ -131,7 +135,9 @@ def find_box(text: str) -> tuple[list[float], str]:
     raise ParseFailure("no box found")
 
 
-def _upper_bounds(convention: str, width: int, height: int) -> tuple[float, float]:
+def _upper_bounds(
+    convention: str, width: int, height: int, resize: boxes.SmartResize
+) -> tuple[float, float]:
     if convention == "norm":
         return 1.0, 1.0
     if convention == "norm1000":
@@ -139,13 +145,17 @@ def _upper_bounds(convention: str, width: int, height: int) -> tuple[float, floa
     if convention == "florence":
         return boxes.FLORENCE_BINS - 1, boxes.FLORENCE_BINS - 1
     if convention == "qwen25":
-        rh, rw = boxes.QWEN25_RESIZE(height, width)
+        rh, rw = resize(height, width)
         return rw, rh
     return width, height
 
 
 def to_canonical(
-    numbers: Sequence[float], convention: str, width: int, height: int
+    numbers: Sequence[float],
+    convention: str,
+    width: int,
+    height: int,
+    resize: boxes.SmartResize = boxes.QWEN25_RESIZE,
 ) -> tuple[boxes.Box, bool]:
     """Convert four numbers in ``convention`` to a canonical box; refuse non-boxes.
 
@@ -164,15 +174,36 @@ def to_canonical(
         raise ParseFailure(f"not an ordered, non-empty box: {list(numbers)}")
     if not (x2 >= x1 and y2 >= y1):
         raise ParseFailure(f"not an ordered box: {list(numbers)}")
-    max_x, max_y = _upper_bounds(convention, width, height)
+    max_x, max_y = _upper_bounds(convention, width, height, resize)
     out_of_range = min(x1, y1) < 0 or x2 > max_x or y2 > max_y
-    return boxes.to_canonical(values, convention, width, height), out_of_range
+    return boxes.to_canonical(values, convention, width, height, resize), out_of_range
 
 
-def parse_answer(text: str, convention: str, width: int, height: int) -> Parsed:
-    """The first box of a model's answer in canonical pixels of a ``width`` x ``height`` image."""
-    numbers, form = find_box(text)
-    box, out_of_range = to_canonical(
-        numbers, "florence" if form == "florence" else convention, width, height
+def relative_suspected(numbers: Sequence[float], convention: str) -> bool:
+    """Pixels expected but every number in [0, 1] and one a fraction: a model that answered in
+    relative coordinates (e.g. Qwen2.5-VL trained on pixels answering 0-1 floats).
+
+    Such a box is still scored as written (a few pixels in the top left corner, IoU ~0); the
+    count in the report tells a wrong convention from a wrong localization.
+    """
+    values = [float(v) for v in numbers]
+    return (
+        convention in _PIXEL_SCALES
+        and all(0.0 <= v <= 1.0 for v in values)
+        and any(v != int(v) for v in values)
     )
-    return Parsed(box, form, out_of_range)
+
+
+def parse_answer(
+    text: str,
+    convention: str,
+    width: int,
+    height: int,
+    resize: boxes.SmartResize = boxes.QWEN25_RESIZE,
+) -> Parsed:
+    """The first box of a model's answer in canonical pixels of a ``width`` x ``height`` image;
+    ``resize`` is the Qwen2.5-VL resize rule the model was trained with (``qwen25`` only)."""
+    numbers, form = find_box(text)
+    convention = "florence" if form == "florence" else convention
+    box, out_of_range = to_canonical(numbers, convention, width, height, resize)
+    return Parsed(box, form, out_of_range, relative_suspected(numbers, convention))

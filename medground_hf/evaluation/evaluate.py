@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import boxes
 from ..errors import InputError
 from . import metrics
-from .answers import ParseFailure, convention_for, parse_answer, to_canonical
+from .answers import ParseFailure, convention_for, parse_answer, relative_suspected, to_canonical
 from .report import write_reports
 from .targets import Prediction, Targets, load_targets, read_predictions
 
@@ -38,18 +39,34 @@ class Scored:
         self.detail.append(detail)
 
 
-def score_prediction(pred: Prediction, convention: str, width: int, height: int) -> dict:
+def score_prediction(
+    pred: Prediction,
+    convention: str,
+    width: int,
+    height: int,
+    resize: boxes.SmartResize = boxes.QWEN25_RESIZE,
+) -> dict:
     """Parse one answer: ``box`` (canonical pixels) or ``reason``, plus the form it was in."""
     try:
         if pred.output is not None:
-            parsed = parse_answer(pred.output, convention, width, height)
-            return {"box": parsed.box, "form": parsed.form, "out_of_range": parsed.out_of_range}
+            parsed = parse_answer(pred.output, convention, width, height, resize)
+            return {
+                "box": parsed.box,
+                "form": parsed.form,
+                "out_of_range": parsed.out_of_range,
+                "relative_suspected": parsed.relative_suspected,
+            }
         if not isinstance(pred.bbox_xyxy, list) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in pred.bbox_xyxy
         ):
             raise ParseFailure(f"bbox_xyxy is not a list of numbers: {pred.bbox_xyxy!r}")
         box, out_of_range = to_canonical(pred.bbox_xyxy, "real", width, height)
-        return {"box": box, "form": "bbox_xyxy", "out_of_range": out_of_range}
+        return {
+            "box": box,
+            "form": "bbox_xyxy",
+            "out_of_range": out_of_range,
+            "relative_suspected": relative_suspected(pred.bbox_xyxy, "real"),
+        }
     except ParseFailure as exc:
         return {"box": None, "form": None, "reason": str(exc)}
 
@@ -62,10 +79,17 @@ def evaluate(
     split: str | None = None,
     box_format: str | None = None,
     report_dir: str | Path | None = None,
+    resize: boxes.SmartResize | None = None,
 ) -> dict:
-    """Score ``predictions`` on ``dataset`` (optionally one split); write and return the report."""
+    """Score ``predictions`` on ``dataset`` (optionally one split); write and return the report.
+
+    ``resize`` is the Qwen2.5-VL resize rule of the model's training (``qwen25`` answers only;
+    default: the released processor's min/max pixels)."""
     predictions = Path(predictions)
     convention = convention_for(config, box_format)
+    if resize is not None and convention != "qwen25":
+        raise ValueError(f"min/max pixels only apply to qwen25 answers, not {convention}")
+    resize = resize or boxes.QWEN25_RESIZE
     everything = load_targets(dataset)
     in_split = np.ones(len(everything), bool)
     if split is not None:
@@ -93,7 +117,7 @@ def evaluate(
         row = index[pred.id]
         seen[pred.id] += 1
         result = score_prediction(
-            pred, convention, int(targets.width[row]), int(targets.height[row])
+            pred, convention, int(targets.width[row]), int(targets.height[row]), resize
         )
         status = metrics.OK if result["box"] is not None else metrics.PARSE_FAILURE
         scored.add(row, result.pop("box"), status, line=pred.line, **result)
@@ -111,6 +135,11 @@ def evaluate(
         dataset=str(dataset),
         config=config,
         box_format=convention,
+        qwen25_resize=(
+            {"min_pixels": resize.min_pixels, "max_pixels": resize.max_pixels}
+            if convention == "qwen25"
+            else None
+        ),
         split=split,
         predictions=str(predictions),
     )
@@ -144,6 +173,7 @@ def score(targets: Targets, scored: Scored) -> tuple[dict, np.ndarray, np.ndarra
             "targets": len(targets),
             "scored": len(rows),
             "out_of_range": sum(1 for d in scored.detail if d.get("out_of_range")),
+            "relative_suspected": sum(1 for d in scored.detail if d.get("relative_suspected")),
         },
         "overall": metrics.summarize(ious, mirror_ious, status),
         **{

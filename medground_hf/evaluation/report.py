@@ -48,7 +48,8 @@ def markdown(report: dict) -> str:
         f"parse failures: {report['overall']['parse_failures']}, "
         f"duplicate ids: {counts['duplicate_ids']}, other-split lines ignored: "
         f"{counts['other_split']}, boxes clipped to the convention's range: "
-        f"{counts['out_of_range']}",
+        f"{counts['out_of_range']}, pixel answers that look like 0-1 fractions: "
+        f"{counts['relative_suspected']}",
         "",
         "Missing and unparsable answers score IoU 0. Parse-failure rate is over answers received; "
         "the mirror-error rate counts predictions that hit the left-right mirrored target "

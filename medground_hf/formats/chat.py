@@ -90,12 +90,15 @@ def _sharegpt(image, turn: Turn) -> dict:
 
 
 def _trl(image, turn: Turn) -> dict:
+    """TRL's vision ``messages``: an image part ``{"type": "image"}`` (the ``images`` column holds
+    the image) then the text part. In Parquet the image part gets ``text: null`` (one struct
+    type per list); the JSON export writes it as TRL documents it."""
     return {
         "images": [image],
         "messages": [
             {
                 "role": "user",
-                "content": [{"type": "image", "text": None}, {"type": "text", "text": turn.prompt}],
+                "content": [{"type": "image"}, {"type": "text", "text": turn.prompt}],
             },
             {"role": "assistant", "content": [{"type": "text", "text": turn.answer}]},
         ],
@@ -161,13 +164,14 @@ class Dialect:
     decimals: int | None = None  # None: integers
     json_ext: str = "json"  # what the trainer reads: a JSON list or JSON lines
     box_pattern: str = r"\[([^\[\]]*)\]"
+    resize: boxes.SmartResize = boxes.QWEN25_RESIZE  # the ``qwen25`` convention's resize rule
 
     @property
     def config(self) -> str:
         return f"chat-{self.name}"
 
     def coords(self, box, width: int, height: int) -> list:
-        values = boxes.convert(box, self.convention, width, height)
+        values = boxes.convert(box, self.convention, width, height, self.resize)
         if self.decimals is None:
             return [int(round(v)) for v in values]
         return [round(float(v), self.decimals) for v in values]
@@ -216,13 +220,13 @@ class Dialect:
 
     def parse(self, text: str, width: int, height: int) -> list[int]:
         """A model answer in this dialect back to a canonical box (clipped to the image)."""
-        return boxes.to_canonical(self.numbers(text), self.convention, width, height)
+        return boxes.to_canonical(self.numbers(text), self.convention, width, height, self.resize)
 
     def max_error_px(self, width: int, height: int) -> float:
         """Round-trip error bound of the written box (decimals quantize like the convention)."""
         if self.decimals is not None:
             return max(width, height) / (2 * 10**self.decimals) + 0.5
-        return boxes.max_error_px(self.convention, width, height)
+        return boxes.max_error_px(self.convention, width, height, self.resize)
 
 
 @dataclass(frozen=True)
@@ -330,16 +334,25 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
-def get_dialect(name: str) -> Dialect:
+def get_dialect(name: str, resize: boxes.SmartResize | None = None) -> Dialect:
+    """A dialect by name; ``resize`` replaces the default Qwen2.5-VL resize rule (only the
+    ``qwen25`` convention uses it), for training runs that cap ``min_pixels``/``max_pixels``."""
     try:
-        return DIALECTS[name]
+        dialect = DIALECTS[name]
     except KeyError:
         raise ValueError(f"unknown chat dialect {name!r} (known: {', '.join(DIALECTS)})") from None
+    if resize is None or resize == dialect.resize:
+        return dialect
+    if dialect.convention != "qwen25":
+        raise ValueError(f"{name}: min/max pixels only apply to qwen2.5-vl (absolute pixels)")
+    return replace(dialect, resize=resize)
 
 
 def answer_box(dialect: Dialect, answer: str, objects: dict | None, width: int, height: int):
     """The canonical box a written text (answer, or describe prompt) stands for; ms-swift keeps
     it in ``objects`` behind its ``<bbox>`` placeholder."""
     if objects is not None and "<bbox>" in answer:
-        return boxes.to_canonical(objects["bbox"][0], dialect.convention, width, height)
+        return boxes.to_canonical(
+            objects["bbox"][0], dialect.convention, width, height, dialect.resize
+        )
     return dialect.parse(answer, width, height)

@@ -2,13 +2,15 @@
 
 One canonical row is one COCO annotation (``bbox`` xywh from ``boxes.to_coco``, the RLE mask as
 ``segmentation``); rows of one image become one COCO image. Each target with kept queries becomes
-one ref whose sentences are those queries. COCO needs integer ids: they are assigned in row order
-per split, and every image, annotation and ref also carries the stable medground id
-(``medground_image_id`` / ``record_id``) so it can be traced back.
+one ref whose sentences are those queries, laid out as in RefCOCO's ``refs(unc).p``: ``raw`` the
+query as written, ``tokens`` its lower-cased words and ``sent`` those tokens joined. COCO needs
+integer ids: they are assigned in row order per split, and every image, annotation and ref also
+carries the stable medground id (``medground_image_id`` / ``record_id``) so it can be traced back.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,7 +31,13 @@ ANNOTATION = {
     "record_id": Value("string"),
 }
 
-SENTENCE = {"sent_id": Value("int64"), "sent": Value("string"), "raw": Value("string")}
+SENTENCE = {
+    "sent_id": Value("int64"),
+    "sent": Value("string"),
+    "raw": Value("string"),
+    "tokens": List(Value("string")),
+}
+_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
 REF = {
     "ref_id": Value("int64"),
@@ -114,14 +122,19 @@ def _annotation(row: dict, image_id: int, ids: CocoIds) -> dict:
     }
 
 
+def sentence(sent_id: int, text: str) -> dict:
+    """A RefCOCO sentence: tokens are the lower-cased words (punctuation dropped), as its
+    tokenizer leaves them, so tools that read ``tokens`` or ``sent`` see what they expect."""
+    tokens = _WORD.findall(text.lower().replace("\u2019", "'"))
+    return {"sent_id": sent_id, "sent": " ".join(tokens), "raw": text, "tokens": tokens}
+
+
 def _ref(row: dict, ann: dict, split: str, file_name: str, ids: CocoIds) -> dict | None:
     queries = kept_queries(row)
     if not queries:
         ids.targets_without_queries += 1
         return None
-    sentences = [
-        {"sent_id": ids.take("sent"), "sent": q["text"], "raw": q["text"]} for q in queries
-    ]
+    sentences = [sentence(ids.take("sent"), q["text"]) for q in queries]
     return {
         "ref_id": ids.take("ref"),
         "ann_id": ann["id"],

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from medground_hf.boxes import SmartResize
 from medground_hf.folder import MANIFEST, read_manifest
 
 from .chat import DIALECTS, get_dialect
@@ -61,8 +62,8 @@ def _write_rows(path: Path, rows: Iterable[dict]) -> int:
     return count
 
 
-def _export_chat(out: Path, name: str, to: Path) -> dict:
-    dialect = get_dialect(name)
+def _export_chat(out: Path, name: str, to: Path, resize: SmartResize | None) -> dict:
+    dialect = get_dialect(name, resize)
     images = ImageFiles(to)
     counts = {}
     for split in grounding_splits(out):
@@ -119,15 +120,23 @@ def _export_coco(out: Path, to: Path) -> dict:
     return counts
 
 
-def export(out: str | Path, fmt: str, to: str | Path) -> dict:
-    """Export the built folder ``out`` as ``fmt`` into ``to``; returns rows (images) per split."""
+def export(out: str | Path, fmt: str, to: str | Path, resize: SmartResize | None = None) -> dict:
+    """Export the built folder ``out`` as ``fmt`` into ``to``; returns rows (images) per split.
+
+    ``resize`` replaces Qwen2.5-VL's default resize rule (qwen2.5-vl only), so the boxes match
+    a training run that caps ``min_pixels``/``max_pixels``.
+    """
     out, to = Path(out), Path(to)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    to.mkdir(parents=True, exist_ok=True)
     if fmt == "coco":
+        if resize is not None:
+            raise ValueError("coco: min/max pixels only apply to qwen2.5-vl (absolute pixels)")
+        to.mkdir(parents=True, exist_ok=True)
         return _export_coco(out, to)
-    return _export_chat(out, fmt, to)
+    get_dialect(fmt, resize)  # a clear error before anything is written
+    to.mkdir(parents=True, exist_ok=True)
+    return _export_chat(out, fmt, to, resize)
 
 
 def fetch(src: str, revision: str | None = None) -> Path:
@@ -151,6 +160,12 @@ def fetch(src: str, revision: str | None = None) -> Path:
     )
 
 
-def convert(src: str, fmt: str, to: str | Path, revision: str | None = None) -> dict:
+def convert(
+    src: str,
+    fmt: str,
+    to: str | Path,
+    revision: str | None = None,
+    resize: SmartResize | None = None,
+) -> dict:
     """Any dialect (or COCO) from a built folder or a published dataset."""
-    return export(fetch(src, revision), fmt, to)
+    return export(fetch(src, revision), fmt, to, resize)

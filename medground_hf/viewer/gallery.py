@@ -4,9 +4,15 @@ Layout of the gallery folder (open ``index.html`` from disk, no server)::
 
     index.html            page (Jinja2 template) with the filters and the pager
     gallery.js, .css      rendering, filtering and paging in the browser
-    items.js              ``window.MEDGROUND_ITEMS = [...]``: one entry per row (a script, not
-                          JSON, because browsers refuse ``fetch`` on file:// pages)
+    items.js              ``window.MEDGROUND_ITEMS = [...]``: one small entry per row, what the
+                          filters and the pager need (a script, not JSON, because browsers
+                          refuse ``fetch`` on file:// pages)
+    details/NNNNN.js      mask outlines and queries with verdicts of ``CHUNK_ITEMS`` rows each,
+                          loaded by the page only when a row of that chunk is shown
     images/<name>.<ext>   each image once, its original bytes
+
+So the page stays light for large builds: ~0.3 kB per row up front, the heavy part (outlines,
+verdicts: several kB per row) only for the pages looked at, and one page of cards in the DOM.
 
 Rows come from the ``grounding`` config (status ``kept``) and, when present, the ``rejected``
 config (status ``rejected``, with the stage and reason). Shards are streamed in batches.
@@ -28,7 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader
 from PIL import Image
-from skimage.measure import approximate_polygon, find_contours
+from skimage.measure import find_contours
 
 from ..folder import DEFAULT_CONFIG, config_splits, read_manifest
 from ..geometry import decode_rle
@@ -54,8 +60,8 @@ REJECT_COLUMNS = ("rejected_stage", "rejected_reason")
 FACETS = ("source", "modality", "label", "split", "status")
 WEB_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
 BATCH_ROWS = 64
-# below half a pixel, so simplifying never moves the outline off a mask edge
-OUTLINE_TOLERANCE_PX = 0.25
+CHUNK_ITEMS = 200
+DETAILS = "details"
 STATIC = ("gallery.js", "gallery.css")
 
 
@@ -74,15 +80,35 @@ def iter_rows(dataset: Path) -> Iterator[tuple[str, dict]]:
                     yield status, row
 
 
+def corners(contour: np.ndarray) -> np.ndarray:
+    """The vertices of a closed contour where its direction changes.
+
+    Marching squares on a binary mask puts every point on a half-pixel grid, so dropping points
+    that lie on the line through their neighbours is exact (the outline does not move) and
+    leaves only the corners of the staircase.
+    """
+    points = contour[:-1]  # find_contours repeats the first point at the end of a closed contour
+    incoming = points - np.roll(points, 1, axis=0)
+    outgoing = np.roll(points, -1, axis=0) - points
+    turn = incoming[:, 0] * outgoing[:, 1] - incoming[:, 1] * outgoing[:, 0]
+    keep = turn != 0
+    return points[keep] if keep.any() else points
+
+
+def _coord(value: float) -> str:
+    """A half-pixel coordinate, short: ``12``, ``12.5``."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
 def mask_outline(mask: dict, bbox: list[int]) -> str:
     """SVG path of the mask's boundary in image pixel-edge coordinates (traced on the box only)."""
     x0, y0, x1, y1 = bbox
     window = np.pad(decode_rle(mask)[y0:y1, x0:x1], 1).astype(np.float32)
     parts = []
     for contour in find_contours(window, 0.5):
-        points = approximate_polygon(contour, OUTLINE_TOLERANCE_PX)
         # padded index -> pixel edges: col c of the window is x0 + c - 1, its centre + 0.5
-        coords = [f"{x0 + c - 0.5:.1f},{y0 + r - 0.5:.1f}" for r, c in points]
+        xy = corners(contour)[:, ::-1] + (x0 - 0.5, y0 - 0.5)
+        coords = (f"{_coord(x)},{_coord(y)}" for x, y in xy.tolist())
         parts.append("M" + " L".join(coords) + " Z")
     return " ".join(parts)
 
@@ -100,9 +126,10 @@ def image_name(image_id: str, data: bytes) -> tuple[str, bytes]:
     return f"{slug}-{digest}.{ext}", data
 
 
-def gallery_item(status: str, row: dict, image: str) -> dict:
-    """What the page needs to draw one row: facets, box, outline, queries and verdicts."""
-    return {
+def gallery_item(status: str, row: dict, image: str) -> tuple[dict, dict]:
+    """What the page needs for one row: the entry filters and paging use (facets, box), and
+    its details (outline, queries and verdicts), written to a chunk loaded on demand."""
+    item = {
         "id": row["id"],
         "image": image,
         "status": status,
@@ -112,6 +139,10 @@ def gallery_item(status: str, row: dict, image: str) -> dict:
         "height": row["height"],
         "num_candidates": row["num_candidates"],
         "bbox": row["bbox_xyxy"],
+        "rejected_stage": row.get("rejected_stage"),
+        "rejected_reason": row.get("rejected_reason"),
+    }
+    detail = {
         "outline": mask_outline(row["mask"], row["bbox_xyxy"]),
         "queries": [
             {
@@ -125,9 +156,15 @@ def gallery_item(status: str, row: dict, image: str) -> dict:
             }
             for q in row.get("queries") or []
         ],
-        "rejected_stage": row.get("rejected_stage"),
-        "rejected_reason": row.get("rejected_reason"),
     }
+    return item, detail
+
+
+def write_details(folder: Path, chunk: int, details: list[dict]) -> None:
+    """One chunk of details as a script that hands them to the page."""
+    payload = ",\n".join(json.dumps(d) for d in details)
+    text = f"window.MEDGROUND_DETAILS({chunk}, [\n{payload}\n]);\n"
+    (folder / f"{chunk:05d}.js").write_text(text, "utf-8")
 
 
 def write_gallery(
@@ -139,11 +176,13 @@ def write_gallery(
     if page_size < 1:
         raise ValueError(f"page size must be at least 1, got {page_size}")
     to = Path(to) if to else dataset.with_name(dataset.name + "-viewer")
-    images = to / "images"
-    if images.exists():
-        shutil.rmtree(images)
-    images.mkdir(parents=True)
+    images, details_dir = to / "images", to / DETAILS
+    for folder in (images, details_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
     written: dict[str, str] = {}
+    details: list[dict] = []
     facets: dict[str, Counter] = {f: Counter() for f in FACETS}
     total = 0
     with open(to / "items.js", "w", encoding="utf-8") as fh:
@@ -153,12 +192,18 @@ def write_gallery(
                 name, data = image_name(row["image_id"], row["image"]["bytes"])
                 (images / name).write_bytes(data)
                 written[row["image_id"]] = f"images/{name}"
-            item = gallery_item(status, row, written[row["image_id"]])
+            item, detail = gallery_item(status, row, written[row["image_id"]])
             for facet in FACETS:
                 facets[facet][item[facet]] += 1
             fh.write(("" if total == 0 else ",\n") + json.dumps(item))
+            details.append(detail)
             total += 1
+            if len(details) == CHUNK_ITEMS:
+                write_details(details_dir, total // CHUNK_ITEMS - 1, details)
+                details = []
         fh.write("\n];\n")
+    if details:
+        write_details(details_dir, total // CHUNK_ITEMS, details)
     if total == 0:
         raise ValueError(f"{dataset}: no rows in the grounding or rejected configs to show")
     for name in STATIC:
@@ -172,6 +217,7 @@ def write_gallery(
         total=total,
         images=len(written),
         page_size=page_size,
+        chunk_size=CHUNK_ITEMS,
         facets={f: sorted(c.items(), key=lambda kv: str(kv[0])) for f, c in facets.items()},
     )
     index = to / "index.html"
