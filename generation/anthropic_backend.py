@@ -24,7 +24,8 @@ from .vlm import Backend, Completion, Job, Request, Runner, parse_json
 logger = logging.getLogger("medground_hf.generation")
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
-# USD per million input / output tokens, by model-name prefix (longest prefix wins).
+# USD per million input / output tokens, by model-name prefix (longest prefix wins), as listed
+# on platform.claude.com/docs/en/about-claude/pricing.
 PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4-6": (5.0, 25.0),
     "claude-opus-4-5": (5.0, 25.0),

@@ -10,7 +10,7 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from . import PIPELINE_VERSION
 from .errors import InputError, read_skips
 from .folder import read_manifest, split_key, write_manifest, write_split
 from .formats import write_format_configs
+from .formats.configs import check_selection
 from .source import SourceInfo
 
 logger = logging.getLogger("medground_hf")
@@ -126,6 +127,7 @@ def build(
     overwrite: bool = False,
     generator: str = "template",
     generation_options: Mapping[str, object] | None = None,
+    derived_configs: Sequence[str] | None = None,
 ) -> dict:
     """Build ``source`` from ``data_dir`` into the folder ``out``; returns the manifest.
 
@@ -133,6 +135,7 @@ def build(
     split targets into the ``grounding`` and ``rejected`` configs; ``generation_options`` are
     further :class:`~medground_hf.generation.commands.GenerationOptions` fields.
     """
+    selection = check_selection(list(derived_configs)) if derived_configs is not None else None
     out = Path(out)
     prepare_out(out, overwrite)
     with tempfile.TemporaryDirectory(prefix="medground-", dir=out) as tmp:
@@ -182,6 +185,8 @@ def build(
         }
         if verification is not None:
             manifest["verification"] = verification
+        if selection is not None:
+            manifest["derived_configs"] = selection
         if (out / "grounding").is_dir():  # every target may have been rejected
             manifest["formats"] = write_format_configs(out, manifest)
     write_manifest(out, manifest)

@@ -52,12 +52,19 @@ def print_summary(out: Path, manifest: dict) -> None:
         f"+ skipped {counts['items_skipped']}; "
         f"components below min size {counts['components_dropped']}"
     )
-    if "formats" in manifest:
-        left_out = sum(manifest["formats"]["targets_without_kept_queries"].values())
+    left_out = sum(manifest.get("formats", {}).get("targets_without_kept_queries", {}).values())
+    if left_out:  # a build without a generator: targets are there, but nothing to train on yet
         print(f"  targets without kept queries (no chat rows, no COCO refs): {left_out}")
     for skip in manifest["skipped"]:
         if skip["stage"] == "input":
             print(f"  skipped {skip['item']}: {skip['path']}: {skip['reason']}")
+
+
+def _config_list(text: str | None) -> list[str] | None:
+    """``--configs coco,chat-llava`` (or ``none``) as a list; None keeps the default (all)."""
+    if text is None:
+        return None
+    return [] if text.strip() == "none" else [c.strip() for c in text.split(",") if c.strip()]
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -75,6 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         generation_options={
             k: v for k, v in vars(generation.options_from_args(args)).items() if k != "generator"
         },
+        derived_configs=_config_list(args.configs),
     )
     print_summary(Path(args.out), manifest)
     generation.print_verification(manifest.get("verification"))
@@ -225,6 +233,12 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--options-file", default=None, help="YAML/JSON file of builder options")
     b.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    b.add_argument(
+        "--configs",
+        default=None,
+        help="derived configs to write, comma-separated (e.g. coco,chat-qwen2.5-vl) or 'none'; "
+        "default: coco and every chat dialect (each embeds its images)",
+    )
     generation.add_arguments(b)
     b.set_defaults(func=cmd_build)
 

@@ -79,7 +79,7 @@ def merge_counts(parts: Sequence[dict]) -> dict:
 
 def merge(folders: Sequence[str | Path], out: str | Path, *, overwrite: bool = False) -> dict:
     """Merge built ``folders`` into ``out``; returns the merged manifest."""
-    from .formats.configs import write_format_configs
+    from .formats.configs import check_selection, write_format_configs
 
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
@@ -114,6 +114,9 @@ def merge(folders: Sequence[str | Path], out: str | Path, *, overwrite: bool = F
     }
     if verification is not None:
         manifest["verification"] = verification
+    chosen = [m["derived_configs"] for m in manifests if "derived_configs" in m]
+    if len(chosen) == len(manifests):  # every part chose: write what any of them wanted
+        manifest["derived_configs"] = check_selection(sorted({c for part in chosen for c in part}))
     if (out / "grounding").is_dir():
         manifest["formats"] = write_format_configs(out, manifest)
     write_manifest(out, manifest)

@@ -20,6 +20,25 @@ def derived_configs() -> list[str]:
     return [COCO, *(d.config for d in DIALECTS.values())]
 
 
+def check_selection(configs: list[str]) -> list[str]:
+    """The chosen derived configs in canonical order; unknown names are an error."""
+    known = derived_configs()
+    unknown = sorted(set(configs) - set(known))
+    if unknown:
+        raise ValueError(f"unknown derived config(s) {unknown}; choose from {', '.join(known)}")
+    return [c for c in known if c in configs]
+
+
+def selected_configs(manifest: dict) -> list[str]:
+    """What the build asked for (``derived_configs`` in the manifest), all of them by default.
+
+    Every derived config embeds its images, so a release that needs two dialects need not store
+    the pictures eleven times.
+    """
+    chosen = manifest.get("derived_configs")
+    return derived_configs() if chosen is None else check_selection(chosen)
+
+
 def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
     """Write ``coco`` and ``chat-*`` configs; returns their row counts for the manifest.
 
@@ -32,15 +51,18 @@ def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
     for config in derived_configs():
         shutil.rmtree(out / config, ignore_errors=True)
     stats: dict = {"targets": {}, "targets_without_kept_queries": {}, "rows": {}}
+    selected = selected_configs(manifest)
     for split in grounding_splits(out):
-        ids = CocoIds.from_manifest(manifest)
-        coco = ShardWriter(out, COCO, split, COCO_FEATURES)
-        coco.write(coco_images(iter_rows(out, split), split, ids))
-        stats["rows"].setdefault(COCO, {})[split] = coco.close()
+        if COCO in selected:
+            ids = CocoIds.from_manifest(manifest)
+            coco = ShardWriter(out, COCO, split, COCO_FEATURES)
+            coco.write(coco_images(iter_rows(out, split), split, ids))
+            stats["rows"].setdefault(COCO, {})[split] = coco.close()
 
         writers = {
             name: ShardWriter(out, d.config, split, d.layout.features())
             for name, d in DIALECTS.items()
+            if d.config in selected
         }
         targets = without = 0
         for row in iter_rows(out, split):
