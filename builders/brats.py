@@ -33,7 +33,7 @@ EDEMA = LabelSpec(
     id=2,
     name="edema",
     display="peritumoral edema",
-    synonyms=("oedema", "FLAIR hyperintensity around the tumour"),
+    synonyms=("oedema", "vasogenic edema"),
     single_region=True,
     modalities=MRI_MODALITIES,
     description="Vasogenic edema around the tumour; diffuse, kept as one region per slice.",
@@ -50,7 +50,7 @@ ENHANCING = LabelSpec(
     id=4,
     name="enhancing_tumour",
     display="enhancing tumour",
-    synonyms=("contrast-enhancing tumor", "enhancing rim"),
+    synonyms=("contrast-enhancing tumor", "enhancing tumor component"),
     modalities=MRI_MODALITIES,
     description="Tumour that enhances on post-contrast T1 (T1c).",
 )
