@@ -103,15 +103,15 @@ def components(
     labelled, n = ndimage.label(mask, structure=_STRUCTURE)
     if n == 0:
         return [], []
-    sizes = np.bincount(labelled.ravel(), minlength=n + 1)
     kept: list[Component] = []
     dropped: list[int] = []
     for index, window in enumerate(ndimage.find_objects(labelled), start=1):
-        size = int(sizes[index])
+        own = labelled[window] == index  # sizes per box window: no pass over the whole image
+        size = int(np.count_nonzero(own))
         if size < min_size:
             dropped.append(size)
             continue
-        kept.append(_component(labelled[window] == index, window, size, mask.shape))
+        kept.append(_component(own, window, size, mask.shape))
     return kept, dropped
 
 
