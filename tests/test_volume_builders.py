@@ -429,6 +429,19 @@ def nan_image() -> np.ndarray:
     return image
 
 
+def inf_image() -> np.ndarray:
+    image = phantom()[0]
+    image[4, 5, 6] = np.inf
+    image[4, 5, 7] = -np.inf
+    return image
+
+
+def nan_labels() -> np.ndarray:
+    labels = phantom()[1].astype(np.float32)
+    labels[2, 2, 2] = np.nan
+    return labels
+
+
 BAD_LABELMAP_CASES = {
     "grid shape": (
         {"labels": np.zeros((36, 30, 9), np.uint8)},
@@ -443,6 +456,12 @@ BAD_LABELMAP_CASES = {
     "flipped label map": ({"label_affine": RAS_AFFINE}, "images/c1.nii.gz", "affine differs"),
     "fractional labels": ({"labels": fractional_labels()}, "labels/c1.nii.gz", "not integer"),
     "nan voxels": ({"image": nan_image()}, "images/c1.nii.gz", "1 voxels are NaN or infinite"),
+    "inf voxels": ({"image": inf_image()}, "images/c1.nii.gz", "2 voxels are NaN or infinite"),
+    "nan label voxels": (
+        {"labels": nan_labels()},
+        "labels/c1.nii.gz",
+        "1 voxels are NaN or infinite",
+    ),
     "4D image": (
         {"image": np.zeros((*SHAPE, 2), np.float32)},
         "images/c1.nii.gz",
