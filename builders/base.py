@@ -43,12 +43,12 @@ class MedGroundConfig(datasets.BuilderConfig):
     split_ratios: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     report_dir: str | None = None
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.validate()
-
     def validate(self) -> None:
-        """Check and normalise options; ``datasets`` sets overrides after ``__post_init__``."""
+        """Check and normalise options; subclasses extend it.
+
+        The builder calls it once ``datasets`` has applied the user's overrides (which it sets
+        after ``__post_init__``), so every option check lives here and runs on the final values.
+        """
         if self.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
         validate_ratios(self.split_ratios)

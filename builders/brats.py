@@ -116,6 +116,15 @@ class BratsConfig(VolumeConfig):
     brain_mask_patterns: tuple[str, ...] = ("*brainmask*.nii*",)
     group_pattern: str = r"^(.*_pat\d+)(?:_\d+)?$"
 
+    def validate(self) -> None:
+        super().validate()
+        unknown = set(self.modalities) - set(self.modality_patterns)
+        if unknown or not self.modalities:
+            raise ValueError(
+                f"modalities must be among {sorted(self.modality_patterns)}, "
+                f"got {list(self.modalities)}"
+            )
+
 
 def matches(path: Path, patterns: Sequence[str]) -> bool:
     """Whether a file's name matches one of the globs, ignoring case and hidden files (macOS
@@ -162,14 +171,6 @@ class Brats(VolumeBuilder):
 
     def targets(self) -> list[Target]:
         return [*PART_TARGETS, WHOLE_TARGET] if self.config.whole_tumour else list(PART_TARGETS)
-
-    def check_config(self) -> None:
-        unknown = set(self.config.modalities) - set(self.config.modality_patterns)
-        if unknown or not self.config.modalities:
-            raise ValueError(
-                f"modalities must be among {sorted(self.config.modality_patterns)}, "
-                f"got {list(self.config.modalities)}"
-            )
 
     def group_of(self, case: str) -> str:
         """Timepoints of one patient (``..._pat0001_1``, ``..._pat0001_2``) share a group."""

@@ -75,6 +75,11 @@ class NiftiLabelmapConfig(VolumeConfig, CustomSourceConfig):
     source_name: str = "nifti_labelmap"
     source_title: str = "NIfTI label-map volumes"
 
+    def validate(self) -> None:
+        super().validate()
+        if not self.label_names and not self.label_names_file:
+            raise ValueError("give label names: label_names={value: name} or label_names_file")
+
 
 class NiftiLabelmap(VolumeBuilder):
     """Any corpus of NIfTI volumes with integer label maps (one or several modalities)."""
@@ -98,10 +103,6 @@ class NiftiLabelmap(VolumeBuilder):
                 path = Path(cfg.data_dir).expanduser() / path
             return read_label_names(path)
         return {int(k): str(v) for k, v in cfg.label_names.items() if int(k) != 0}
-
-    def check_config(self) -> None:
-        if not self.config.label_names and not self.config.label_names_file:
-            raise ValueError("give label names: label_names={value: name} or label_names_file")
 
     @cached_property
     def source(self) -> SourceInfo:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,12 @@ class VolumeConfig(MedGroundConfig):
     min_size: int = 16
     affine_atol: float = AFFINE_ATOL_MM
 
+    def validate(self) -> None:
+        super().validate()
+        self.render_options()
+
     def render_options(self) -> RenderOptions:
-        """Validated rendering options (overrides bypass ``__post_init__``, so check here)."""
+        """The rendering options; bad values raise ValueError (also run by :meth:`validate`)."""
         policy = SlicePolicy(
             every_k=int(self.every_k),
             min_area_px=int(self.min_area_px),
@@ -119,13 +124,9 @@ class VolumeBuilder(MedGroundBuilder):
 
     BUILDER_CONFIG_CLASS = VolumeConfig
 
-    def _info(self):
-        self.render_options = self.config.render_options()
-        self.check_config()
-        return super()._info()
-
-    def check_config(self) -> None:
-        """Raise ValueError on options that make no sense for this source."""
+    @cached_property
+    def render_options(self) -> RenderOptions:
+        return self.config.render_options()
 
     # ---- what a subclass provides -------------------------------------------------------------
     def case_files(self, item: Item) -> CaseFiles:
