@@ -99,7 +99,8 @@ def sample_to_records(
     sl = sample.slice
     records = []
     for comp, spec, idx, rel in zip(comps, specs, instance_index, rels, strict=True):
-        side = sample.patient_side(comp.mask) if sample.patient_side else None
+        full = comp.mask  # one image-sized mask per target, for the RLE and the patient side
+        side = sample.patient_side(full) if sample.patient_side else None
         records.append(
             {
                 "id": record_id(source.name, sample.image_key, spec.name, idx),
@@ -127,7 +128,7 @@ def sample_to_records(
                 "num_candidates": counts[spec.name],
                 "num_targets_in_image": len(comps),
                 "bbox_xyxy": list(comp.bbox_xyxy),
-                "mask": encode_rle(comp.mask),
+                "mask": encode_rle(full),
                 "area_px": comp.area,
                 "area_mm2": comp.area * px_area if px_area else None,
                 "centroid_xy": list(comp.centroid_xy),
