@@ -50,9 +50,10 @@ def ct_window(preset: str) -> Window:
     return Window(level - width / 2, level + width / 2, f"ct:{preset}")
 
 
-def _sample(volume: np.ndarray) -> np.ndarray:
+def sample_voxels(volume: np.ndarray, limit: int = SAMPLE_VOXELS) -> np.ndarray:
+    """About ``limit`` voxels taken at a regular stride (deterministic, cheap on big volumes)."""
     flat = np.asarray(volume).reshape(-1)
-    step = max(1, flat.size // SAMPLE_VOXELS)
+    step = max(1, flat.size // limit)
     return flat[::step]
 
 
@@ -78,9 +79,9 @@ def percentile_window(
     if not 0 <= lo_pct < hi_pct <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
     if foreground is not None and foreground.any():
-        values = _sample(volume[foreground])
+        values = sample_voxels(volume[foreground])
     else:
-        values = _sample(volume)
+        values = sample_voxels(volume)
         background = background_value(values)
         if background is not None and np.any(values != background):
             values = values[values != background]

@@ -37,7 +37,7 @@ from skimage.filters import threshold_otsu
 
 from .errors import InputError
 from .imageio import png_bytes
-from .intensity import Window, background_value
+from .intensity import Window, background_value, sample_voxels
 from .sample import Sample, SliceInfo
 from .slices import SlicePolicy, area_profiles, select_slices
 from .source import LabelSpec
@@ -253,8 +253,7 @@ def body_mask(volume: np.ndarray) -> np.ndarray:
     left out: Otsu inside such a brain would keep only its brighter half (and the tumour with
     it). Otherwise (CT, raw MR with noisy air) Otsu's threshold on a voxel sample separates them.
     """
-    flat = volume.reshape(-1)
-    sample = flat[:: max(1, flat.size // 1_000_000)]
+    sample = sample_voxels(volume, limit=1_000_000)
     background = background_value(sample)
     if background is not None and np.any(sample != background):
         return volume != background
