@@ -154,7 +154,7 @@ class BatchRunner(Runner):
             {"custom_id": key, "params": self.backend.params(request)}
             for key, request in chunk.items()
         ]
-        batch = await self._call(self.sdk.messages.batches.create, requests=requests)
+        batch = await self.call(self.sdk.messages.batches.create, requests=requests)
         self.cache.add_batch(batch.id, chunk)  # persisted before anything else can go wrong
         logger.info("submitted Message Batch %s (%d requests)", batch.id, len(chunk))
 
@@ -165,7 +165,7 @@ class BatchRunner(Runner):
     async def _collect(self, batch_id: str) -> None:
         deadline = time.monotonic() + self.max_wait
         while True:
-            batch = await self._call(self.sdk.messages.batches.retrieve, batch_id)
+            batch = await self.call(self.sdk.messages.batches.retrieve, batch_id)
             if batch.processing_status == "ended":
                 break
             if time.monotonic() >= deadline:
@@ -175,7 +175,7 @@ class BatchRunner(Runner):
                 )
             await asyncio.sleep(self.poll_seconds)
         failed = 0
-        async for item in await self._call(self.sdk.messages.batches.results, batch_id):
+        async for item in await self.call(self.sdk.messages.batches.results, batch_id):
             if item.result.type != "succeeded":
                 failed += 1
                 continue
@@ -188,11 +188,3 @@ class BatchRunner(Runner):
         logger.info(
             "collected Message Batch %s (%d requests not succeeded, sent live)", batch_id, failed
         )
-
-    async def _call(self, method, *args, **kwargs):
-        """Batch API calls go through the same single retry layer as messages."""
-        async for attempt in self.retrying():
-            with attempt:
-                self.usage.requests += 1
-                return await method(*args, **kwargs)
-        raise AssertionError("unreachable")

@@ -271,17 +271,26 @@ class Runner:
             state.next_action.sleep if state.next_action else 0.0,
         )
 
+    async def call(self, method, *args, retrying: AsyncRetrying | None = None, **kwargs):
+        """Every API call (messages and batch endpoints) goes through here: the one retry layer,
+        each attempt counted as a request."""
+        async for attempt in retrying or self.retrying():
+            with attempt:
+                self.usage.requests += 1
+                return await method(*args, **kwargs)
+        raise AssertionError("unreachable: the retry layer re-raises the last error")
+
     async def send(self, request: Request) -> Completion:
+        retrying = self.retrying()
         try:
-            async for attempt in self.retrying():
-                with attempt:
-                    self.usage.requests += 1
-                    completion = await self.backend.complete(self.sdk, request)
+            completion = await self.call(
+                self.backend.complete, self.sdk, request, retrying=retrying
+            )
         except self.backend.api_errors as error:
             status = getattr(error, "status_code", None)
             raise GenerationError(
-                f"{self.backend.name} request failed after {attempt.retry_state.attempt_number} "
-                f"attempt(s): {type(error).__name__}"
+                f"{self.backend.name} request failed after "
+                f"{retrying.statistics['attempt_number']} attempt(s): {type(error).__name__}"
                 + (f" (HTTP {status})" if status else "")
                 + ". Answers received so far are cached; re-run to resume."
             ) from None

@@ -174,6 +174,7 @@ def test_persistent_errors_stop_the_run_and_keep_what_was_answered(
     opts = options(server, tmp_path, concurrency=1, max_attempts=3)
     with pytest.raises(GenerationError, match="HTTP 500") as error:
         run_generation(splits, sources, opts)
+    assert "failed after 3 attempt(s)" in str(error.value)
     assert KEY not in str(error.value)
     assert server.calls["/v1/messages"] == 3
     run_generation(splits, sources, opts)  # resumes: the server is fine now
