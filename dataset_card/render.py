@@ -12,12 +12,11 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-import pyarrow.parquet as pq
 from datasets import Features, Image, LargeList, List, Value
 from huggingface_hub import DatasetCardData
 
 from medground_hf import boxes
-from medground_hf.folder import configs_metadata, dataset_info_metadata, split_key
+from medground_hf.folder import configs_metadata, dataset_info_metadata, iter_rows, split_key
 from medground_hf.formats.chat import DIALECTS
 from medground_hf.record import GROUNDING_FEATURES
 
@@ -74,14 +73,12 @@ def label_counts(out: Path) -> list[dict]:
     targets: Counter = Counter()
     queried: Counter = Counter()
     queries: Counter = Counter()
-    for shard in sorted((out / "grounding").glob("*.parquet")):
-        table = pq.read_table(shard, columns=["split", "source", "label", "queries"])
-        for row in table.to_pylist():
-            key = (row["split"], row["source"], row["label"])
-            kept = sum(1 for q in row["queries"] or [] if q["kept"])
-            targets[key] += 1
-            queried[key] += kept > 0
-            queries[key] += kept
+    for row in iter_rows(out, "grounding", columns=("split", "source", "label", "queries")):
+        key = (row["split"], row["source"], row["label"])
+        kept = sum(1 for q in row["queries"] or [] if q["kept"])
+        targets[key] += 1
+        queried[key] += kept > 0
+        queries[key] += kept
     order = sorted(targets, key=lambda k: (split_key(k[0]), k[1], k[2]))
     return [
         {

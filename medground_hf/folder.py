@@ -15,14 +15,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset
 
 MANIFEST = "medground.json"
 DEFAULT_CONFIG = "grounding"
 MAX_SHARD_BYTES = 500 * 2**20
+ROW_BATCH = 64  # rows decoded at a time when streaming shards (images stay undecoded bytes)
 SPLIT_ORDER = ("train", "validation", "test")
 _SHARD = re.compile(r"^(?P<split>[A-Za-z0-9_.]+)-\d{5}-of-\d{5}\.parquet$")
 
@@ -45,6 +48,23 @@ def write_split(out: Path, config: str, split: str, ds: Dataset) -> list[Path]:
 
 def split_key(split: str) -> tuple[int, str]:
     return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
+def iter_rows(
+    out: Path, config: str, split: str | None = None, columns: Sequence[str] | None = None
+) -> Iterator[dict]:
+    """Rows of one config (one split, or every split) streamed as plain dicts, image bytes
+    undecoded. ``columns`` reads only those of them that a shard has (``rejected_stage`` exists in
+    ``rejected`` only), so one call serves every config."""
+    for path in sorted((out / config).glob(f"{split}-*.parquet" if split else "*.parquet")):
+        try:
+            parquet = pq.ParquetFile(path)
+            names = set(parquet.schema_arrow.names)
+            wanted = None if columns is None else [c for c in columns if c in names]
+            for batch in parquet.iter_batches(batch_size=ROW_BATCH, columns=wanted):
+                yield from batch.to_pylist()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
 
 
 def config_splits(out: Path) -> dict[str, list[str]]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from medground_hf.folder import read_manifest
+from medground_hf.folder import iter_rows, read_manifest
 
 from .chat import DIALECTS
 from .coco import COCO_FEATURES, CocoIds, coco_images
-from .rows import ShardWriter, grounding_splits, iter_rows, kept_queries
+from .rows import GROUNDING, ShardWriter, grounding_splits, kept_queries
 
 COCO = "coco"
 
@@ -56,7 +56,7 @@ def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
         if COCO in selected:
             ids = CocoIds.from_manifest(manifest)
             coco = ShardWriter(out, COCO, split, COCO_FEATURES)
-            coco.write(coco_images(iter_rows(out, split), split, ids))
+            coco.write(coco_images(iter_rows(out, GROUNDING, split), split, ids))
             stats["rows"].setdefault(COCO, {})[split] = coco.close()
 
         writers = {
@@ -65,7 +65,7 @@ def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
             if d.config in selected
         }
         targets = without = 0
-        for row in iter_rows(out, split):
+        for row in iter_rows(out, GROUNDING, split):
             targets += 1
             without += not kept_queries(row)
             for name, writer in writers.items():

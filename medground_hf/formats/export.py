@@ -20,11 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from medground_hf.boxes import SmartResize
-from medground_hf.folder import MANIFEST, read_manifest
+from medground_hf.folder import MANIFEST, iter_rows, read_manifest
 
 from .chat import DIALECTS, get_dialect
 from .coco import CocoIds, coco_image_entry, coco_images, instances_header
-from .rows import grounding_splits, image_file, iter_rows, kept_queries
+from .rows import GROUNDING, grounding_splits, image_file, kept_queries
 
 FORMATS = ("coco", *DIALECTS)
 
@@ -67,7 +67,7 @@ def _export_chat(out: Path, name: str, to: Path, resize: SmartResize | None) -> 
     images = ImageFiles(to)
     counts = {}
     for split in grounding_splits(out):
-        queried = (row for row in iter_rows(out, split) if kept_queries(row))
+        queried = (row for row in iter_rows(out, GROUNDING, split) if kept_queries(row))
         rows = (r for row in queried for r in dialect.rows(row, images(row)))
         counts[split] = _write_rows(to / f"{split}.{dialect.json_ext}", rows)
     if name == "sharegpt":
@@ -109,7 +109,7 @@ def _export_coco(out: Path, to: Path) -> dict:
         ids = CocoIds.from_manifest(manifest)
         doc = {**instances_header(manifest, ids, split), "images": [], "annotations": []}
         refs = []
-        for image in coco_images(iter_rows(out, split), split, ids):
+        for image in coco_images(iter_rows(out, GROUNDING, split), split, ids):
             images({"image_id": image["medground_image_id"], "image": image["image"]})
             doc["images"].append(coco_image_entry(image))
             doc["annotations"].extend(image["annotations"])

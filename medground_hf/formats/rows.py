@@ -1,13 +1,15 @@
-"""Streaming access to a built folder's canonical rows, and a streaming Parquet writer for configs.
+"""What the formats share: the grounding splits, kept queries, image file names, and a streaming
+Parquet writer for derived configs.
 
-Formats read the ``grounding`` shards batch by batch with pyarrow (images stay undecoded bytes) and
-write each derived config the same way, so neither side holds a corpus in memory.
+Formats read the ``grounding`` shards batch by batch (:func:`medground_hf.folder.iter_rows`,
+images stay undecoded bytes) and write each derived config the same way, so neither side holds a
+corpus in memory.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,10 +17,9 @@ import pyarrow.parquet as pq
 from datasets import Features
 from PIL import Image
 
-from medground_hf.folder import MAX_SHARD_BYTES, config_splits
+from medground_hf.folder import MAX_SHARD_BYTES, ROW_BATCH, config_splits
 
 GROUNDING = "grounding"
-BATCH_ROWS = 64
 
 
 def grounding_splits(out: Path) -> list[str]:
@@ -27,17 +28,6 @@ def grounding_splits(out: Path) -> list[str]:
     if not splits:
         raise FileNotFoundError(f"{out}: no {GROUNDING}/<split>-*.parquet shards")
     return splits
-
-
-def iter_rows(out: Path, split: str, config: str = GROUNDING) -> Iterator[dict]:
-    """Rows of one split of one config as plain dicts (image = ``{"bytes", "path"}``)."""
-    for path in sorted((out / config).glob(f"{split}-*.parquet")):
-        try:
-            batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
-            for batch in batches:
-                yield from batch.to_pylist()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
 
 
 def kept_queries(row: dict) -> list[dict]:
@@ -78,7 +68,7 @@ class ShardWriter:
     def write(self, rows: Iterable[dict]) -> None:
         for row in rows:
             self._pending.append(self.features.encode_example(row))
-            if len(self._pending) >= BATCH_ROWS:
+            if len(self._pending) >= ROW_BATCH:
                 self._flush()
 
     def _flush(self) -> None:

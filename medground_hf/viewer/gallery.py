@@ -31,12 +31,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader
 from PIL import Image
 from skimage.measure import find_contours
 
-from ..folder import DEFAULT_CONFIG, config_splits, read_manifest
+from ..folder import DEFAULT_CONFIG, config_splits, iter_rows, read_manifest
 from ..geometry import decode_rle
 
 CONFIGS = ((DEFAULT_CONFIG, "kept"), ("rejected", "rejected"))
@@ -59,25 +58,18 @@ COLUMNS = (
 REJECT_COLUMNS = ("rejected_stage", "rejected_reason")
 FACETS = ("source", "modality", "label", "split", "status")
 WEB_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
-BATCH_ROWS = 64
 CHUNK_ITEMS = 200
 DETAILS = "details"
 STATIC = ("gallery.js", "gallery.css")
 
 
-def iter_rows(dataset: Path) -> Iterator[tuple[str, dict]]:
+def gallery_rows(dataset: Path) -> Iterator[tuple[str, dict]]:
     """(status, row) for every row of the kept and rejected configs, streamed batch by batch."""
     present = config_splits(dataset)
     for config, status in CONFIGS:
-        if config not in present:
-            continue
-        for shard in sorted((dataset / config).glob("*.parquet")):
-            parquet = pq.ParquetFile(shard)
-            names = set(parquet.schema_arrow.names)
-            columns = [c for c in (*COLUMNS, *REJECT_COLUMNS) if c in names]
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-                for row in batch.to_pylist():
-                    yield status, row
+        if config in present:
+            for row in iter_rows(dataset, config, columns=(*COLUMNS, *REJECT_COLUMNS)):
+                yield status, row
 
 
 def corners(contour: np.ndarray) -> np.ndarray:
@@ -187,7 +179,7 @@ def write_gallery(
     total = 0
     with open(to / "items.js", "w", encoding="utf-8") as fh:
         fh.write("window.MEDGROUND_ITEMS = [\n")
-        for status, row in iter_rows(dataset):
+        for status, row in gallery_rows(dataset):
             if row["image_id"] not in written:
                 name, data = image_name(row["image_id"], row["image"]["bytes"])
                 (images / name).write_bytes(data)
