@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -197,8 +196,8 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
     """Re-generate and re-verify the queries of a built folder in place; returns the manifest."""
     from datasets import Dataset, concatenate_datasets
 
-    from medground_hf.build import write_card
-    from medground_hf.folder import config_splits, read_manifest, write_manifest
+    from medground_hf.build import finish_folder
+    from medground_hf.folder import config_splits, read_manifest
 
     manifest = read_manifest(out)
     present = config_splits(out)
@@ -222,20 +221,8 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
             shutil.rmtree(out / config, ignore_errors=True)
         write_outcome(out, outcome)
     manifest["verification"] = outcome.verification
-    _rewrite_derived_configs(out, manifest)
-    write_manifest(out, manifest)
-    write_card(out, manifest)
+    finish_folder(out, manifest)
     return manifest
-
-
-def _rewrite_derived_configs(out: Path, manifest: dict) -> None:
-    """COCO and chat configs are derived from ``grounding``: rewrite them with the new queries
-    when the formats package is installed (it is merged separately from this one)."""
-    if importlib.util.find_spec("medground_hf.formats") is None:
-        return
-    from medground_hf.formats import write_format_configs
-
-    manifest["formats"] = write_format_configs(out, manifest)
 
 
 def _targets_only(ds):

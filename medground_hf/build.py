@@ -20,7 +20,7 @@ from datasets.exceptions import DatasetGenerationError
 from . import PIPELINE_VERSION
 from .errors import InputError, read_skips
 from .folder import read_manifest, split_key, write_manifest, write_split
-from .formats import write_format_configs
+from .formats import remove_format_configs, write_format_configs
 from .formats.configs import check_selection
 from .source import SourceInfo
 
@@ -187,10 +187,7 @@ def build(
             manifest["verification"] = verification
         if selection is not None:
             manifest["derived_configs"] = selection
-        if (out / "grounding").is_dir():  # every target may have been rejected
-            manifest["formats"] = write_format_configs(out, manifest)
-    write_manifest(out, manifest)
-    write_card(out, manifest)
+    finish_folder(out, manifest)
     return manifest
 
 
@@ -213,6 +210,19 @@ def write_configs(
     outcome = run_generation(splits, [source], options)
     write_outcome(out, outcome)
     return outcome.verification
+
+
+def finish_folder(out: Path, manifest: dict) -> None:
+    """The last step of every command that changes a folder (build, generate, merge): derived
+    configs rewritten from ``grounding`` (none, and stale ones gone, when every target was
+    rejected), then the manifest and the card."""
+    if (out / "grounding").is_dir():
+        manifest["formats"] = write_format_configs(out, manifest)
+    else:
+        remove_format_configs(out)
+        manifest.pop("formats", None)
+    write_manifest(out, manifest)
+    write_card(out, manifest)
 
 
 def write_card(out: Path, manifest: dict | None = None) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets
 
-from .build import BuildError, prepare_out, write_card
-from .folder import config_splits, read_manifest, split_key, write_manifest, write_split
+from .build import BuildError, finish_folder, prepare_out
+from .folder import config_splits, read_manifest, split_key, write_split
+from .formats.configs import check_selection
 
 SHARD_CONFIGS = ("grounding", "rejected")
 _SUMMED = (
@@ -79,8 +80,6 @@ def merge_counts(parts: Sequence[dict]) -> dict:
 
 def merge(folders: Sequence[str | Path], out: str | Path, *, overwrite: bool = False) -> dict:
     """Merge built ``folders`` into ``out``; returns the merged manifest."""
-    from .formats.configs import check_selection, write_format_configs
-
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
         raise BuildError("merge needs at least two built folders")
@@ -117,8 +116,5 @@ def merge(folders: Sequence[str | Path], out: str | Path, *, overwrite: bool = F
     chosen = [m["derived_configs"] for m in manifests if "derived_configs" in m]
     if len(chosen) == len(manifests):  # every part chose: write what any of them wanted
         manifest["derived_configs"] = check_selection(sorted({c for part in chosen for c in part}))
-    if (out / "grounding").is_dir():
-        manifest["formats"] = write_format_configs(out, manifest)
-    write_manifest(out, manifest)
-    write_card(out, manifest)
+    finish_folder(out, manifest)
     return manifest

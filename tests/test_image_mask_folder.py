@@ -10,7 +10,9 @@ from datasets import load_dataset
 from PIL import Image
 
 from medground_hf.build import BuildError, build
+from medground_hf.cli import main
 from medground_hf.errors import InputError
+from medground_hf.folder import config_splits, read_manifest
 
 
 # These tests pin the builder, so they build without a generator: the constructed images are
@@ -148,3 +150,21 @@ def test_a_build_whose_every_target_is_rejected_keeps_them_all(tmp_path):
     rows = [r for split in ds for r in ds[split]]
     assert {r["rejected_stage"] for r in rows} == {"visual"}
     assert len({r["id"] for r in rows}) == 2
+
+
+def test_generate_that_rejects_every_target_drops_the_stale_derived_configs(tmp_path):
+    """A bare build of flat images has grounding rows and a coco config; generating then rejects
+    every target: grounding and coco go, the rejected config holds them all."""
+    for stem in ("a", "b"):
+        save(tmp_path / "images" / f"{stem}.png", grey())
+        m = np.zeros((40, 60), np.uint8)
+        m[10:20, 10:30] = 255
+        save(tmp_path / "masks" / f"{stem}.png", m)
+    out = tmp_path / "out"
+    build("image_mask_folder", tmp_path, out, generator="none")
+    assert {"grounding", "coco"} <= set(config_splits(out))
+    assert main(["generate", str(out)]) == 0
+    assert set(config_splits(out)) == {"rejected"}
+    manifest = read_manifest(out)
+    assert "formats" not in manifest and manifest["verification"]["targets_rejected"] == 2
+    assert "config_name: coco" not in (out / "README.md").read_text()

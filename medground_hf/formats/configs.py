@@ -39,6 +39,12 @@ def selected_configs(manifest: dict) -> list[str]:
     return derived_configs() if chosen is None else check_selection(chosen)
 
 
+def remove_format_configs(out: Path) -> None:
+    """Drop every derived config (they are rewritten from ``grounding``, or gone with it)."""
+    for config in derived_configs():
+        shutil.rmtree(out / config, ignore_errors=True)
+
+
 def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
     """Write ``coco`` and ``chat-*`` configs; returns their row counts for the manifest.
 
@@ -48,8 +54,7 @@ def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
     """
     out = Path(out)
     manifest = manifest or read_manifest(out)
-    for config in derived_configs():
-        shutil.rmtree(out / config, ignore_errors=True)
+    remove_format_configs(out)
     stats: dict = {"targets": {}, "targets_without_kept_queries": {}, "rows": {}}
     selected = selected_configs(manifest)
     for split in grounding_splits(out):
