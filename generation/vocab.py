@@ -11,9 +11,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 
-# A centroid this far (as a fraction of the image size) from the midline is off-centre; matches
-# medground_hf.cues.SIDE_DEAD_BAND for the horizontal axis.
-DEAD_BAND = 0.05
+from medground_hf.cues import half
 
 # Shape words: circularity/elongation/solidity come from medground_hf.geometry.shape_cues.
 ROUND_MIN_CIRCULARITY = 0.75
@@ -201,11 +199,9 @@ def horizontal(record: Mapping) -> str:
 
 
 def vertical(record: Mapping) -> str:
-    """Image-space height of the centroid: upper / lower / middle, with the same dead band."""
-    offset = record["centroid_xy"][1] / record["height"] - 0.5
-    if abs(offset) <= DEAD_BAND:
-        return "middle"
-    return "upper" if offset < 0 else "lower"
+    """Image-space height of the centroid: upper / lower / middle, with the image side's dead
+    band (:func:`medground_hf.cues.half`)."""
+    return half(record["centroid_xy"][1], record["height"], ("upper", "middle", "lower"))
 
 
 def is_round(shape: Mapping) -> bool:

@@ -33,6 +33,15 @@ def _third(value: float, extent: int, names: tuple[str, str, str]) -> str:
     return names[2]
 
 
+def half(value: float, extent: int, names: tuple[str, str, str]) -> str:
+    """Which half of an extent a position is in (``names[0]`` below the midline), or
+    ``names[1]`` within :data:`SIDE_DEAD_BAND` of it."""
+    offset = value / extent - 0.5
+    if abs(offset) <= SIDE_DEAD_BAND:
+        return names[1]
+    return names[0] if offset < 0 else names[2]
+
+
 def spatial_cues(
     centroid_xy: tuple[float, float],
     width: int,
@@ -46,8 +55,7 @@ def spatial_cues(
     row = _third(y, height, ("upper", "middle", "lower"))
     col = _third(x, width, ("left", "center", "right"))
     cell = "center" if (row, col) == ("middle", "center") else f"{row} {col}"
-    offset = x / width - 0.5
-    side = "center" if abs(offset) <= SIDE_DEAD_BAND else ("left" if offset < 0 else "right")
+    side = half(x, width, ("left", "center", "right"))
     return {
         "grid_row": row,
         "grid_col": col,
