@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from pycocotools import mask as mask_utils
 
+from medground_hf.geometry import coco_rle
 from medground_hf.source import LabelSpec
 
 from . import claims, vocab
@@ -171,8 +172,7 @@ def box_check(record: Mapping) -> Verdict:
             False,
             f"box covers {share:.0%} of the image (> {MAX_BOX_FRACTION:.0%})",
         )
-    rle = {"size": list(record["mask"]["size"]), "counts": record["mask"]["counts"].encode()}
-    mx, my, mw, mh = (int(round(v)) for v in mask_utils.toBbox(rle))
+    mx, my, mw, mh = (int(round(v)) for v in mask_utils.toBbox(coco_rle(record["mask"])))
     if [mx, my, mx + mw, my + mh] != [x0, y0, x1, y1]:
         return Verdict("geometry", "box", False, "box is not the tight box of the mask")
     return Verdict("geometry", "box", True, f"box covers {share:.0%} of the image")

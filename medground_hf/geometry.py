@@ -141,10 +141,14 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def coco_rle(rle: dict) -> dict:
+    """A stored RLE (``counts`` as text) in the form pycocotools takes (``counts`` as bytes)."""
+    return {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
+
+
 def decode_rle(rle: dict) -> np.ndarray:
     """Inverse of :func:`encode_rle`: a bool mask of the recorded size."""
-    coco = {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
-    return mask_utils.decode(coco).astype(bool)
+    return mask_utils.decode(coco_rle(rle)).astype(bool)
 
 
 def size_category(relative_area: float) -> str:
