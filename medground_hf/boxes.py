@@ -22,7 +22,6 @@ of a round trip through a convention.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -175,17 +174,6 @@ def from_florence_bins(bins: Sequence[int], width: int, height: int) -> Box:
 
 def to_florence(box: Sequence[int], width: int, height: int) -> str:
     return "".join(f"<loc_{b}>" for b in to_florence_bins(box, width, height))
-
-
-_LOC = re.compile(r"<loc_(\d+)>")
-
-
-def from_florence(text: str, width: int, height: int) -> Box:
-    """The first four ``<loc_N>`` tokens of ``text`` back to canonical pixels."""
-    bins = [int(b) for b in _LOC.findall(text)[:4]]
-    if len(bins) != 4 or max(bins) >= FLORENCE_BINS:
-        raise ValueError(f"expected four <loc_N> tokens with N < {FLORENCE_BINS} in {text!r}")
-    return from_florence_bins(bins, width, height)
 
 
 # ---- dispatch -----------------------------------------------------------------------------------

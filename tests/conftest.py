@@ -111,7 +111,8 @@ def built_mixed(built_kvasir: Path, built_hc18: Path, tmp_path_factory) -> Path:
 
 
 def dialect_answer(dialect: str, box, width: int, height: int, query: str, label: str) -> str:
-    """A model answer in ``dialect`` exactly as /work/dialects.md writes it, via ``boxes``."""
+    """A model answer in ``dialect`` exactly as the README's dialect table writes it, via
+    ``boxes``."""
     import json
 
     from medground_hf import boxes

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medground_hf import boxes
+from medground_hf.evaluation.answers import parse_answer
 
 ROUND_TRIPS = ("real", "coco", "norm", "norm1000", "qwen25", "florence")
 
@@ -102,9 +103,11 @@ def test_florence_matches_the_box_quantizer():
     # size_per_bin = 1; floor, then clamp to 999; dequantize to the bin centre
     assert boxes.to_florence_bins([0, 10, 999, 1000], 1000, 1000) == [0, 10, 999, 999]
     assert boxes.to_florence([0, 0, 256, 128], 256, 256) == "<loc_0><loc_0><loc_999><loc_500>"
-    assert boxes.from_florence("a<loc_0><loc_0><loc_999><loc_500>", 256, 256) == [0, 0, 256, 128]
-    with pytest.raises(ValueError, match="four <loc_N>"):
-        boxes.from_florence("<loc_1><loc_2>", 10, 10)
+    # read back as the evaluation reads a Florence-2 answer
+    answer = "a<loc_0><loc_0><loc_999><loc_500>"
+    assert parse_answer(answer, "florence", 256, 256).box == [0, 0, 256, 128]
+    with pytest.raises(ValueError, match="only 2 <loc_N> tokens, a box needs 4"):
+        parse_answer("<loc_1><loc_2>", "florence", 10, 10)
 
 
 def test_bad_boxes_are_refused():

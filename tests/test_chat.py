@@ -14,11 +14,11 @@ from datasets import load_dataset
 
 from medground_hf import boxes
 from medground_hf.cli import main
+from medground_hf.evaluation.answers import parse_answer
 from medground_hf.folder import config_splits
 from medground_hf.formats import DIALECTS, get_dialect
-from medground_hf.formats.chat import answer_box
 
-ANSWER = {  # the answer text of the referring task, per /work/dialects.md
+ANSWER = {  # the answer text of the referring task, per the README's chat dialect table
     "llava": r"\[\d\.\d{3}, \d\.\d{3}, \d\.\d{3}, \d\.\d{3}\]",
     "sharegpt": r"\[\d+, \d+, \d+, \d+\]",
     "trl": r"\[\d+, \d+, \d+, \d+\]",
@@ -92,7 +92,7 @@ def test_dialect_rows_round_trip_to_the_canonical_box(name, source, loaded, requ
             objects = row.get("objects")
             if row["task"] == "describe":
                 assert (_ref(objects) or answer) in kept[row["id"]]
-                shown = answer_box(dialect, prompt, objects, *box_size(record))
+                shown = shown_box(dialect, prompt, objects, *box_size(record))
             else:
                 # the longest kept query in the prompt: one query may be the start of another
                 shown_queries = [q for q in kept[row["id"]] if q in prompt or _ref(objects) == q]
@@ -101,7 +101,7 @@ def test_dialect_rows_round_trip_to_the_canonical_box(name, source, loaded, requ
                 pattern = ANSWER[name].replace("{q}", re.escape(query))
                 pattern = pattern.replace("{label}", re.escape(label))
                 assert re.fullmatch(pattern, answer), (answer, pattern)
-                shown = answer_box(dialect, answer, objects, *box_size(record))
+                shown = shown_box(dialect, answer, objects, *box_size(record))
                 assert (row["task"] == "disambiguate") == (record["num_candidates"] > 1)
                 if row["task"] == "disambiguate" and name != "florence-2":  # florence: task token
                     assert f"contains {record['num_candidates']} regions" in prompt
@@ -112,6 +112,16 @@ def test_dialect_rows_round_trip_to_the_canonical_box(name, source, loaded, requ
 
 def box_size(record: dict) -> tuple[int, int]:
     return record["width"], record["height"]
+
+
+def shown_box(dialect, text: str, objects: dict | None, width: int, height: int) -> list[int]:
+    """The canonical box a written text (answer or describe prompt) stands for, read as the
+    evaluation reads answers; ms-swift keeps it in ``objects`` behind its ``<bbox>`` placeholder."""
+    if objects is not None and "<bbox>" in text:
+        return boxes.to_canonical(
+            objects["bbox"][0], dialect.convention, width, height, dialect.resize
+        )
+    return parse_answer(text, dialect.convention, width, height, dialect.resize).box
 
 
 def _ref(objects: dict | None) -> str | None:
@@ -291,13 +301,14 @@ def test_unknown_format_and_missing_folder_are_clear_errors(tmp_path, capsys):
 )
 def test_raw_model_answers_parse_to_canonical_boxes(name, text, values):
     dialect = get_dialect(name)
-    assert dialect.parse(text, 800, 540) == boxes.to_canonical(values, dialect.convention, 800, 540)
+    expected = boxes.to_canonical(values, dialect.convention, 800, 540)
+    assert parse_answer(text, dialect.convention, 800, 540).box == expected
 
 
 @pytest.mark.parametrize("name", list(DIALECTS))
 def test_answers_without_a_box_are_refused(name):
     with pytest.raises(ValueError, match="no box|four <loc_N>"):
-        get_dialect(name).parse("I cannot see any polyp.", 256, 256)
+        parse_answer("I cannot see any polyp.", get_dialect(name).convention, 256, 256)
 
 
 def test_a_corrupt_shard_is_named(kvasir_queries, tmp_path, capsys):
@@ -327,7 +338,7 @@ def test_qwen25_export_follows_a_capped_resize(hc18_queries, tmp_path, capsys):
         coords = json.loads(answer.split("\n")[1])[0]["bbox_2d"]
         assert coords == boxes.to_qwen25(record["bbox_xyxy"], 800, 540, resize)
         assert coords[2] <= 532 and coords[3] <= 364
-        parsed = dialect.parse(answer, 800, 540)
+        parsed = parse_answer(answer, dialect.convention, 800, 540, resize).box
         error = max(abs(a - b) for a, b in zip(parsed, record["bbox_xyxy"], strict=True))
         assert error <= dialect.max_error_px(800, 540)
     capsys.readouterr()

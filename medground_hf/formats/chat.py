@@ -1,7 +1,8 @@
 """Chat dialects: one canonical row with kept queries -> training rows in each trainer's format.
 
 A dialect is two choices: how a box is written in text (its convention from ``boxes`` and its
-answer template, per /work/dialects.md) and the row layout its trainer reads (``Layout``). Tasks:
+answer template; the README's "Chat dialects" table) and the row layout its trainer reads
+(``Layout``). Tasks:
 
 ``ground``        query -> box (referring grounding), for targets that are the only candidate
 ``disambiguate``  query -> box when the image holds several candidates of the same label; the
@@ -10,13 +11,13 @@ answer template, per /work/dialects.md) and the row layout its trainer reads (``
 
 Every row carries ``id`` (the canonical record id), ``task``, ``width`` and ``height`` so an
 answer can be converted back to canonical pixels and traced to its source image and mask.
-Each dialect also parses a model's answer back to a canonical box (``parse``).
+Reading a model's answer back is the evaluation's job (:mod:`medground_hf.evaluation.answers`,
+one parser for every dialect and free form).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
@@ -34,8 +35,6 @@ DISAMBIGUATE = (
 DESCRIBE = "Describe the region {box}."
 TASKS = ("ground", "disambiguate", "describe")
 IMAGE_TOKEN = "<image>"
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -163,7 +162,6 @@ class Dialect:
     layout: Layout
     decimals: int | None = None  # None: integers
     json_ext: str = "json"  # what the trainer reads: a JSON list or JSON lines
-    box_pattern: str = r"\[([^\[\]]*)\]"
     resize: boxes.SmartResize = boxes.QWEN25_RESIZE  # the ``qwen25`` convention's resize rule
 
     @property
@@ -211,17 +209,6 @@ class Dialect:
         for turn in self.turns(row):
             yield {"id": row["id"], "task": turn.task, **size, **self.layout.build(image, turn)}
 
-    def numbers(self, text: str) -> list[float]:
-        match = re.search(self.box_pattern, text, re.S) if self.box_pattern else None
-        found = _NUMBER.findall(match.group(1) if match else text)
-        if len(found) < 4:
-            raise ValueError(f"{self.name}: no box of 4 numbers in {text!r}")
-        return [float(v) for v in found[:4]]
-
-    def parse(self, text: str, width: int, height: int) -> list[int]:
-        """A model answer in this dialect back to a canonical box (clipped to the image)."""
-        return boxes.to_canonical(self.numbers(text), self.convention, width, height, self.resize)
-
     def max_error_px(self, width: int, height: int) -> float:
         """Round-trip error bound of the written box (decimals quantize like the convention)."""
         if self.decimals is not None:
@@ -233,8 +220,6 @@ class Dialect:
 class QwenRefDialect(Dialect):
     """Qwen2-VL: the query in ``<|object_ref_start|>``/``<|object_ref_end|>``, then
     ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``."""
-
-    box_pattern: str = r"<\|box_start\|>(.*?)<\|box_end\|>"
 
     def box_text(self, coords: list) -> str:
         x1, y1, x2, y2 = coords
@@ -248,8 +233,6 @@ class QwenRefDialect(Dialect):
 class JsonDialect(Dialect):
     """Qwen2.5-VL / Qwen3-VL: a fenced JSON list of ``{"bbox_2d": [...], "label": ...}``."""
 
-    box_pattern: str = r"\"bbox_2d\"\s*:\s*\[([^\]]*)\]"
-
     def answer(self, query: str, label: str, coords: list) -> str:
         payload = json.dumps([{"bbox_2d": coords, "label": label}], ensure_ascii=False)
         return f"```json\n{payload}\n```"
@@ -261,8 +244,6 @@ class JsonDialect(Dialect):
 @dataclass(frozen=True)
 class InternVLDialect(Dialect):
     """InternVL: ``<ref>q</ref><box>[[x1, y1, x2, y2]]</box>`` with its own grounding prompts."""
-
-    box_pattern: str = r"<box>\s*\[\[(.*?)\]\]\s*</box>"
 
     def box_text(self, coords: list) -> str:
         return f"<box>[{super().box_text(coords)}]</box>"
@@ -297,15 +278,10 @@ class FlorenceDialect(Dialect):
     def describe_prompt(self, coords: list) -> str:
         return f"<REGION_TO_DESCRIPTION>{self.box_text(coords)}"
 
-    def parse(self, text: str, width: int, height: int) -> list[int]:
-        return boxes.from_florence(text, width, height)
-
 
 @dataclass(frozen=True)
 class SwiftDialect(Dialect):
     """ms-swift grounding: ``<ref-object>``/``<bbox>`` placeholders filled from ``objects``."""
-
-    box_pattern: str = ""
 
     def turns(self, row: dict) -> Iterator[Turn]:
         coords = self.coords(row["bbox_xyxy"], row["width"], row["height"])
@@ -346,13 +322,3 @@ def get_dialect(name: str, resize: boxes.SmartResize | None = None) -> Dialect:
     if dialect.convention != "qwen25":
         raise ValueError(f"{name}: min/max pixels only apply to qwen2.5-vl (absolute pixels)")
     return replace(dialect, resize=resize)
-
-
-def answer_box(dialect: Dialect, answer: str, objects: dict | None, width: int, height: int):
-    """The canonical box a written text (answer, or describe prompt) stands for; ms-swift keeps
-    it in ``objects`` behind its ``<bbox>`` placeholder."""
-    if objects is not None and "<bbox>" in answer:
-        return boxes.to_canonical(
-            objects["bbox"][0], dialect.convention, width, height, dialect.resize
-        )
-    return dialect.parse(answer, width, height)
