@@ -111,13 +111,15 @@ def qwen25_resize(args: argparse.Namespace):
 
 
 def add_resize_arguments(parser: argparse.ArgumentParser) -> None:
-    for name, default in (("min", "3136"), ("max", "12845056")):
+    from .boxes import QWEN25_RESIZE
+
+    for name in ("min", "max"):
         parser.add_argument(
             f"--{name}-pixels",
             type=int,
             default=None,
             help=f"qwen2.5-vl boxes: the {name}_pixels of your Qwen2.5-VL processor "
-            f"(default {default}, the released config)",
+            f"(default {getattr(QWEN25_RESIZE, f'{name}_pixels')}, the released config)",
         )
 
 
@@ -192,8 +194,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from .hub import plan, publish
 
-    print(plan(args.out, args.repo_id, args.version).summary())
-    done = publish(args.out, args.repo_id, args.version, private=args.private, dry_run=args.dry_run)
+    todo = plan(args.out, args.repo_id, args.version)
+    print(todo.summary())
+    done = publish(
+        args.out,
+        args.repo_id,
+        args.version,
+        private=args.private,
+        dry_run=args.dry_run,
+        planned=todo,
+    )
     if args.dry_run:
         print("dry run: nothing was uploaded")
     else:

@@ -131,13 +131,20 @@ def _token() -> str:
 
 
 def publish(
-    out: str | Path, repo_id: str, version: str, *, private: bool = False, dry_run: bool = False
+    out: str | Path,
+    repo_id: str,
+    version: str,
+    *,
+    private: bool = False,
+    dry_run: bool = False,
+    planned: Plan | None = None,
 ) -> dict:
-    """Push ``out`` to ``repo_id`` as one commit and tag it ``version``; returns what was done."""
+    """Push ``out`` to ``repo_id`` as one commit and tag it ``version``; returns what was done.
+    ``planned`` is this same call's :func:`plan` when the caller already made it (to show it)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    todo = plan(out, repo_id, version)
+    todo = planned or plan(out, repo_id, version)
     result = {"repo_id": repo_id, "version": version, "files": todo.files, "dry_run": dry_run}
     if dry_run:
         return result
