@@ -11,6 +11,7 @@ the skip report are shared.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ class MedGroundConfig(datasets.BuilderConfig):
     on_error: str = "raise"
     split_ratios: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     report_dir: str | None = None
+    # Regex whose group 1, found in an item key, is the patient/subject: items sharing it share
+    # a split. None: every item is its own group.
+    group_pattern: str | None = None
 
     def validate(self) -> None:
         """Check and normalise options; subclasses extend it.
@@ -107,6 +111,12 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
 
     def list_items(self, data_dir: Path) -> list[Item]:
         raise NotImplementedError
+
+    def group_of(self, key: str) -> str:
+        """The group of an item key: group 1 of ``group_pattern`` where it matches, else the key."""
+        pattern = self.config.group_pattern
+        match = re.search(pattern, key) if pattern else None
+        return match.group(1) if match else key
 
     def load_item(self, item: Item) -> Iterator[Sample]:
         raise NotImplementedError

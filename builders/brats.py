@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -114,6 +113,7 @@ class BratsConfig(VolumeConfig):
     )
     label_patterns: tuple[str, ...] = ("*otmulticlass*.nii*", "*_seg.nii*")
     brain_mask_patterns: tuple[str, ...] = ("*brainmask*.nii*",)
+    # timepoints of one patient (``..._pat0001_1``, ``..._pat0001_2``) share a group
     group_pattern: str = r"^(.*_pat\d+)(?:_\d+)?$"
 
     def validate(self) -> None:
@@ -171,11 +171,6 @@ class Brats(VolumeBuilder):
 
     def targets(self) -> list[Target]:
         return [*PART_TARGETS, WHOLE_TARGET] if self.config.whole_tumour else list(PART_TARGETS)
-
-    def group_of(self, case: str) -> str:
-        """Timepoints of one patient (``..._pat0001_1``, ``..._pat0001_2``) share a group."""
-        match = re.match(self.config.group_pattern, case)
-        return match.group(1) if match else case
 
     def list_items(self, data_dir: Path) -> list[Item]:
         labels = self.config.label_patterns

@@ -96,7 +96,6 @@ class ImageMaskFolderConfig(CustomSourceConfig):
     colour_tolerance: int = 0
     min_size: int = 16
     single_region_labels: tuple[str, ...] = ()
-    group_pattern: str | None = None
     source_name: str = "image_mask_folder"
     source_title: str = "Image/mask folder"
 
@@ -155,13 +154,6 @@ class ImageMaskFolder(MedGroundBuilder):
 
     def is_image(self, path: Path) -> bool:
         return is_image_file(path)
-
-    def group_of(self, key: str) -> str:
-        pattern = self.config.group_pattern
-        if not pattern:
-            return key
-        match = re.search(pattern, key)
-        return match.group(1) if match else key
 
     def find_masks(self, image: Path, listing: Listing) -> tuple[str, list[Path]]:
         """The glob for an image's mask and the image files of ``listing`` it matches.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import glob
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -70,7 +69,6 @@ class NiftiLabelmapConfig(VolumeConfig, CustomSourceConfig):
     label_names: Mapping[int, str] = field(default_factory=dict)
     label_names_file: str | None = None
     single_region_labels: tuple[str, ...] = ()
-    group_pattern: str | None = None
     modality: str = "MRI"
     source_name: str = "nifti_labelmap"
     source_title: str = "NIfTI label-map volumes"
@@ -126,11 +124,6 @@ class NiftiLabelmap(VolumeBuilder):
             )
             for value, name in sorted(self.names.items())
         ]
-
-    def group_of(self, case: str) -> str:
-        pattern = self.config.group_pattern
-        match = re.search(pattern, case) if pattern else None
-        return match.group(1) if match else case
 
     def list_items(self, data_dir: Path) -> list[Item]:
         cfg = self.config
