@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 
 from medground_hf.errors import InputError
-from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.source import SourceInfo
 from medground_hf.volumes import Target
 
 from .base import Item
@@ -25,6 +25,7 @@ from .volume_base import (
     ChannelFile,
     VolumeBuilder,
     VolumeConfig,
+    named_targets,
     nifti_stem,
     slug,
 )
@@ -165,23 +166,13 @@ class MedicalSegmentationDecathlon(VolumeBuilder):
         )
 
     def targets(self) -> list[Target]:
-        single = set(self.config.single_region_labels)
-        modalities = tuple(dict.fromkeys(map(record_modality, self.task.modalities.values())))
-        return [
-            Target(
-                LabelSpec(
-                    id=value,
-                    name=slug(name),
-                    display=name.strip().lower(),
-                    single_region=slug(name) in single,
-                    min_size=int(self.config.min_size),
-                    modalities=modalities,
-                ),
-                (value,),
-            )
-            for value, name in sorted(self.task.labels.items())
-            if value != 0
-        ]
+        return named_targets(
+            self.task.labels,
+            display=lambda name: name.strip().lower(),
+            single_region=set(self.config.single_region_labels),
+            min_size=self.config.min_size,
+            modalities=tuple(dict.fromkeys(map(record_modality, self.task.modalities.values()))),
+        )
 
     def list_items(self, data_dir: Path) -> list[Item]:
         known = [slug(name) for name in self.task.modalities.values()]

@@ -20,11 +20,18 @@ from pathlib import Path
 import datasets
 
 from medground_hf.errors import InputError
-from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.source import SourceInfo
 from medground_hf.volumes import Target
 
 from .base import CustomSourceConfig, Item
-from .volume_base import CaseFiles, ChannelFile, VolumeBuilder, VolumeConfig, nifti_stem, slug
+from .volume_base import (
+    CaseFiles,
+    ChannelFile,
+    VolumeBuilder,
+    VolumeConfig,
+    named_targets,
+    nifti_stem,
+)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -109,21 +116,13 @@ class NiftiLabelmap(VolumeBuilder):
         )
 
     def targets(self) -> list[Target]:
-        cfg = self.config
-        return [
-            Target(
-                LabelSpec(
-                    id=value,
-                    name=slug(name),
-                    display=name.strip().replace("_", " "),
-                    single_region=slug(name) in set(cfg.single_region_labels),
-                    min_size=int(cfg.min_size),
-                    modalities=(cfg.modality,),
-                ),
-                (value,),
-            )
-            for value, name in sorted(self.names.items())
-        ]
+        return named_targets(
+            self.names,
+            display=lambda name: name.strip().replace("_", " "),
+            single_region=set(self.config.single_region_labels),
+            min_size=self.config.min_size,
+            modalities=(self.config.modality,),
+        )
 
     def list_items(self, data_dir: Path) -> list[Item]:
         cfg = self.config

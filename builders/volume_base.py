@@ -9,7 +9,7 @@ is validated before any slice is rendered.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +20,7 @@ from medground_hf.errors import InputError
 from medground_hf.intensity import DEFAULT_PERCENTILES, window_for
 from medground_hf.sample import Sample
 from medground_hf.slices import MAX_HISTOGRAM, SlicePolicy
+from medground_hf.source import LabelSpec
 from medground_hf.volumes import (
     AFFINE_ATOL_MM,
     MIDLINE_BAND_MM,
@@ -117,6 +118,33 @@ def check_known_values(labels: np.ndarray, known: Sequence[int], path: Path) -> 
     unknown = sorted(set(int(v) for v in present) - {0} - set(known))
     if unknown:
         raise InputError(path, f"label values {unknown} are not declared labels {sorted(known)}")
+
+
+def named_targets(
+    names: Mapping[int, str],
+    *,
+    display: Callable[[str], str],
+    single_region: Collection[str],
+    min_size: int,
+    modalities: tuple[str, ...],
+) -> list[Target]:
+    """One target per declared label value (0 is background) of a source that names its labels
+    (``dataset.json``, a label-names file): its id-safe name, clinical wording and options."""
+    return [
+        Target(
+            LabelSpec(
+                id=value,
+                name=slug(name),
+                display=display(name),
+                single_region=slug(name) in single_region,
+                min_size=int(min_size),
+                modalities=modalities,
+            ),
+            (value,),
+        )
+        for value, name in sorted(names.items())
+        if value != 0
+    ]
 
 
 class VolumeBuilder(MedGroundBuilder):
