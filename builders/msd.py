@@ -137,7 +137,6 @@ class MedicalSegmentationDecathlon(VolumeBuilder):
     """Medical Segmentation Decathlon (any task): 3D/4D NIfTI images and label maps."""
 
     VERSION = datasets.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Slices in the radiological convention, patient side per target."}
     BUILDER_CONFIG_CLASS = MsdConfig
     BUILDER_CONFIGS = [MsdConfig(name="default", version=VERSION)]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (

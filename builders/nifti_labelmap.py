@@ -90,7 +90,6 @@ class NiftiLabelmap(VolumeBuilder):
     """Any corpus of NIfTI volumes with integer label maps (one or several modalities)."""
 
     VERSION = datasets.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Slices in the radiological convention, patient side per target."}
     BUILDER_CONFIG_CLASS = NiftiLabelmapConfig
     BUILDER_CONFIGS = [NiftiLabelmapConfig(name="default", version=VERSION)]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (

@@ -151,6 +151,7 @@ class VolumeBuilder(MedGroundBuilder):
     """A source of NIfTI cases: subclasses give ``list_items``, ``case_files`` and ``targets``."""
 
     BUILDER_CONFIG_CLASS = VolumeConfig
+    RELEASE_NOTES = {"1.0.0": "Slices in the radiological convention, patient side per target."}
 
     @cached_property
     def render_options(self) -> RenderOptions:
