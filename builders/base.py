@@ -51,7 +51,8 @@ class MedGroundConfig(datasets.BuilderConfig):
         """Check and normalise options; subclasses extend it.
 
         The builder calls it once ``datasets`` has applied the user's overrides (which it sets
-        after ``__post_init__``), so every option check lives here and runs on the final values.
+        after ``__post_init__``) and before any option is read, so every option check lives here
+        and runs on the final values.
         """
         if self.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
@@ -100,10 +101,6 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = ""
     SOURCE: SourceInfo
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.config.validate()
-
     # ---- what a subclass provides -------------------------------------------------------------
     @property
     def source(self) -> SourceInfo:
@@ -123,6 +120,9 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
 
     # ---- shared machinery ---------------------------------------------------------------------
     def _info(self) -> datasets.DatasetInfo:
+        # ``datasets`` calls this once the user's overrides are set and before anything reads
+        # the options (``source`` is cached from here on): check and normalise them first
+        self.config.validate()
         src = self.source
         return datasets.DatasetInfo(
             description=src.description,

@@ -168,3 +168,19 @@ def test_generate_that_rejects_every_target_drops_the_stale_derived_configs(tmp_
     manifest = read_manifest(out)
     assert "formats" not in manifest and manifest["verification"]["targets_rejected"] == 2
     assert "config_name: coco" not in (out / "README.md").read_text()
+
+
+def test_label_map_from_the_command_line_is_ordered_by_value(tmp_path):
+    """JSON gives label-map keys as strings; the builder's labels follow the numeric values
+    ("10" after "2"), whatever order the options were written in."""
+    mask = np.zeros((40, 60), np.uint8)
+    mask[2:10, 2:10] = 1
+    mask[12:20, 2:10] = 2
+    mask[22:30, 2:10] = 10
+    save(tmp_path / "images" / "s.png", grey())
+    save(tmp_path / "masks" / "s.png", mask)
+    out = tmp_path / "out"
+    options = {"mask_mode": "labels", "label_map": {"10": "cyst", "1": "liver", "2": "spleen"}}
+    manifest = build("image_mask_folder", tmp_path, out, generator="none", options=options)
+    assert [lab["name"] for lab in manifest["sources"][0]["labels"]] == ["liver", "spleen", "cyst"]
+    assert {r["label"]: r["label_id"] for r in rows_of(out)} == {"liver": 1, "spleen": 2, "cyst": 3}
