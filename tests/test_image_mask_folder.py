@@ -133,14 +133,19 @@ def test_bad_builder_options_are_reported(tmp_path):
         build("image_mask_folder", tmp_path, tmp_path / "o2", options={"no_such_option": 1})
 
 
+def flat_corpus(root: Path) -> None:
+    """Two flat grey images, each with one boxed target the eye cannot tell from its ring."""
+    for stem in ("a", "b"):
+        save(root / "images" / f"{stem}.png", grey())
+        m = np.zeros((40, 60), np.uint8)
+        m[10:20, 10:30] = 255
+        save(root / "masks" / f"{stem}.png", m)
+
+
 def test_a_build_whose_every_target_is_rejected_keeps_them_all(tmp_path):
     """Flat grey images: the visual check rejects every target; the build still completes and
     the rejected config holds every one of them with its reason."""
-    for stem in ("a", "b"):
-        save(tmp_path / "images" / f"{stem}.png", grey())
-        m = np.zeros((40, 60), np.uint8)
-        m[10:20, 10:30] = 255
-        save(tmp_path / "masks" / f"{stem}.png", m)
+    flat_corpus(tmp_path)
     out = tmp_path / "out"
     manifest = build("image_mask_folder", tmp_path, out)
     v = manifest["verification"]
@@ -155,11 +160,7 @@ def test_a_build_whose_every_target_is_rejected_keeps_them_all(tmp_path):
 def test_generate_that_rejects_every_target_drops_the_stale_derived_configs(tmp_path):
     """A bare build of flat images has grounding rows and a coco config; generating then rejects
     every target: grounding and coco go, the rejected config holds them all."""
-    for stem in ("a", "b"):
-        save(tmp_path / "images" / f"{stem}.png", grey())
-        m = np.zeros((40, 60), np.uint8)
-        m[10:20, 10:30] = 255
-        save(tmp_path / "masks" / f"{stem}.png", m)
+    flat_corpus(tmp_path)
     out = tmp_path / "out"
     build("image_mask_folder", tmp_path, out, generator="none")
     assert {"grounding", "coco"} <= set(config_splits(out))
