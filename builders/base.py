@@ -19,6 +19,7 @@ from pathlib import Path
 import datasets
 
 from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport, logger
+from medground_hf.progress import ProcessBar
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.sample import Sample, sample_to_records
 from medground_hf.source import LabelSpec, SourceInfo
@@ -181,6 +182,8 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         self.items_by_split = self.split_items()
+        total = sum(len(items) for items in self.items_by_split.values())
+        self._items_bar = ProcessBar("items", total, "item")
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"items": items, "split": split})
             for split, items in self.items_by_split.items()
@@ -220,6 +223,7 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                 if self.config.on_error == "raise":
                     raise
                 report.add(item.key, error.path, "input", error.problem)
-                continue
+                built = []
+            self._items_bar.update()
             for record in built:
                 yield record["id"], record

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from medground_hf.progress import quiet_datasets
+
 from .base import GenerationError, Generator, Judge
 
 __all__ = ["GenerationOptions", "add_arguments", "cmd_generate"]
@@ -192,6 +194,7 @@ def write_outcome(out: Path, outcome) -> None:
 _WORK_PREFIX = "medground-generate-"  # scratch folder inside OUT while a run reads its shards
 
 
+@quiet_datasets()
 def generate_folder(out: Path, options: GenerationOptions) -> dict:
     """Re-generate and re-verify the queries of a built folder in place; returns the manifest."""
     from datasets import Dataset, concatenate_datasets

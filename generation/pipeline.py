@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset, Features, Image, Value
 
+from medground_hf.progress import phase_bar
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.source import LabelSpec
 
@@ -273,22 +274,29 @@ def run(
     grounding: dict[str, Dataset] = {}
     rejected: dict[str, Dataset] = {}
     stats = _Stats()
+    bar = phase_bar("generate+verify", sum(len(ds) for ds in raw.values()), "target")
+
+    def counted(batch: Mapping[str, list]) -> dict[str, list]:
+        out = stage(batch)
+        bar.update(len(batch["id"]))
+        return out
+
     for name, ds in raw.items():
         if not len(ds):
             continue
         out = ds.map(
-            stage,
+            counted,
             batched=True,
             batch_size=batch_size,
             remove_columns=ds.column_names,
             features=_OUT,
             load_from_cache_file=False,
             new_fingerprint=f"{ds._fingerprint}-{run_id}",
-            desc=f"generate+verify {name}",
         )
         stats.add(out, len(ds))
         grounding[name] = _select(out, "grounding", keep_rejected_columns=False)
         rejected[name] = _select(out, ("query", "target"), keep_rejected_columns=True)
+    bar.close()
     usage = Usage()
     usage.add(generator.usage)
     if judge is not None:

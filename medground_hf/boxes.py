@@ -9,6 +9,8 @@ it:
 ==============  ==========================================================================
 ``coco``        ``[x, y, w, h]`` pixels
 ``norm``        ``[x1, y1, x2, y2]`` floats in [0, 1] (divide by width/height)
+``norm_square`` floats in [0, 1] of the image padded to a centred square (LLaVA-1.5's
+                ``image_aspect_ratio: pad``): ``(x + (S - width) // 2) / S``, S = max side
 ``norm1000``    ``[x1, y1, x2, y2]`` ints in [0, 1000] (Qwen2-VL, Qwen3-VL, InternVL)
 ``qwen25``      ``[x1, y1, x2, y2]`` absolute pixels of the Qwen2.5-VL *smart-resized* image
 ``florence``    four ``<loc_N>`` bins, N in [0, 999]: floor(coord / (size / 1000)), clamped
@@ -67,6 +69,8 @@ class SmartResize:
 
 
 QWEN25_RESIZE = SmartResize()
+# what the official Qwen2.5-VL fine-tune scripts pass (--max_pixels 50176 --min_pixels 784)
+QWEN25_FINETUNE_RESIZE = SmartResize(min_pixels=784, max_pixels=50176)
 
 
 def check_canonical(box: Sequence[int], width: int, height: int) -> None:
@@ -113,6 +117,26 @@ def to_norm(box: Sequence[int], width: int, height: int) -> list[float]:
 def from_norm(box: Sequence[float], width: int, height: int) -> Box:
     x0, y0, x1, y1 = box
     return clip_canonical([x0 * width, y0 * height, x1 * width, y1 * height], width, height)
+
+
+# ---- normalised floats on the padded square (LLaVA-1.5 ``image_aspect_ratio: pad``) ----------
+def square_offsets(width: int, height: int) -> tuple[int, int, int]:
+    """(side, x offset, y offset) of the image pasted into its padded square, as LLaVA's
+    ``expand2square`` pastes it: centred, the offset floored."""
+    side = max(width, height)
+    return side, (side - width) // 2, (side - height) // 2
+
+
+def to_norm_square(box: Sequence[int], width: int, height: int) -> list[float]:
+    side, dx, dy = square_offsets(width, height)
+    x0, y0, x1, y1 = box
+    return [(x0 + dx) / side, (y0 + dy) / side, (x1 + dx) / side, (y1 + dy) / side]
+
+
+def from_norm_square(box: Sequence[float], width: int, height: int) -> Box:
+    side, dx, dy = square_offsets(width, height)
+    x0, y0, x1, y1 = (v * side for v in box)
+    return clip_canonical([x0 - dx, y0 - dy, x1 - dx, y1 - dy], width, height)
 
 
 # ---- 0-1000 integers ----------------------------------------------------------------------------
@@ -197,6 +221,7 @@ _CONVENTIONS = {
     "real": (_to_real, _from_real),
     "coco": (_to_coco, _from_coco),
     "norm": (to_norm, from_norm),
+    "norm_square": (to_norm_square, from_norm_square),
     "norm1000": (to_norm1000, from_norm1000),
     "qwen25": (to_qwen25, from_qwen25),
     "florence": (to_florence_bins, from_florence_bins),
@@ -251,7 +276,7 @@ def max_error_px(
     Lossless conventions give 0; quantizing ones give half a quantization step (plus rounding).
     """
     size = max(width, height)
-    if convention in ("real", "coco", "norm"):
+    if convention in ("real", "coco", "norm", "norm_square"):
         return 0.0
     if convention == "norm1000":
         return size / 2000 + 0.5

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from datasets import Dataset
@@ -22,6 +22,7 @@ from .errors import InputError, read_skips
 from .folder import read_manifest, split_key, write_manifest, write_split
 from .formats import remove_format_configs, write_format_configs
 from .formats.configs import check_selection
+from .progress import quiet_datasets
 from .source import SourceInfo
 
 logger = logging.getLogger("medground_hf")
@@ -55,6 +56,36 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def builder_class(source: str) -> type:
+    """The builder of ``source``; an unknown name is a one-line error listing the known ones."""
+    from .builders import REGISTRY, get_builder_class
+
+    if source not in REGISTRY:
+        raise BuildError(
+            f"unknown source {source!r} (known: {', '.join(sorted(REGISTRY))}; "
+            "see `medground sources`)"
+        )
+    return get_builder_class(source)
+
+
+# config fields set by the pipeline or by their own flags (--on-error, --split-ratios), not --set
+_NOT_OPTIONS = {"name", "version", "data_dir", "data_files", "description", "report_dir"} | {
+    "on_error",
+    "split_ratios",
+}
+
+
+def check_options(source: str, cls: type, options: Mapping[str, object]) -> None:
+    """Refuse builder options the source does not have, naming them and the ones it has."""
+    known = {f.name for f in fields(cls.BUILDER_CONFIG_CLASS)} - _NOT_OPTIONS
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise BuildError(
+            f"{source}: unknown builder option(s) {', '.join(unknown)} "
+            f"(options: {', '.join(sorted(known))})"
+        )
+
+
 def run_builder(
     source: str,
     data_dir: Path,
@@ -67,9 +98,8 @@ def run_builder(
     options: Mapping[str, object] | None = None,
 ):
     """Run one builder into ``work``; returns it and its datasets per split."""
-    from .builders import get_builder_class
-
-    cls = get_builder_class(source)
+    cls = builder_class(source)
+    check_options(source, cls, options or {})
     kwargs = dict(options or {})
     if split_ratios:
         kwargs["split_ratios"] = dict(split_ratios)
@@ -114,6 +144,7 @@ def count_split(ds: Dataset) -> dict:
     }
 
 
+@quiet_datasets()
 def build(
     source: str,
     data_dir: str | Path,

@@ -14,6 +14,7 @@ from .build import BuildError, build
 from .errors import ON_ERROR_CHOICES, InputError
 from .generation import commands as generation
 from .hub import PublishError
+from .progress import quiet_datasets
 from .splits import parse_ratios
 
 
@@ -123,6 +124,26 @@ def add_resize_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def qwen25_budget_note() -> str:
+    """The pixel budget ``qwen2.5-vl`` boxes assume and how to match a fine-tune's: Qwen2.5-VL
+    boxes are pixels of the resized image, so another budget moves every box."""
+    from .boxes import QWEN25_FINETUNE_RESIZE as F
+    from .boxes import QWEN25_RESIZE as R
+
+    side, default = F(256, 256)[0], R(256, 256)[0]
+    return (
+        f"qwen2.5-vl boxes are pixels of the image as the Qwen2.5-VL processor resizes it: by "
+        f"default with the released min_pixels={R.min_pixels}, max_pixels={R.max_pixels} (the "
+        f"chat-qwen2.5-vl config uses these). Training with other values moves every box (the "
+        f"official fine-tune scripts pass --max_pixels {F.max_pixels} --min_pixels "
+        f"{F.min_pixels}: a 256x256 image becomes {side}x{side} instead of {default}x{default}, "
+        f"boxes {default / side - 1:.1%} off); "
+        f"export with the same values: --min-pixels {F.min_pixels} --max-pixels {F.max_pixels}, "
+        f"and score with them (medground eval ... --min-pixels {F.min_pixels} --max-pixels "
+        f"{F.max_pixels})."
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
@@ -134,7 +155,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         box_format=args.box_format,
         report_dir=args.report_dir,
         resize=qwen25_resize(args),
+        min_coverage=args.min_coverage,
+        strict=args.strict,
     )
+    for warning in report["warnings"]:
+        print(f"medground eval: warning: {warning} (--strict makes this an error)", file=sys.stderr)
     o = report["overall"]
     print(
         f"{report['counts']['targets']} targets, {o['n']} scored: "
@@ -177,17 +202,34 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .formats.export import convert
+    from .formats.export import REFER_DIR, SPLIT_BY, ExportOptions, convert
 
-    counts = convert(
-        args.src,
-        args.format,
-        args.to,
-        revision=getattr(args, "revision", None),
-        resize=qwen25_resize(args),
+    resize = qwen25_resize(args)
+    options = ExportOptions(
+        resize=resize,
+        square=args.square,
+        absolute_paths=args.absolute_paths,
+        refs_pickle=args.refs_pickle,
     )
+    counts = convert(args.src, args.format, args.to, getattr(args, "revision", None), options)
     rows = ", ".join(f"{split} {n}" for split, n in counts.items())
     print(f"Wrote {args.format} to {args.to}: {rows}")
+    if args.format == "qwen2.5-vl":
+        from .boxes import QWEN25_RESIZE
+
+        used = resize or QWEN25_RESIZE
+        print(
+            f"  boxes assume the Qwen2.5-VL processor's min_pixels={used.min_pixels}, "
+            f"max_pixels={used.max_pixels}: train with the same values"
+        )
+    if args.format == "ms-swift" and not args.absolute_paths:
+        print(f"  image paths are relative to {args.to}: . {Path(args.to) / 'env.sh'} sets "
+              "ROOT_IMAGE_DIR for ms-swift (or export with --absolute-paths)")  # fmt: skip
+    if args.format == "coco":
+        print(
+            f"  refer API: REFER(data_root={str(args.to)!r}, dataset={REFER_DIR!r}, "
+            f"splitBy={SPLIT_BY!r})"
+        )
     return 0
 
 
@@ -267,13 +309,36 @@ def parser() -> argparse.ArgumentParser:
         ),
         ("convert", "built folder or Hub dataset repo id (ORG/NAME)", "export from folder or Hub"),
     ):
-        e = sub.add_parser(name, help=summary)
+        e = sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=qwen25_budget_note(),
+        )
         e.add_argument("src", help=source_help)
         if name == "convert":
             e.add_argument("--revision", default=None, help="Hub revision, e.g. tag v1.0.0")
         e.add_argument("--format", required=True, choices=FORMATS)
         e.add_argument("--to", required=True, help="output folder (JSON/JSONL + images/)")
         add_resize_arguments(e)
+        e.add_argument(
+            "--square",
+            action="store_true",
+            help="llava: boxes on the image padded to a centred square, for LLaVA-1.5 models "
+            "trained with image_aspect_ratio pad (score with --box-format norm_square)",
+        )
+        e.add_argument(
+            "--absolute-paths",
+            action="store_true",
+            help="chat formats: absolute image paths, usable from any working directory "
+            "(default: relative to --to; ms-swift also gets --to/env.sh setting ROOT_IMAGE_DIR)",
+        )
+        e.add_argument(
+            "--refs-pickle",
+            action="store_true",
+            help="coco: also write refcoco/refs(medground).p, the pickle the refer API loads "
+            "(a pickle can run code when loaded: share the JSON instead where you can)",
+        )
         e.set_defaults(func=cmd_export)
 
     u = sub.add_parser("publish", help="push a built folder to the Hub and tag the version")
@@ -295,6 +360,7 @@ def parser() -> argparse.ArgumentParser:
 
     from .evaluation import KINDS
     from .evaluation.answers import BOX_FORMATS
+    from .evaluation.evaluate import MIN_COVERAGE
 
     e = sub.add_parser("eval", help="score model predictions against a built dataset folder")
     e.add_argument("--dataset", required=True, help="built dataset folder")
@@ -308,6 +374,16 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--box-format", choices=BOX_FORMATS, default=None, help="override the format")
     e.add_argument("--report-dir", default=None, help="default: <predictions stem>-eval/")
     add_resize_arguments(e)
+    e.add_argument(
+        "--min-coverage",
+        type=float,
+        default=MIN_COVERAGE,
+        help="warn when the predictions answer fewer than this share of the targets "
+        f"(default {MIN_COVERAGE})",
+    )
+    e.add_argument(
+        "--strict", action="store_true", help="fail instead of warning when under --min-coverage"
+    )
     e.set_defaults(func=cmd_eval)
 
     bl = sub.add_parser("baseline", help="write baseline predictions (JSONL, canonical pixels)")
@@ -337,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("datasets", "huggingface_hub", "filelock", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.func(args)
+        with quiet_datasets():
+            return args.func(args)
     except (InputError, BuildError, PublishError, ValueError, FileNotFoundError) as exc:
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2

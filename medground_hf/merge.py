@@ -19,6 +19,7 @@ from datasets import Dataset, concatenate_datasets
 from .build import BuildError, finish_folder, prepare_out
 from .folder import config_splits, read_manifest, split_key, write_split
 from .formats.configs import check_selection
+from .progress import quiet_datasets
 
 SHARD_CONFIGS = ("grounding", "rejected")
 _SUMMED = (
@@ -78,6 +79,7 @@ def merge_counts(parts: Sequence[dict]) -> dict:
     return merged
 
 
+@quiet_datasets()
 def merge(folders: Sequence[str | Path], out: str | Path, *, overwrite: bool = False) -> dict:
     """Merge built ``folders`` into ``out``; returns the merged manifest."""
     folders = [Path(f) for f in folders]

@@ -138,7 +138,7 @@ def find_box(text: str) -> tuple[list[float], str]:
 def _upper_bounds(
     convention: str, width: int, height: int, resize: boxes.SmartResize
 ) -> tuple[float, float]:
-    if convention == "norm":
+    if convention in ("norm", "norm_square"):
         return 1.0, 1.0
     if convention == "norm1000":
         return 1000.0, 1000.0

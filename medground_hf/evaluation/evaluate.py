@@ -6,6 +6,7 @@ targets (by id) -> metrics overall and per group -> JSON + Markdown report and p
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from .report import write_reports
 from .targets import Prediction, Targets, load_targets, read_predictions
 
 MAX_UNKNOWN_SHOWN = 5
+MIN_COVERAGE = 0.9  # share of the evaluated targets the predictions must answer before a warning
+
+logger = logging.getLogger("medground_hf.eval")
 
 
 @dataclass
@@ -80,11 +84,18 @@ def evaluate(
     box_format: str | None = None,
     report_dir: str | Path | None = None,
     resize: boxes.SmartResize | None = None,
+    min_coverage: float = MIN_COVERAGE,
+    strict: bool = False,
 ) -> dict:
     """Score ``predictions`` on ``dataset`` (optionally one split); write and return the report.
 
     ``resize`` is the Qwen2.5-VL resize rule of the model's training (``qwen25`` answers only;
-    default: the released processor's min/max pixels)."""
+    default: the released processor's min/max pixels). Predictions answering fewer than
+    ``min_coverage`` of the targets still score (missing ones count as IoU 0) but get a warning
+    in the log and the report, since a near-zero score then says more about the file (another
+    split, an unfinished run) than about the model; ``strict`` makes that an error instead."""
+    if not 0.0 <= min_coverage <= 1.0:
+        raise ValueError(f"min coverage must be between 0 and 1, got {min_coverage}")
     predictions = Path(predictions)
     convention = convention_for(config, box_format)
     if resize is not None and convention != "qwen25":
@@ -127,6 +138,19 @@ def evaluate(
             f"{unknown_count} prediction ids are not in {dataset}'s grounding config "
             f"({'; '.join(unknown)})",
         )
+    coverage = len(seen) / len(targets)
+    warnings = []
+    if coverage < min_coverage:
+        problem = (
+            f"predictions answer {len(seen)} of {len(targets)} targets"
+            f"{f' of split {split}' if split else ''} ({coverage:.1%}), under the minimum "
+            f"{min_coverage:.0%}; the missing ones score IoU 0"
+            + (f" ({other_split} lines are for other splits)" if other_split else "")
+        )
+        if strict:
+            raise InputError(predictions, problem)
+        logger.warning("%s: %s", predictions, problem)
+        warnings.append(problem)
     for row, target_id in enumerate(targets.ids):
         if target_id not in seen:
             scored.add(row, None, metrics.MISSING)
@@ -142,11 +166,14 @@ def evaluate(
         ),
         split=split,
         predictions=str(predictions),
+        warnings=warnings,
     )
     report["counts"].update(
         prediction_lines=lines,
         duplicate_ids=sum(1 for c in seen.values() if c > 1),
         other_split=other_split,
+        answered=len(seen),
+        coverage=round(coverage, 6),
     )
     report_dir = (
         Path(report_dir) if report_dir else predictions.with_name(predictions.stem + "-eval")

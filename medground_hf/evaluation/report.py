@@ -51,6 +51,7 @@ def markdown(report: dict) -> str:
         f"{counts['out_of_range']}, pixel answers that look like 0-1 fractions: "
         f"{counts['relative_suspected']}",
         "",
+        *(f"**Warning:** {w}.\n" for w in report.get("warnings", [])),
         "Missing and unparsable answers score IoU 0. Parse-failure rate is over answers received; "
         "the mirror-error rate counts predictions that hit the left-right mirrored target "
         "(IoU >= 0.5) while missing the true one.",

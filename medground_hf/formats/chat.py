@@ -310,13 +310,21 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
-def get_dialect(name: str, resize: boxes.SmartResize | None = None) -> Dialect:
+def get_dialect(
+    name: str, resize: boxes.SmartResize | None = None, *, square: bool = False
+) -> Dialect:
     """A dialect by name; ``resize`` replaces the default Qwen2.5-VL resize rule (only the
-    ``qwen25`` convention uses it), for training runs that cap ``min_pixels``/``max_pixels``."""
+    ``qwen25`` convention uses it), for training runs that set other ``min_pixels``/
+    ``max_pixels``; ``square`` writes llava's 0-1 boxes on the image padded to a square, for
+    LLaVA-1.5 models trained with ``image_aspect_ratio: pad``."""
     try:
         dialect = DIALECTS[name]
     except KeyError:
         raise ValueError(f"unknown chat dialect {name!r} (known: {', '.join(DIALECTS)})") from None
+    if square:
+        if dialect.convention != "norm":
+            raise ValueError(f"{name}: the padded square applies to llava (0-1 boxes) only")
+        dialect = replace(dialect, convention="norm_square")
     if resize is None or resize == dialect.resize:
         return dialect
     if dialect.convention != "qwen25":

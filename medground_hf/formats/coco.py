@@ -1,10 +1,14 @@
-"""COCO instances and RefCOCO-style refs from canonical grounding rows.
+"""COCO instances and RefCOCO-style refs from canonical rows.
 
-One canonical row is one COCO annotation (``bbox`` xywh from ``boxes.to_coco``, the RLE mask as
-``segmentation``); rows of one image become one COCO image. Each target with kept queries becomes
-one ref whose sentences are those queries, laid out as in RefCOCO's ``refs(unc).p``: ``raw`` the
-query as written, ``tokens`` its lower-cased words and ``sent`` those tokens joined. COCO needs
-integer ids: they are assigned in row order per split, and every image, annotation and ref also
+Every target of an image is one COCO annotation (``bbox`` xywh from ``boxes.to_coco``, the RLE
+mask as ``segmentation``), whether verification kept it or not: ``verified`` says which, so a
+detector that finds a target verification rejected is not scored a false positive, and COCO
+counts the same regions the chat ``disambiguate`` prompts announce. Each verified target (one with
+kept queries) becomes one ref whose sentences are those queries, laid out as in RefCOCO's
+``refs(unc).p``: ``raw`` the query as written, ``tokens`` its lower-cased words and ``sent``
+those tokens joined; its ``split`` is named as RefCOCO names it (``validation`` -> ``val``).
+COCO needs integer ids: they run on across splits in row order (one ``instances.json`` of every
+split, as the refer API reads, has no duplicates), and every image, annotation and ref also
 carries the stable medground id (``medground_image_id`` / ``record_id``) so it can be traced back.
 """
 
@@ -28,8 +32,11 @@ ANNOTATION = {
     "area": Value("float32"),
     "iscrowd": Value("int32"),
     "segmentation": {"size": List(Value("int32"), length=2), "counts": Value("string")},
+    "verified": Value("bool"),
     "record_id": Value("string"),
 }
+# our split names -> RefCOCO's (the refer API's ``getRefIds(split=...)`` knows train/val/test*)
+REFCOCO_SPLITS = {"validation": "val"}
 
 SENTENCE = {
     "sent_id": Value("int64"),
@@ -68,7 +75,8 @@ COCO_FEATURES = Features(
 
 @dataclass
 class CocoIds:
-    """Category and licence ids from the manifest, and the running ids of one split."""
+    """Category and licence ids from the manifest, and the running ids (one set for every
+    split, so ids are unique across splits)."""
 
     categories: list[dict]
     licenses: list[dict]
@@ -77,7 +85,6 @@ class CocoIds:
     next_ids: dict[str, int] = field(
         default_factory=lambda: {"image": 1, "ann": 1, "ref": 1, "sent": 1}
     )
-    targets_without_queries: int = 0
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> CocoIds:
@@ -108,6 +115,11 @@ class CocoIds:
             ) from None
 
 
+def refcoco_split(split: str) -> str:
+    """The split name a RefCOCO ref carries: ``val`` for ``validation``, others unchanged."""
+    return REFCOCO_SPLITS.get(split, split)
+
+
 def _annotation(row: dict, image_id: int, ids: CocoIds) -> dict:
     boxes.check_canonical(row["bbox_xyxy"], row["width"], row["height"])
     return {
@@ -118,6 +130,7 @@ def _annotation(row: dict, image_id: int, ids: CocoIds) -> dict:
         "area": float(row["area_px"]),
         "iscrowd": 0,
         "segmentation": dict(row["mask"]),
+        "verified": bool(kept_queries(row)),
         "record_id": row["id"],
     }
 
@@ -132,7 +145,6 @@ def sentence(sent_id: int, text: str) -> dict:
 def _ref(row: dict, ann: dict, split: str, file_name: str, ids: CocoIds) -> dict | None:
     queries = kept_queries(row)
     if not queries:
-        ids.targets_without_queries += 1
         return None
     sentences = [sentence(ids.take("sent"), q["text"]) for q in queries]
     return {
@@ -140,7 +152,7 @@ def _ref(row: dict, ann: dict, split: str, file_name: str, ids: CocoIds) -> dict
         "ann_id": ann["id"],
         "image_id": ann["image_id"],
         "category_id": ann["category_id"],
-        "split": split,
+        "split": refcoco_split(split),
         "file_name": file_name,
         "sent_ids": [s["sent_id"] for s in sentences],
         "sentences": sentences,
@@ -151,8 +163,9 @@ def _ref(row: dict, ann: dict, split: str, file_name: str, ids: CocoIds) -> dict
 def coco_images(rows: Iterable[dict], split: str, ids: CocoIds) -> Iterator[dict]:
     """One COCO image (with its annotations and refs) per run of rows sharing an ``image_id``.
 
-    Records of one image are written together by the builders; an image that shows up again
-    later would get two COCO ids, so that is refused.
+    ``rows`` are every target of the split (:func:`~.rows.split_targets`); the first row of an
+    image carries its bytes. Records of one image are written together by the builders; an image
+    that shows up again later would get two COCO ids, so that is refused.
     """
     seen: set[str] = set()
     current: dict | None = None
@@ -185,12 +198,13 @@ def coco_images(rows: Iterable[dict], split: str, ids: CocoIds) -> Iterator[dict
         yield current
 
 
-def instances_header(manifest: dict, ids: CocoIds, split: str) -> dict:
-    """``info``, ``licenses`` and ``categories`` of an ``instances_<split>.json``."""
+def instances_header(manifest: dict, ids: CocoIds, split: str | None) -> dict:
+    """``info``, ``licenses`` and ``categories`` of an instances file (one split, or all)."""
     titles = ", ".join(s["title"] for s in manifest["sources"])
+    which = f"split {split}" if split else "all splits"
     return {
         "info": {
-            "description": f"MedGround grounding data ({titles}), split {split}",
+            "description": f"MedGround grounding data ({titles}), {which}",
             "version": manifest.get("pipeline_version", ""),
             "contributor": "medground-hf",
         },
@@ -203,3 +217,14 @@ def coco_image_entry(image: dict) -> dict:
     """The ``images`` entry of an instances file for one COCO image row."""
     keys = ("id", "file_name", "width", "height", "license", "medground_image_id")
     return {k: image[k] for k in keys}
+
+
+def refer_annotation(ann: dict) -> dict:
+    """An annotation as the refer API's mask helpers read it: ``segmentation`` a list of RLEs.
+
+    ``REFER.getMask`` takes ``segmentation[0]`` to tell polygons (a list) from masks, decodes
+    the rest as a list of RLEs and sums them (RefCLEF's layout); a bare RLE dict fails there
+    with ``KeyError: 0``, while pycocotools and detectron2 want the bare dict. So the per-split
+    COCO files keep the dict and the RefCOCO-layout ``instances.json`` wraps it.
+    """
+    return {**ann, "segmentation": [ann["segmentation"]]}

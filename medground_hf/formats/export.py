@@ -5,45 +5,103 @@ Layout of ``--to DIR``::
 
     DIR/images/<image_id>.<ext>            each image once, bytes as stored (no re-encoding)
     DIR/<split>.json | <split>.jsonl       chat dialects (the trainer's own file type)
-    DIR/instances_<split>.json             coco: COCO instances ...
-    DIR/refs_<split>.json                  ... and RefCOCO-style refs
+    DIR/instances_<split>.json             coco: COCO instances of one split (pycocotools) ...
+    DIR/refcoco/instances.json             ... every split in the refer API's layout, with
+    DIR/refcoco/refs(medground).json       ... RefCOCO refs (and, on request, refs(medground).p)
     DIR/dataset_info.json                  sharegpt: the LLaMA-Factory dataset entries
     DIR/meta.json                          internvl: InternVL's meta file
+    DIR/env.sh                             ms-swift: ROOT_IMAGE_DIR for relative image paths
 
-Image paths in rows are relative to DIR.
+Image paths in rows are relative to DIR (absolute on request, for trainers that resolve them
+against their working directory).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+import shlex
+import shutil
+import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from medground_hf.boxes import SmartResize
 from medground_hf.folder import MANIFEST, iter_rows, read_manifest
 
 from .chat import DIALECTS, get_dialect
-from .coco import CocoIds, coco_image_entry, coco_images, instances_header
-from .rows import GROUNDING, grounding_splits, image_file, kept_queries
+from .coco import CocoIds, coco_image_entry, coco_images, instances_header, refer_annotation
+from .rows import (
+    GROUNDING,
+    grounding_splits,
+    image_file,
+    kept_queries,
+    split_targets,
+    target_splits,
+)
 
 FORMATS = ("coco", *DIALECTS)
+REFER_DIR = "refcoco"  # REFER(data_root=DIR, dataset="refcoco", splitBy="medground")
+SPLIT_BY = "medground"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How an export departs from a dialect's defaults (each refused where it means nothing)."""
+
+    resize: SmartResize | None = None  # qwen2.5-vl: the processor's min/max pixels
+    square: bool = False  # llava: boxes on the image padded to a square (image_aspect_ratio pad)
+    absolute_paths: bool = False  # chat dialects: image paths absolute instead of relative
+    refs_pickle: bool = False  # coco: also refcoco/refs(medground).p, as the refer API reads
 
 
 class ImageFiles:
-    """Writes each image of an export once and returns its relative path."""
+    """Writes each image of an export once and returns its path (relative to the export
+    folder, or absolute)."""
 
-    def __init__(self, to: Path):
+    def __init__(self, to: Path, absolute: bool = False):
         self.to = to
+        self.absolute = absolute
         self.written: set[str] = set()
 
     def __call__(self, row: dict) -> str:
         name = image_file(row)
+        path = self.to / name
         if name not in self.written:
-            path = self.to / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(row["image"]["bytes"])
             self.written.add(name)
-        return name
+        return str(path.resolve()) if self.absolute else name
+
+
+class JsonArray:
+    """A JSON array written element by element to a file, so no corpus sits in memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.count = 0
+        self._fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._fh.write("[")
+
+    def add(self, value: object) -> None:
+        self._fh.write(("," if self.count else "") + "\n" + json.dumps(value, ensure_ascii=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self._fh.write("\n]")
+        self._fh.close()
+
+
+def _write_instances(path: Path, header: dict, images: JsonArray, annotations: JsonArray) -> None:
+    """A COCO instances file from its header and two finished :class:`JsonArray` files."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(header)[:-1])
+        for key, array in (("images", images), ("annotations", annotations)):
+            fh.write(f', "{key}": ')
+            with open(array.path, encoding="utf-8") as part:
+                shutil.copyfileobj(part, fh)
+        fh.write("}\n")
 
 
 def _write_rows(path: Path, rows: Iterable[dict]) -> int:
@@ -62,9 +120,9 @@ def _write_rows(path: Path, rows: Iterable[dict]) -> int:
     return count
 
 
-def _export_chat(out: Path, name: str, to: Path, resize: SmartResize | None) -> dict:
-    dialect = get_dialect(name, resize)
-    images = ImageFiles(to)
+def _export_chat(out: Path, name: str, to: Path, options: ExportOptions) -> dict:
+    dialect = get_dialect(name, options.resize, square=options.square)
+    images = ImageFiles(to, options.absolute_paths)
     counts = {}
     for split in grounding_splits(out):
         queried = (row for row in iter_rows(out, GROUNDING, split) if kept_queries(row))
@@ -98,45 +156,92 @@ def _export_chat(out: Path, name: str, to: Path, resize: SmartResize | None) -> 
             for split, n in counts.items()
         }
         (to / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+    if name == "ms-swift":
+        root = shlex.quote(str(to.resolve()))
+        (to / "env.sh").write_text(
+            "# ms-swift reads a relative image path against the working directory, else against"
+            " $ROOT_IMAGE_DIR:\n"
+            f"# . {shlex.quote(str((to / 'env.sh').resolve()))} && swift sft --dataset"
+            f" {shlex.quote(str((to / 'train.jsonl').resolve()))} ...\n"
+            f"export ROOT_IMAGE_DIR={root}\n",
+            "utf-8",
+        )
     return counts
 
 
-def _export_coco(out: Path, to: Path) -> dict:
+def _export_coco(out: Path, to: Path, refs_pickle: bool) -> dict:
+    """Per-split COCO files, plus every split in the RefCOCO layout; ids run on across splits."""
     manifest = read_manifest(out)
     images = ImageFiles(to)
+    ids = CocoIds.from_manifest(manifest)
+    refer = to / REFER_DIR
+    refer.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for split in grounding_splits(out):
-        ids = CocoIds.from_manifest(manifest)
-        doc = {**instances_header(manifest, ids, split), "images": [], "annotations": []}
-        refs = []
-        for image in coco_images(iter_rows(out, GROUNDING, split), split, ids):
-            images({"image_id": image["medground_image_id"], "image": image["image"]})
-            doc["images"].append(coco_image_entry(image))
-            doc["annotations"].extend(image["annotations"])
-            refs.extend(image["refs"])
-        (to / f"instances_{split}.json").write_text(json.dumps(doc), "utf-8")
-        (to / f"refs_{split}.json").write_text(json.dumps(refs), "utf-8")
-        counts[split] = len(doc["images"])
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=to) as tmp:
+        scratch = Path(tmp)
+        every = {k: JsonArray(scratch / k) for k in ("images", "annotations", "refs")}
+        for split in target_splits(out):
+            one = {k: JsonArray(scratch / f"{split}.{k}") for k in ("images", "annotations")}
+            for image in coco_images(split_targets(out, split), split, ids):
+                images({"image_id": image["medground_image_id"], "image": image["image"]})
+                for array in (one["images"], every["images"]):
+                    array.add(coco_image_entry(image))
+                for ann in image["annotations"]:
+                    one["annotations"].add(ann)
+                    every["annotations"].add(refer_annotation(ann))
+                for ref in image["refs"]:
+                    every["refs"].add(ref)
+            for array in one.values():
+                array.close()
+            header = instances_header(manifest, ids, split)
+            _write_instances(to / f"instances_{split}.json", header, **one)
+            counts[split] = one["images"].count
+        for array in every.values():
+            array.close()
+        header = instances_header(manifest, ids, None)
+        _write_instances(refer / "instances.json", header, every["images"], every["annotations"])
+        refs_json = refer / f"refs({SPLIT_BY}).json"
+        shutil.copyfile(every["refs"].path, refs_json)
+    if refs_pickle:  # protocol 2: the refer API's Python 2 original reads it too
+        refs = json.loads(refs_json.read_text("utf-8"))
+        with open(refer / f"refs({SPLIT_BY}).p", "wb") as fh:
+            pickle.dump(refs, fh, protocol=2)
     return counts
 
 
-def export(out: str | Path, fmt: str, to: str | Path, resize: SmartResize | None = None) -> dict:
+def _check_options(fmt: str, options: ExportOptions) -> None:
+    """Refuse an option the format has no use for, before anything is written."""
+    if fmt == "coco":
+        for given, what in (
+            (options.resize is not None, "min/max pixels apply to qwen2.5-vl only"),
+            (options.square, "the padded square applies to llava only"),
+            (options.absolute_paths, "file_name stays relative to the export folder, as COCO "
+             "tools join it to their image root"),
+        ):  # fmt: skip
+            if given:
+                raise ValueError(f"coco: {what}")
+        return
+    if options.refs_pickle:
+        raise ValueError(f"{fmt}: the refs pickle is part of the coco export only")
+    get_dialect(fmt, options.resize, square=options.square)
+
+
+def export(out: str | Path, fmt: str, to: str | Path, options: ExportOptions | None = None) -> dict:
     """Export the built folder ``out`` as ``fmt`` into ``to``; returns rows (images) per split.
 
-    ``resize`` replaces Qwen2.5-VL's default resize rule (qwen2.5-vl only), so the boxes match
-    a training run that caps ``min_pixels``/``max_pixels``.
+    ``options.resize`` replaces Qwen2.5-VL's default resize rule (qwen2.5-vl only), so the boxes
+    match a training run that sets other ``min_pixels``/``max_pixels``; ``options.square``
+    writes llava boxes for a model that pads images to a square.
     """
     out, to = Path(out), Path(to)
+    options = options or ExportOptions()
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    if fmt == "coco":
-        if resize is not None:
-            raise ValueError("coco: min/max pixels only apply to qwen2.5-vl (absolute pixels)")
-        to.mkdir(parents=True, exist_ok=True)
-        return _export_coco(out, to)
-    get_dialect(fmt, resize)  # a clear error before anything is written
+    _check_options(fmt, options)
     to.mkdir(parents=True, exist_ok=True)
-    return _export_chat(out, fmt, to, resize)
+    if fmt == "coco":
+        return _export_coco(out, to, options.refs_pickle)
+    return _export_chat(out, fmt, to, options)
 
 
 def fetch(src: str, revision: str | None = None) -> Path:
@@ -155,7 +260,7 @@ def fetch(src: str, revision: str | None = None) -> Path:
             src,
             repo_type="dataset",
             revision=revision,
-            allow_patterns=["grounding/*.parquet", MANIFEST],
+            allow_patterns=["grounding/*.parquet", "rejected/*.parquet", MANIFEST],
         )
     )
 
@@ -165,7 +270,7 @@ def convert(
     fmt: str,
     to: str | Path,
     revision: str | None = None,
-    resize: SmartResize | None = None,
+    options: ExportOptions | None = None,
 ) -> dict:
     """Any dialect (or COCO) from a built folder or a published dataset."""
-    return export(fetch(src, revision), fmt, to, resize)
+    return export(fetch(src, revision), fmt, to, options)

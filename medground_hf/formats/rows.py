@@ -9,7 +9,7 @@ corpus in memory.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,9 +17,15 @@ import pyarrow.parquet as pq
 from datasets import Features
 from PIL import Image
 
-from medground_hf.folder import MAX_SHARD_BYTES, ROW_BATCH, config_splits
+from medground_hf.folder import MAX_SHARD_BYTES, ROW_BATCH, config_splits, iter_rows, split_key
 
 GROUNDING = "grounding"
+REJECTED = "rejected"
+# what a COCO annotation needs of a target; a rejected target's image bytes are read only when
+# no kept target of its image brings them
+TARGET_COLUMNS = [
+    "id", "image_id", "source", "label", "width", "height", "bbox_xyxy", "mask", "area_px",
+]  # fmt: skip
 
 
 def grounding_splits(out: Path) -> list[str]:
@@ -28,6 +34,55 @@ def grounding_splits(out: Path) -> list[str]:
     if not splits:
         raise FileNotFoundError(f"{out}: no {GROUNDING}/<split>-*.parquet shards")
     return splits
+
+
+def count_rows(out: Path, config: str) -> int:
+    """Rows of a config, from the shards' footers (nothing decoded)."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in (out / config).glob("*.parquet"))
+
+
+def target_splits(out: Path) -> list[str]:
+    """The splits holding any target, kept (``grounding``) or rejected."""
+    found = config_splits(out)
+    return sorted({*found.get(GROUNDING, []), *found.get(REJECTED, [])}, key=split_key)
+
+
+def split_targets(
+    out: Path, split: str, tick: Callable[[], object] | None = None
+) -> Iterator[dict]:
+    """Every target of one split once, the rows of an image together: the ``grounding`` rows,
+    each image followed by its targets rejected as a whole, then the images none of whose targets
+    was kept.
+
+    A target rejected by verification is still a region of its image: COCO ground truth without
+    it would score a detector that finds it as a false positive. Rejected targets carry no
+    queries (``kept_queries`` is empty), so they give annotations but no refs. ``tick`` is
+    called for every ``grounding`` row read (progress).
+    """
+    kept_ids = {r["id"] for r in iter_rows(out, GROUNDING, split, columns=["id"])}
+    rejected: dict[str, list[dict]] = {}
+    seen = set(kept_ids)
+    for row in iter_rows(out, REJECTED, split, columns=TARGET_COLUMNS):
+        if row["id"] not in seen:  # a rejected target has a row per rejected query, too
+            seen.add(row["id"])
+            rejected.setdefault(row["image_id"], []).append({**row, "queries": []})
+    current = None
+    for row in iter_rows(out, GROUNDING, split):
+        if tick is not None:
+            tick()
+        if row["image_id"] != current:
+            yield from rejected.pop(current, [])
+            current = row["image_id"]
+        yield row
+    yield from rejected.pop(current, [])
+    if not rejected:
+        return
+    # images without a kept target: their rows (with the image bytes) from the rejected shards
+    emitted: set[str] = set()
+    for row in iter_rows(out, REJECTED, split):
+        if row["image_id"] in rejected and row["id"] not in emitted:
+            emitted.add(row["id"])
+            yield {**row, "queries": []}
 
 
 def kept_queries(row: dict) -> list[dict]:
