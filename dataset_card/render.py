@@ -157,5 +157,6 @@ def render_card(out: Path, manifest: dict) -> str:
         schema=schema_rows(GROUNDING_FEATURES),
         conventions=convention_rows(),
         qwen_resize=boxes.QWEN25_RESIZE,
+        qwen_finetune=boxes.QWEN25_FINETUNE_RESIZE,
     )
     return f"---\n{card_metadata(out, manifest).to_yaml()}\n---\n\n{body}"

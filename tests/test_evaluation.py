@@ -298,3 +298,38 @@ def test_cli_reports_errors_and_baseline_round_trip(built_hc18, tmp_path, capsys
                  "--out", str(preds), "--prior-split", "test"])  # fmt: skip
     assert code == 2
     assert "no targets in split 'test'" in capsys.readouterr().err
+
+
+def test_low_coverage_warns_and_strict_fails(built_kvasir, tmp_path, capsys):
+    """Predictions for a handful of the targets (or another split's) score near 0: that says
+    more about the file than about the model, so ``eval`` warns, and ``--strict`` fails."""
+    rows = truth(built_kvasir)
+    few = write_jsonl(
+        tmp_path / "few.jsonl", [{"id": r["id"], "bbox_xyxy": r["bbox_xyxy"]} for r in rows[:5]]
+    )
+    cmd = ["eval", "--dataset", str(built_kvasir), "--predictions", str(few)]
+    assert main(cmd) == 0
+    err = capsys.readouterr().err
+    assert f"warning: predictions answer 5 of {len(rows)} targets (10.0%)" in err
+    assert "Traceback" not in err
+    report = json.loads((tmp_path / "few-eval" / "report.json").read_text())
+    assert report["counts"]["coverage"] == pytest.approx(5 / len(rows))
+    assert report["warnings"] and "under the minimum 90%" in report["warnings"][0]
+    assert "**Warning:**" in (tmp_path / "few-eval" / "report.md").read_text()
+    assert main([*cmd, "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(few) in err and "answer 5 of" in err
+    # a lower bar accepts the file; full coverage never warns
+    assert main([*cmd, "--strict", "--min-coverage", "0.05"]) == 0
+    full = write_jsonl(
+        tmp_path / "full.jsonl", [{"id": r["id"], "bbox_xyxy": r["bbox_xyxy"]} for r in rows]
+    )
+    report = evaluate(built_kvasir, "grounding", full, strict=True)
+    assert report["warnings"] == [] and report["counts"]["coverage"] == 1.0
+    # only another split's answers: the split asked for is not covered at all
+    train = [r for r in rows if r["split"] == "train"]
+    other = write_jsonl(
+        tmp_path / "other.jsonl", [{"id": r["id"], "bbox_xyxy": r["bbox_xyxy"]} for r in train]
+    )
+    with pytest.raises(InputError, match=r"answer 0 of \d+ targets of split test .*other splits"):
+        evaluate(built_kvasir, "grounding", other, split="test", strict=True)

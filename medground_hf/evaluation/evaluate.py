@@ -6,7 +6,6 @@ targets (by id) -> metrics overall and per group -> JSON + Markdown report and p
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,8 +22,6 @@ from .targets import Prediction, Targets, load_targets, read_predictions
 
 MAX_UNKNOWN_SHOWN = 5
 MIN_COVERAGE = 0.9  # share of the evaluated targets the predictions must answer before a warning
-
-logger = logging.getLogger("medground_hf.eval")
 
 
 @dataclass
@@ -92,8 +89,9 @@ def evaluate(
     ``resize`` is the Qwen2.5-VL resize rule of the model's training (``qwen25`` answers only;
     default: the released processor's min/max pixels). Predictions answering fewer than
     ``min_coverage`` of the targets still score (missing ones count as IoU 0) but get a warning
-    in the log and the report, since a near-zero score then says more about the file (another
-    split, an unfinished run) than about the model; ``strict`` makes that an error instead."""
+    in the report (``warnings``; the CLI prints it), since a near-zero score then says more
+    about the file (another split, an unfinished run) than about the model; ``strict`` makes
+    that an error instead."""
     if not 0.0 <= min_coverage <= 1.0:
         raise ValueError(f"min coverage must be between 0 and 1, got {min_coverage}")
     predictions = Path(predictions)
@@ -149,7 +147,6 @@ def evaluate(
         )
         if strict:
             raise InputError(predictions, problem)
-        logger.warning("%s: %s", predictions, problem)
         warnings.append(problem)
     for row, target_id in enumerate(targets.ids):
         if target_id not in seen:
