@@ -38,11 +38,15 @@ print(json.dumps(result))
 """
 
 
-def local_ids(out: Path) -> dict[str, list[str]]:
-    ids: dict[str, list[str]] = {}
-    for shard in sorted((out / "grounding").glob("*.parquet")):
-        split = shard.name.split("-")[0]
-        ids.setdefault(split, []).extend(pq.read_table(shard, columns=["id"]).column(0).to_pylist())
+def local_ids(out: Path, configs: tuple[str, ...] = ("grounding",)) -> dict[str, list[str]]:
+    """Target ids per split of the given shard configs, each id once."""
+    ids: dict[str, set[str]] = {}
+    for config in configs:
+        for shard in sorted((out / config).glob("*.parquet")):
+            split = shard.name.split("-")[0]
+            ids.setdefault(split, set()).update(
+                pq.read_table(shard, columns=["id"]).column(0).to_pylist()
+            )
     return {k: sorted(v) for k, v in ids.items()}
 
 
@@ -133,7 +137,10 @@ def test_a_merged_multi_source_folder_publishes_and_loads_by_tag(published, merg
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     local = local_ids(merged_kvasir_brats)
-    assert loaded["grounding"] == local and loaded["coco"] == local
+    assert loaded["grounding"] == local
+    # COCO annotates every target, those verification rejected included
+    assert loaded["coco"] == local_ids(merged_kvasir_brats, ("grounding", "rejected"))
+    assert sum(map(len, loaded["coco"].values())) > sum(map(len, local.values()))
     sources = {i.split("/")[0] for ids in loaded["grounding"].values() for i in ids}
     assert sources == {"kvasir_seg", "brats2013"}
     rejected = pq.read_table(next((merged_kvasir_brats / "rejected").glob("*.parquet")))
