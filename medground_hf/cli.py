@@ -14,7 +14,7 @@ from .build import BuildError, build
 from .errors import ON_ERROR_CHOICES, InputError
 from .generation import commands as generation
 from .hub import PublishError
-from .progress import quiet_datasets
+from .progress import close_bars, quiet_datasets
 from .splits import parse_ratios
 
 
@@ -416,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         with quiet_datasets():
             return args.func(args)
     except (InputError, BuildError, PublishError, ValueError, FileNotFoundError) as exc:
+        close_bars()
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,13 @@ def quiet_datasets() -> Iterator[None]:
         datasets_logging.set_verbosity(level)
 
 
+def close_bars() -> None:
+    """Close every open bar, so an error message that follows starts on a line of its own
+    (a phase cut short by an error leaves its bar open)."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def phase_bar(phase: str, total: int | None, unit: str) -> tqdm:
     """The bar of one phase (``TQDM_DISABLE=1`` hides it, as for any tqdm bar)."""
     return tqdm(total=total, desc=phase, unit=f" {unit}", dynamic_ncols=True)

@@ -51,3 +51,21 @@ def test_a_build_draws_one_bar_per_phase(hc18_dir, tmp_path, capsys):
     assert re.search(r"items: 100%.*40/40", err)
     # the caller's datasets settings are back afterwards
     assert datasets_logging.is_progress_bar_enabled()
+
+
+def test_an_error_mid_phase_starts_its_own_line(kvasir_dir, tmp_path, capsys):
+    """The items bar is open when the second item fails: the error must not be glued to it."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    first, second = sorted((kvasir_dir / "images").iterdir())[:2]
+    for image in (first, second):
+        (data / "images" / image.name).write_bytes(image.read_bytes())
+    mask = kvasir_dir / "masks" / first.name
+    (data / "masks" / first.name).write_bytes(mask.read_bytes())
+    cmd = ["build", "image_mask_folder", "--data-dir", str(data), "--out", str(tmp_path / "o")]
+    assert main(cmd) == 2
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("medground build: error: ")
+    assert "no mask matches" in errors[0] and lines[-1] == errors[0]
