@@ -12,23 +12,29 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
 
+from medground_hf.checkpoints import ItemCheckpoints, item_key
 from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport, logger
 from medground_hf.progress import ProcessBar
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.sample import Sample, sample_to_records
 from medground_hf.source import LabelSpec, SourceInfo
 from medground_hf.splits import DEFAULT_RATIOS, assign_split, validate_ratios
+from medground_hf.staging import fault
 
 
 @dataclass(frozen=True)
 class Item:
-    """One unit of the source (an image/mask pair, a case volume), found without decoding."""
+    """One unit of the source (an image/mask pair, a case volume), found without decoding.
+
+    ``extra`` may carry ``("error", problem)``: an item found broken while listing (no mask, two
+    files with one key), raised or skipped by ``--on-error`` when its turn comes."""
 
     key: str
     group: str
@@ -44,6 +50,8 @@ class MedGroundConfig(datasets.BuilderConfig):
     on_error: str = "raise"
     split_ratios: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     report_dir: str | None = None
+    # Where finished items are checkpointed so an interrupted build resumes (set by the build).
+    checkpoint_dir: str | None = None
     # Regex whose group 1, found in an item key, is the patient/subject: items sharing it share
     # a split. None: every item is its own group.
     group_pattern: str | None = None
@@ -159,9 +167,7 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                 data_dir,
                 f"no {self.source.title} items found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}",
             )
-        keys = [item.key for item in items]
-        if len(set(keys)) != len(keys):
-            raise InputError(data_dir, "two items share one key; item keys must be unique")
+        items = self.mark_shared_keys(items)
         by_split: dict[str, list[Item]] = {}
         for item in items:
             split = assign_split(
@@ -180,6 +186,32 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
             )
         return by_split
 
+    def mark_shared_keys(self, items: list[Item]) -> list[Item]:
+        """Items sharing one key (``a.png`` and ``a.jpg``) cannot be told apart: an error naming
+        the files, or with ``--on-error skip`` every one of them skipped with that reason."""
+        by_key: dict[str, list[Item]] = defaultdict(list)
+        for item in items:
+            by_key[item.key].append(item)
+        shared = {key: group for key, group in by_key.items() if len(group) > 1}
+        if not shared:
+            return items
+        if self.config.on_error == "raise":
+            key, group = next(iter(shared.items()))
+            raise InputError(
+                group[0].files[0] if group[0].files else None,
+                f"has the same item key {key!r} as {', '.join(g.files[0] for g in group[1:])}; "
+                "rename one of them (or use --on-error skip to skip all of them)",
+            )
+        marked = []
+        for item in items:
+            group = shared.get(item.key)
+            if group is not None:
+                others = ", ".join(g.files[0] for g in group if g is not item)
+                problem = f"has the same item key {item.key!r} as {others}"
+                item = replace(item, extra=(*item.extra, ("error", problem)))
+            marked.append(item)
+        return marked
+
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         self.items_by_split = self.split_items()
         total = sum(len(items) for items in self.items_by_split.values())
@@ -190,23 +222,57 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, items: list[Item], split: str):
-        src = self.source
         report = SkipReport(self.config.report_dir)
+        folder = self.config.checkpoint_dir
+        checkpoints = ItemCheckpoints(folder) if folder else None
         for item in items:
-            try:
-                samples = list(self.load_item(item))
-                built = []
-                for sample in samples:
-                    sample.split = split
-                    records, dropped = sample_to_records(
-                        sample,
-                        src,
-                        builder=self.name,
-                        builder_version=str(self.VERSION),
-                        config_name=self.config.name,
-                    )
-                    built.extend(records)
-                    for d in dropped:
+            key = item_key(item.key, item.files) if checkpoints is not None else ""
+            done = checkpoints.get(key) if checkpoints is not None else None
+            if done is not None:
+                built, skips = done
+                report.extend(skips)
+            else:
+                built, skips = self.item_records(item, split, report)
+                if checkpoints is not None:
+                    checkpoints.add(key, built, skips)
+                    fault("item")
+            self._items_bar.update()
+            for record in built:
+                yield record["id"], record
+        if checkpoints is not None:
+            checkpoints.flush()
+            if checkpoints.resumed:
+                logger.info(
+                    "split %s: %d item(s) taken from the interrupted run, %d read",
+                    split,
+                    checkpoints.resumed,
+                    len(items) - checkpoints.resumed,
+                )
+
+    def item_records(
+        self, item: Item, split: str, report: SkipReport
+    ) -> tuple[list[dict], list[dict]]:
+        """The records of one item and the skip-report entries it caused (an item skipped under
+        ``--on-error skip`` has no records and one ``input`` entry)."""
+        src = self.source
+        skips: list[dict] = []
+        try:
+            problem = dict(item.extra).get("error")
+            if problem:
+                raise InputError(item.files[0] if item.files else None, problem)
+            built = []
+            for sample in self.load_item(item):
+                sample.split = split
+                records, dropped = sample_to_records(
+                    sample,
+                    src,
+                    builder=self.name,
+                    builder_version=str(self.VERSION),
+                    config_name=self.config.name,
+                )
+                built.extend(records)
+                for d in dropped:
+                    skips.append(
                         report.add(
                             d.image_id,
                             None,
@@ -214,16 +280,15 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                             f"{d.label} component of {d.area_px} px below min_size",
                             level=logging.DEBUG,
                         )
-                if not built:
-                    raise InputError(
-                        item.files[-1] if item.files else None,
-                        "no target of at least min_size pixels in any mask",
                     )
-            except InputError as error:
-                if self.config.on_error == "raise":
-                    raise
-                report.add(item.key, error.path, "input", error.problem)
-                built = []
-            self._items_bar.update()
-            for record in built:
-                yield record["id"], record
+            if not built:
+                raise InputError(
+                    item.files[-1] if item.files else None,
+                    "no target of at least min_size pixels in any mask",
+                )
+        except InputError as error:
+            if self.config.on_error == "raise":
+                raise
+            skips.append(report.add(item.key, error.path, "input", error.problem))
+            return [], skips
+        return built, skips

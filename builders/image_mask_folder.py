@@ -227,9 +227,6 @@ class ImageMaskFolder(MedGroundBuilder):
         return None
 
     def load_item(self, item: Item) -> Iterator[Sample]:
-        extra = dict(item.extra)
-        if "error" in extra:
-            raise InputError(item.files[0], extra["error"])
         image_path, mask_path = (Path(f) for f in item.files)
         image, data = load_image(image_path)
         values = load_mask(mask_path, palette_indices=self.config.mask_mode == "labels")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medground_hf.progress import quiet_datasets
@@ -45,6 +43,7 @@ class GenerationOptions:
     retry_backoff: float = 1.0
     batch_poll: float = 30.0
     batch_wait: float = 24 * 3600.0
+    forget_batches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -55,6 +54,24 @@ class GenerationOptions:
             raise ValueError("--queries-per-target and --concurrency must be at least 1")
         if self.batch and self.generator != "anthropic":
             raise ValueError("--batch (Message Batches) needs --generator anthropic")
+
+    # How a run goes, not what it produces: left out of :meth:`identity`.
+    RUNTIME = (
+        "batch",
+        "cache",
+        "concurrency",
+        "api_key_env",
+        "timeout",
+        "max_attempts",
+        "retry_backoff",
+        "batch_poll",
+        "batch_wait",
+        "forget_batches",
+    )
+
+    def identity(self) -> dict:
+        """The options that decide the records: a rerun with the same identity resumes."""
+        return {k: v for k, v in asdict(self).items() if k not in self.RUNTIME}
 
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else DEFAULT_CACHE / "requests.sqlite"
@@ -112,6 +129,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per VLM request")
     g.add_argument(
+        "--forget-batch",
+        action="append",
+        default=[],
+        metavar="BATCH_ID",
+        help="drop a saved Message Batch id the API no longer knows (its requests are sent "
+        "again); repeatable",
+    )
+    g.add_argument(
         "--batch-wait",
         type=float,
         default=24 * 3600.0,
@@ -135,6 +160,7 @@ def options_from_args(args: argparse.Namespace) -> GenerationOptions:
         outline=args.outline,
         timeout=args.timeout,
         batch_wait=args.batch_wait,
+        forget_batches=tuple(args.forget_batch),
     )
 
 
@@ -184,47 +210,60 @@ def run_generation(splits: Mapping, sources: list, options: GenerationOptions):
 def write_outcome(out: Path, outcome) -> None:
     """The kept rows as the ``grounding`` config and the rejects as ``rejected``, per split."""
     from medground_hf.folder import write_split
+    from medground_hf.staging import fault
 
     for config, parts in (("grounding", outcome.grounding), ("rejected", outcome.rejected)):
         for split, ds in parts.items():
             if len(ds):
                 write_split(out, config, split, ds)
-
-
-_WORK_PREFIX = "medground-generate-"  # scratch folder inside OUT while a run reads its shards
+    fault("shards")
 
 
 @quiet_datasets()
 def generate_folder(out: Path, options: GenerationOptions) -> dict:
-    """Re-generate and re-verify the queries of a built folder in place; returns the manifest."""
+    """Re-generate and re-verify the queries of a built folder; returns the manifest.
+
+    The new folder is written beside ``out`` and replaces it in one rename when complete; files
+    of yours in ``out`` (anything but its shards, manifest and card) are carried over.
+    """
     from datasets import Dataset, concatenate_datasets
 
-    from medground_hf.build import finish_folder
-    from medground_hf.folder import config_splits, read_manifest
+    from medground_hf import PIPELINE_VERSION
+    from medground_hf.build import COMMAND_KEY, finish_folder
+    from medground_hf.folder import FILES, config_splits
+    from medground_hf.integrity import check_folder
+    from medground_hf.staging import carry_over, command_key, staged
 
-    manifest = read_manifest(out)
+    out = Path(out)
+    manifest = check_folder(out)
     present = config_splits(out)
     if "grounding" not in present and "rejected" not in present:
         raise FileNotFoundError(f"{out}: no grounding or rejected shards to generate from")
     if options.generator == "none":
         raise ValueError("medground generate needs a generator (not 'none')")
-    for stale in out.glob(f"{_WORK_PREFIX}*"):  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=_WORK_PREFIX, dir=out) as tmp:
+    key = command_key(
+        "generate",
+        {
+            "input": manifest[FILES],
+            "generation": options.identity(),
+            "pipeline_version": PIPELINE_VERSION,
+        },
+    )
+    with staged(out, key) as stage:
         splits = {}
         for split in sorted({s for c in ("grounding", "rejected") for s in present.get(c, [])}):
             parts = [
-                _targets_only(Dataset.from_parquet(files, cache_dir=tmp))
+                _targets_only(Dataset.from_parquet(files, cache_dir=str(stage.scratch)))
                 for config in ("grounding", "rejected")
                 if (files := [str(p) for p in sorted((out / config).glob(f"{split}-*.parquet"))])
             ]
             splits[split] = _unique_targets(concatenate_datasets(parts))
         outcome = run_generation(splits, manifest["sources"], options)
-        for config in ("grounding", "rejected"):
-            shutil.rmtree(out / config, ignore_errors=True)
-        write_outcome(out, outcome)
-    manifest["verification"] = outcome.verification
-    finish_folder(out, manifest)
+        write_outcome(stage.path, outcome)
+        manifest["verification"] = outcome.verification
+        manifest[COMMAND_KEY] = key
+        finish_folder(stage.path, manifest)
+        carry_over(out, stage.path)
     return manifest
 
 

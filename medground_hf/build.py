@@ -7,8 +7,6 @@ Parquet shards + manifest + card. Generation and verification plug in between re
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
@@ -19,11 +17,13 @@ from datasets.exceptions import DatasetGenerationError
 
 from . import PIPELINE_VERSION
 from .errors import InputError, read_skips
-from .folder import read_manifest, split_key, write_manifest, write_split
+from .folder import MANIFEST, read_manifest, split_key, write_manifest, write_split
 from .formats import remove_format_configs, write_format_configs
 from .formats.configs import check_selection
+from .integrity import check_folder
 from .progress import quiet_datasets
 from .source import SourceInfo
+from .staging import command_key, fault, is_empty, recover, staged
 
 logger = logging.getLogger("medground_hf")
 
@@ -48,12 +48,21 @@ def source_metadata(source: SourceInfo) -> dict:
     return meta
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise BuildError(f"{out}: output folder is not empty (use --overwrite to replace it)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+COMMAND_KEY = "command_key"  # manifest key: which command (and options) wrote the folder
+
+
+def already_done(out: Path, key: str, overwrite: bool) -> dict | None:
+    """The manifest of ``out`` when the same command already wrote it completely (nothing to
+    do); None when it is to be written. A non-empty folder written otherwise needs
+    ``overwrite``."""
+    recover(out)
+    if overwrite or is_empty(out):
+        return None
+    if (out / MANIFEST).is_file() and read_manifest(out).get(COMMAND_KEY) == key:
+        manifest = check_folder(out)
+        logger.info("%s: already written by this same command (--overwrite rebuilds it)", out)
+        return manifest
+    raise BuildError(f"{out}: output folder is not empty (use --overwrite to replace it)")
 
 
 def builder_class(source: str) -> type:
@@ -96,13 +105,17 @@ def run_builder(
     split_ratios: Mapping[str, float] | None = None,
     num_proc: int | None = None,
     options: Mapping[str, object] | None = None,
+    checkpoints: Path | None = None,
 ):
-    """Run one builder into ``work``; returns it and its datasets per split."""
+    """Run one builder into ``work``; returns it and its datasets per split. Finished items are
+    checkpointed in ``checkpoints`` (and taken from there when a rerun resumes)."""
     cls = builder_class(source)
     check_options(source, cls, options or {})
     kwargs = dict(options or {})
     if split_ratios:
         kwargs["split_ratios"] = dict(split_ratios)
+    if checkpoints is not None:
+        kwargs["checkpoint_dir"] = str(checkpoints)
     try:
         builder = cls(
             config_name=config_name,
@@ -168,22 +181,43 @@ def build(
     """
     selection = check_selection(list(derived_configs)) if derived_configs is not None else None
     out = Path(out)
-    prepare_out(out, overwrite)
-    with tempfile.TemporaryDirectory(prefix="medground-", dir=out) as tmp:
-        work = Path(tmp)
+    key = command_key(
+        "build",
+        {
+            "source": source,
+            "data_dir": str(Path(data_dir).resolve()),
+            "config_name": config_name,
+            "on_error": on_error,
+            "split_ratios": dict(split_ratios or {}),
+            "options": dict(options or {}),
+            "generator": generator,
+            "generation": generation_identity(generator, generation_options),
+            "derived_configs": selection,
+            "pipeline_version": PIPELINE_VERSION,
+        },
+    )
+    done = already_done(out, key, overwrite)
+    if done is not None:
+        return done
+    with staged(out, key) as stage:
         builder, splits = run_builder(
             source,
             Path(data_dir),
-            work,
+            stage.scratch,
             config_name=config_name,
             on_error=on_error,
             split_ratios=split_ratios,
             num_proc=num_proc,
             options=options,
+            checkpoints=stage.resume / "items",
         )
-        skips = read_skips(work / "skips")
+        skips = read_skips(stage.scratch / "skips")
         counts = {split: count_split(ds) for split, ds in splits.items()}
-        verification = write_configs(out, builder.source, splits, generator, generation_options)
+        fault("records")
+        verification = write_configs(
+            stage.path, builder.source, splits, generator, generation_options
+        )
+        fault("shards")
         items_read = sum(len(items) for items in builder.items_by_split.values())
         skipped_items = [s for s in skips if s["stage"] == "input"]
         built_items = sum(c["cases"] for c in counts.values())
@@ -213,13 +247,23 @@ def build(
                 "splits": counts,
             },
             "skipped": skips,
+            COMMAND_KEY: key,
         }
         if verification is not None:
             manifest["verification"] = verification
         if selection is not None:
             manifest["derived_configs"] = selection
-    finish_folder(out, manifest)
+        finish_folder(stage.path, manifest)
     return manifest
+
+
+def generation_identity(generator: str, options: Mapping[str, object] | None) -> dict | None:
+    """The generation options that decide the records (not concurrency, timeouts, the cache)."""
+    if generator == "none":
+        return None
+    from .generation.commands import GenerationOptions
+
+    return GenerationOptions(generator=generator, **dict(options or {})).identity()
 
 
 def write_configs(
@@ -244,15 +288,17 @@ def write_configs(
 
 
 def finish_folder(out: Path, manifest: dict) -> None:
-    """The last step of every command that changes a folder (build, generate, merge): derived
-    configs rewritten from ``grounding`` (none, and stale ones gone, when every target was
-    rejected), then the manifest and the card."""
+    """The last step of every command that writes a folder (build, generate, merge, into its
+    staging folder): derived configs rewritten from ``grounding`` (none, and stale ones gone,
+    when every target was rejected), then the manifest (with every shard's hash) and the card."""
     if (out / "grounding").is_dir():
         manifest["formats"] = write_format_configs(out, manifest)
     else:
         remove_format_configs(out)
         manifest.pop("formats", None)
+    fault("formats")
     write_manifest(out, manifest)
+    fault("manifest")
     write_card(out, manifest)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -415,10 +417,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with quiet_datasets():
             return args.func(args)
-    except (InputError, BuildError, PublishError, ValueError, FileNotFoundError) as exc:
+    except (InputError, BuildError, PublishError, ValueError) as exc:
         close_bars()
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.Error) as exc:
+        close_bars()
+        print(f"medground {args.command}: error: {system_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def system_error(exc: OSError | sqlite3.Error) -> str:
+    """A file-system (or cache database) failure in one line: the file and what went wrong.
+    Outputs are written beside their folder and put in place only when complete, so a failure
+    here (a full disk) never leaves a half-written folder."""
+    if isinstance(exc, sqlite3.Error):
+        return f"request cache: {exc}"
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"{where}{exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (no folder was replaced; free some space and rerun the same command to resume)"
+    return text
 
 
 if __name__ == "__main__":

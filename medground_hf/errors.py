@@ -35,19 +35,24 @@ class SkipReport:
 
     def add(
         self, item: str, path: str | None, stage: str, reason: str, level: int = logging.WARNING
-    ) -> None:
-        """Log the skip and, when a report folder is set, append it there.
+    ) -> dict:
+        """Log the skip and, when a report folder is set, append it there; returns the entry.
 
         Skipped items are warnings; routine drops (specks below ``min_size``) pass a lower level
         so they are counted and kept in the report without flooding the console.
         """
         logger.log(level, "skipped %s [%s] (%s): %s", item, stage, path, reason)
-        if self.folder is None:
+        entry = {"item": item, "path": path, "stage": stage, "reason": reason}
+        self.extend([entry])
+        return entry
+
+    def extend(self, entries: list[dict]) -> None:
+        """Append entries already logged (those of an item resumed from a checkpoint)."""
+        if self.folder is None or not entries:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        entry = {"item": item, "path": path, "stage": stage, "reason": reason}
         with open(self.folder / f"skipped-{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+            fh.writelines(json.dumps(entry) + "\n" for entry in entries)
 
 
 def read_skips(folder: str | os.PathLike) -> list[dict]:

@@ -12,6 +12,7 @@ The same folder works with ``load_dataset(OUT, config)`` offline and, pushed to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset
 
 MANIFEST = "medground.json"
+FILES = "files"  # manifest key: every shard's size, rows and sha256
 DEFAULT_CONFIG = "grounding"
 MAX_SHARD_BYTES = 500 * 2**20
 ROW_BATCH = 64  # rows decoded at a time when streaming shards (images stay undecoded bytes)
@@ -129,4 +131,43 @@ def read_manifest(out: Path) -> dict:
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
+    """Write the manifest, recording the folder's shards as they are now (see
+    :func:`medground_hf.integrity.check_folder`, which every reader runs)."""
+    manifest[FILES] = shard_records(out)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * 2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parquet_rows(path: Path) -> int:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
+
+
+def shard_paths(out: Path) -> list[str]:
+    """Every Parquet shard of the folder, relative, POSIX-style (hidden folders left out)."""
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*.parquet")
+        if not any(part.startswith(".") for part in p.relative_to(out).parts)
+    )
+
+
+def shard_records(out: Path) -> dict[str, dict]:
+    """``{relative path: {"bytes", "rows", "sha256"}}`` of every shard, for the manifest."""
+    return {
+        rel: {
+            "bytes": (out / rel).stat().st_size,
+            "rows": parquet_rows(out / rel),
+            "sha256": sha256_of(out / rel),
+        }
+        for rel in shard_paths(out)
+    }

@@ -21,8 +21,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
-from .folder import MANIFEST, config_splits, read_manifest
+from .folder import MANIFEST, config_splits
 from .formats.rows import GROUNDING
+from .integrity import check_folder
 
 logger = logging.getLogger("medground_hf")
 
@@ -101,7 +102,7 @@ def plan(out: str | Path, repo_id: str, version: str) -> Plan:
         raise PublishError(f"version {version!r} is not of the form vX.Y.Z (e.g. v1.0.0)")
     if repo_id.count("/") != 1:
         raise PublishError(f"repo id {repo_id!r} must be ORG/NAME")
-    manifest = read_manifest(out)
+    manifest = check_folder(out)
     readme = out / "README.md"
     if not readme.is_file():
         raise PublishError(f"{readme}: missing dataset card (run `medground build` again)")

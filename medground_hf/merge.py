@@ -9,17 +9,19 @@ can never collide; a repeated id means the same source was given twice, which is
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets
 
-from .build import BuildError, finish_folder, prepare_out
-from .folder import config_splits, read_manifest, split_key, write_split
+from . import PIPELINE_VERSION
+from .build import COMMAND_KEY, BuildError, already_done, finish_folder
+from .folder import FILES, config_splits, split_key, write_split
 from .formats.configs import check_selection
+from .integrity import check_folder
 from .progress import quiet_datasets
+from .staging import command_key, fault, staged
 
 SHARD_CONFIGS = ("grounding", "rejected")
 _SUMMED = (
@@ -85,38 +87,48 @@ def merge(folders: Sequence[str | Path], out: str | Path, *, overwrite: bool = F
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
         raise BuildError("merge needs at least two built folders")
-    manifests = [read_manifest(f) for f in folders]
+    manifests = [check_folder(f) for f in folders]
     names = [s["name"] for m in manifests for s in m["sources"]]
     repeated = sorted(n for n, k in Counter(names).items() if k > 1)
     if repeated:
         raise BuildError(f"source(s) {repeated} appear in more than one folder; merge each once")
     verification = merge_verification([m.get("verification") for m in manifests])
     out = Path(out)
-    prepare_out(out, overwrite)
-    with tempfile.TemporaryDirectory(prefix="medground-merge-", dir=out) as tmp:
+    key = command_key(
+        "merge",
+        {"inputs": [m[FILES] for m in manifests], "pipeline_version": PIPELINE_VERSION},
+    )
+    done = already_done(out, key, overwrite)
+    if done is not None:
+        return done
+    with staged(out, key) as stage:
         for config in SHARD_CONFIGS:
             splits = sorted(
                 {s for f in folders for s in config_splits(f).get(config, [])}, key=split_key
             )
             for split in splits:
                 parts = [
-                    Dataset.from_parquet(files, cache_dir=tmp)
+                    Dataset.from_parquet(files, cache_dir=str(stage.scratch))
                     for f in folders
                     if (files := [str(p) for p in sorted((f / config).glob(f"{split}-*.parquet"))])
                 ]
-                write_split(out, config, split, concatenate_datasets(parts))
-    manifest = {
-        "pipeline_version": _joined([m["pipeline_version"] for m in manifests]),
-        "sources": [s for m in manifests for s in m["sources"]],
-        "builds": [b for m in manifests for b in m["builds"]],
-        "counts": merge_counts([m["counts"] for m in manifests]),
-        "skipped": [s for m in manifests for s in m["skipped"]],
-        "merged_from": [f.name for f in folders],
-    }
-    if verification is not None:
-        manifest["verification"] = verification
-    chosen = [m["derived_configs"] for m in manifests if "derived_configs" in m]
-    if len(chosen) == len(manifests):  # every part chose: write what any of them wanted
-        manifest["derived_configs"] = check_selection(sorted({c for part in chosen for c in part}))
-    finish_folder(out, manifest)
+                write_split(stage.path, config, split, concatenate_datasets(parts))
+        fault("shards")
+        manifest = {
+            "pipeline_version": _joined([m["pipeline_version"] for m in manifests]),
+            "sources": [s for m in manifests for s in m["sources"]],
+            "builds": [b for m in manifests for b in m["builds"]],
+            "counts": merge_counts([m["counts"] for m in manifests]),
+            "skipped": [s for m in manifests for s in m["skipped"]],
+            "merged_from": [f.name for f in folders],
+            COMMAND_KEY: key,
+        }
+        if verification is not None:
+            manifest["verification"] = verification
+        chosen = [m["derived_configs"] for m in manifests if "derived_configs" in m]
+        if len(chosen) == len(manifests):  # every part chose: write what any of them wanted
+            manifest["derived_configs"] = check_selection(
+                sorted({c for part in chosen for c in part})
+            )
+        finish_folder(stage.path, manifest)
     return manifest

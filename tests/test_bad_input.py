@@ -13,6 +13,7 @@ from PIL import Image
 from medground_hf.build import build
 from medground_hf.cli import main
 from medground_hf.errors import InputError
+from medground_hf.folder import read_manifest
 
 
 def write_pair(root: Path, stem: str, size=(48, 40), box=(5, 6, 20, 30), value=255):
@@ -183,11 +184,16 @@ def test_cli_skip_prints_the_reason(corpus, tmp_path, capsys):
 
 
 def test_refuses_to_overwrite_a_non_empty_out(corpus, tmp_path):
+    """A folder written by another command is never replaced without --overwrite; the same
+    command again finds its finished folder and leaves it as it is."""
     out = tmp_path / "out"
     build("image_mask_folder", corpus, out)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert build("image_mask_folder", corpus, out) == read_manifest(out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     with pytest.raises(Exception, match="not empty"):
-        build("image_mask_folder", corpus, out)
-    build("image_mask_folder", corpus, out, overwrite=True)
+        build("image_mask_folder", corpus, out, options={"min_size": 20})
+    build("image_mask_folder", corpus, out, options={"min_size": 20}, overwrite=True)
 
 
 def test_a_split_whose_every_item_is_skipped(tmp_path):

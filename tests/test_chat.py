@@ -282,7 +282,7 @@ def test_unknown_format_and_missing_folder_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path), "--format", "yolo", "--to", str(tmp_path / "x")])
     assert main(["export", str(tmp_path), "--format", "llava", "--to", str(tmp_path / "x")]) == 2
-    assert "no grounding/<split>-*.parquet shards" in capsys.readouterr().err
+    assert "not a medground dataset folder (medground.json missing)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -313,12 +313,12 @@ def test_answers_without_a_box_are_refused(name):
 
 def test_a_corrupt_shard_is_named(kvasir_queries, tmp_path, capsys):
     out = tmp_path / "corrupt"
-    (out / "grounding").mkdir(parents=True)
-    shutil.copy(kvasir_queries / "medground.json", out)
+    shutil.copytree(kvasir_queries, out)
     (out / "grounding" / "train-00000-of-00001.parquet").write_bytes(b"not parquet")
     assert main(["export", str(out), "--format", "trl", "--to", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "train-00000-of-00001.parquet: unreadable Parquet shard" in err
+    assert "grounding/train-00000-of-00001.parquet: 11 bytes where medground.json says" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_qwen25_export_follows_a_capped_resize(hc18_queries, tmp_path, capsys):

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..folder import DEFAULT_CONFIG, config_splits, read_manifest
+from ..folder import DEFAULT_CONFIG, config_splits
+from ..integrity import check_folder
 
 GROUP_COLUMNS = ("split", "source", "modality", "label")
 COLUMNS = ("id", *GROUP_COLUMNS, "width", "height", "bbox_xyxy", "num_candidates")
@@ -53,7 +54,7 @@ class Targets:
 def load_targets(dataset: str | Path) -> Targets:
     """Every target of the ``grounding`` config of a built folder, all splits."""
     dataset = Path(dataset)
-    read_manifest(dataset)  # a clear error when this is not a built folder
+    check_folder(dataset)  # a clear error when this is not a built folder, or a damaged one
     if DEFAULT_CONFIG not in config_splits(dataset):
         raise FileNotFoundError(f"{dataset}: no {DEFAULT_CONFIG}/ Parquet shards to evaluate on")
     shards = sorted((dataset / DEFAULT_CONFIG).glob("*.parquet"))

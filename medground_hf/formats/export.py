@@ -13,7 +13,9 @@ Layout of ``--to DIR``::
     DIR/env.sh                             ms-swift: ROOT_IMAGE_DIR for relative image paths
 
 Image paths in rows are relative to DIR (absolute on request, for trainers that resolve them
-against their working directory).
+against their working directory). DIR is written beside itself and put in place in one rename
+when complete (:mod:`medground_hf.staging`): it is new, empty, or an earlier export, which is
+replaced as a whole.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medground_hf.boxes import SmartResize
-from medground_hf.folder import MANIFEST, iter_rows, read_manifest
+from medground_hf.folder import MANIFEST, iter_rows
+from medground_hf.integrity import check_folder
+from medground_hf.staging import fault, staged
 
 from .chat import DIALECTS, get_dialect
 from .coco import CocoIds, coco_image_entry, coco_images, instances_header, refer_annotation
 from .rows import (
     GROUNDING,
+    REJECTED,
     grounding_splits,
     image_file,
     kept_queries,
@@ -57,22 +62,22 @@ class ExportOptions:
 
 
 class ImageFiles:
-    """Writes each image of an export once and returns its path (relative to the export
-    folder, or absolute)."""
+    """Writes each image of an export once into ``to`` and returns its path: relative to the
+    export folder, or absolute under ``absolute`` (the folder's final place)."""
 
-    def __init__(self, to: Path, absolute: bool = False):
+    def __init__(self, to: Path, absolute: Path | None = None):
         self.to = to
         self.absolute = absolute
         self.written: set[str] = set()
 
     def __call__(self, row: dict) -> str:
         name = image_file(row)
-        path = self.to / name
         if name not in self.written:
+            path = self.to / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(row["image"]["bytes"])
             self.written.add(name)
-        return str(path.resolve()) if self.absolute else name
+        return str(self.absolute.resolve() / name) if self.absolute else name
 
 
 class JsonArray:
@@ -117,12 +122,14 @@ def _write_rows(path: Path, rows: Iterable[dict]) -> int:
             count += 1
         if not jsonl:
             fh.write("\n]\n")
+    fault("export")
     return count
 
 
-def _export_chat(out: Path, name: str, to: Path, options: ExportOptions) -> dict:
+def _export_chat(out: Path, name: str, to: Path, options: ExportOptions, final: Path) -> dict:
+    """Write into ``to``; ``final`` is where the export will live (absolute paths name it)."""
     dialect = get_dialect(name, options.resize, square=options.square)
-    images = ImageFiles(to, options.absolute_paths)
+    images = ImageFiles(to, final if options.absolute_paths else None)
     counts = {}
     for split in grounding_splits(out):
         queried = (row for row in iter_rows(out, GROUNDING, split) if kept_queries(row))
@@ -147,8 +154,8 @@ def _export_chat(out: Path, name: str, to: Path, options: ExportOptions) -> dict
     if name == "internvl":
         meta = {
             f"medground_{split}": {
-                "root": str(to.resolve()),
-                "annotation": str((to / f"{split}.jsonl").resolve()),
+                "root": str(final.resolve()),
+                "annotation": str((final / f"{split}.jsonl").resolve()),
                 "data_augment": False,
                 "repeat_time": 1,
                 "length": n,
@@ -157,21 +164,20 @@ def _export_chat(out: Path, name: str, to: Path, options: ExportOptions) -> dict
         }
         (to / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
     if name == "ms-swift":
-        root = shlex.quote(str(to.resolve()))
+        root = shlex.quote(str(final.resolve()))
         (to / "env.sh").write_text(
             "# ms-swift reads a relative image path against the working directory, else against"
             " $ROOT_IMAGE_DIR:\n"
-            f"# . {shlex.quote(str((to / 'env.sh').resolve()))} && swift sft --dataset"
-            f" {shlex.quote(str((to / 'train.jsonl').resolve()))} ...\n"
+            f"# . {shlex.quote(str((final / 'env.sh').resolve()))} && swift sft --dataset"
+            f" {shlex.quote(str((final / 'train.jsonl').resolve()))} ...\n"
             f"export ROOT_IMAGE_DIR={root}\n",
             "utf-8",
         )
     return counts
 
 
-def _export_coco(out: Path, to: Path, refs_pickle: bool) -> dict:
+def _export_coco(out: Path, to: Path, manifest: dict, refs_pickle: bool) -> dict:
     """Per-split COCO files, plus every split in the RefCOCO layout; ids run on across splits."""
-    manifest = read_manifest(out)
     images = ImageFiles(to)
     ids = CocoIds.from_manifest(manifest)
     refer = to / REFER_DIR
@@ -195,6 +201,7 @@ def _export_coco(out: Path, to: Path, refs_pickle: bool) -> dict:
                 array.close()
             header = instances_header(manifest, ids, split)
             _write_instances(to / f"instances_{split}.json", header, **one)
+            fault("export")
             counts[split] = one["images"].count
         for array in every.values():
             array.close()
@@ -238,10 +245,32 @@ def export(out: str | Path, fmt: str, to: str | Path, options: ExportOptions | N
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     _check_options(fmt, options)
-    to.mkdir(parents=True, exist_ok=True)
-    if fmt == "coco":
-        return _export_coco(out, to, options.refs_pickle)
-    return _export_chat(out, fmt, to, options)
+    manifest = check_folder(out, configs=[GROUNDING, REJECTED])
+    check_export_target(to)
+    with staged(to) as stage:
+        if fmt == "coco":
+            return _export_coco(out, stage.path, manifest, options.refs_pickle)
+        return _export_chat(out, fmt, stage.path, options, to)
+
+
+EXPORT_FILES = (".json", ".jsonl", ".sh")  # what an export writes at its top level
+EXPORT_FOLDERS = ("images", REFER_DIR)
+
+
+def check_export_target(to: Path) -> None:
+    """``--to`` is new, empty or an earlier export: it is replaced as a whole, so a folder
+    holding anything an export does not write is refused."""
+    if not to.exists():
+        return
+    if not to.is_dir():
+        raise ValueError(f"{to}: exists and is not a folder")
+    for entry in to.iterdir():
+        export_file = entry.is_file() and entry.suffix in EXPORT_FILES
+        if not (export_file or (entry.name in EXPORT_FOLDERS and entry.is_dir())):
+            raise ValueError(
+                f"{to}: holds {entry.name}, which no export writes; an export replaces its "
+                "folder as a whole: choose a new or empty folder"
+            )
 
 
 def fetch(src: str, revision: str | None = None) -> Path:

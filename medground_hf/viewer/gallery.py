@@ -35,8 +35,9 @@ from jinja2 import Environment, PackageLoader
 from PIL import Image
 from skimage.measure import find_contours
 
-from ..folder import DEFAULT_CONFIG, config_splits, iter_rows, read_manifest
+from ..folder import DEFAULT_CONFIG, config_splits, iter_rows
 from ..geometry import decode_rle
+from ..integrity import check_folder
 
 CONFIGS = ((DEFAULT_CONFIG, "kept"), ("rejected", "rejected"))
 COLUMNS = (
@@ -164,7 +165,7 @@ def write_gallery(
 ) -> Path:
     """Write the gallery of ``dataset`` into ``to`` (default ``<dataset>-viewer``); its index."""
     dataset = Path(dataset)
-    manifest = read_manifest(dataset)
+    manifest = check_folder(dataset)
     if page_size < 1:
         raise ValueError(f"page size must be at least 1, got {page_size}")
     to = Path(to) if to else dataset.with_name(dataset.name + "-viewer")
