@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, created REAL, keys TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS submissions (token TEXT PRIMARY KEY, started REAL, keys TEXT NOT NULL);
 """
 
 
@@ -52,13 +53,44 @@ class RequestCache:
         )
         self.db.commit()
 
-    def add_batch(self, batch_id: str, keys: Iterable[str]) -> None:
-        """Record a submitted batch the moment its id exists."""
+    def begin_submission(self, keys: Iterable[str]) -> tuple[str, float, list[str]]:
+        """Record that a batch of ``keys`` is about to be created, before the create call: a run
+        killed before it learns the batch id finds the batch again instead of paying twice."""
+        keys = list(keys)
+        token, started = request_key({"keys": keys, "at": time.time()}), time.time()
+        self.db.execute(
+            "INSERT INTO submissions (token, started, keys) VALUES (?, ?, ?)",
+            (token, started, json.dumps(keys)),
+        )
+        self.db.commit()
+        return token, started, keys
+
+    def open_submissions(self) -> list[tuple[str, float, list[str]]]:
+        rows = self.db.execute("SELECT token, started, keys FROM submissions ORDER BY started")
+        return [(token, started, json.loads(keys)) for token, started, keys in rows.fetchall()]
+
+    def add_batch(self, batch_id: str, keys: Iterable[str], submission: str | None = None) -> None:
+        """Record a submitted batch the moment its id exists (and close its submission)."""
         self.db.execute(
             "INSERT OR REPLACE INTO batches (batch_id, created, keys, done) VALUES (?, ?, ?, 0)",
             (batch_id, time.time(), json.dumps(list(keys))),
         )
+        if submission is not None:
+            self.db.execute("DELETE FROM submissions WHERE token = ?", (submission,))
         self.db.commit()
+
+    def end_submission(self, token: str) -> None:
+        self.db.execute("DELETE FROM submissions WHERE token = ?", (token,))
+        self.db.commit()
+
+    def known_batches(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT batch_id FROM batches").fetchall()}
+
+    def forget_batch(self, batch_id: str) -> bool:
+        """Drop a saved batch id (one the API no longer knows); False when none was saved."""
+        gone = self.db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,)).rowcount
+        self.db.commit()
+        return gone > 0
 
     def pending_batches(self) -> list[tuple[str, list[str]]]:
         rows = self.db.execute(

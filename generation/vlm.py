@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from string import Template
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -28,6 +29,7 @@ from scipy import ndimage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from medground_hf.geometry import decode_rle
+from medground_hf.staging import fault
 
 from . import templates, vocab
 from .base import Generated, GenerationError, Generator, Judge, Target, Usage
@@ -39,6 +41,9 @@ logger = logging.getLogger("medground_hf.generation")
 GENERATE_PROMPT = "generate-v2"
 JUDGE_PROMPT = "judge-v1"
 MAX_RETRY_AFTER = 120.0
+# Refusals of single requests (e.g. HTTP 400) before any success that mean the whole run is
+# misconfigured (a bad model name or parameter), not that those targets are bad.
+REFUSALS_BEFORE_ABORT = 5
 
 QUERIES_SCHEMA = {
     "type": "object",
@@ -104,14 +109,16 @@ class Completion:
     data: dict | None = None
     refusal: str | None = None
     malformed: str | None = None
+    rejected: str | None = None  # the server refused this one request (e.g. HTTP 400): why
     input_tokens: int = 0
     output_tokens: int = 0
     batch: bool = False
 
     @property
     def cacheable(self) -> bool:
-        """Parsed answers and refusals are final; malformed ones are retried on the next run."""
-        return self.malformed is None
+        """Parsed answers and refusals are final; malformed answers and refused requests are
+        asked again on the next run (a refused request costs nothing)."""
+        return self.malformed is None and self.rejected is None
 
 
 def parse_json(text: str, **tokens: int) -> Completion:
@@ -150,6 +157,11 @@ class Backend(ABC):
     @abstractmethod
     def is_transient(self, error: BaseException) -> bool: ...
 
+    def is_per_request(self, error: BaseException) -> bool:
+        """A permanent refusal of this one request (malformed or oversized for the server: 400,
+        413, 422), as opposed to one that concerns every request (401, 403, 404, ...)."""
+        return getattr(error, "status_code", None) in (400, 413, 422)
+
     def cost(self, completion: Completion) -> float:
         return 0.0
 
@@ -170,9 +182,30 @@ def retry_after(error: BaseException) -> float | None:
     return None
 
 
-# A request by its cache key; the request itself (image drawn, base64-encoded) is only built
-# when the cache does not answer.
-Job = tuple[str, Callable[[], Request]]
+def server_message(error: BaseException) -> str:
+    """What the server said about a failed request (its error message), else what failed."""
+    body = getattr(error, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, Mapping) else None
+        if message:
+            return str(message)[:300]
+    if getattr(error, "status_code", None) is not None:
+        return f"{type(error).__name__} (HTTP {error.status_code})"
+    return f"{type(error).__name__}: {error}"[:300]
+
+
+class Job(NamedTuple):
+    """A request by its cache key and the target it is for; the request itself (image drawn,
+    base64-encoded) is only built when the cache does not answer."""
+
+    key: str
+    target: str
+    request: Callable[[], Request]
+
+
+class _Stopped(Exception):
+    """A queued request not sent because the run is aborting."""
 
 
 class _WaitRetryAfter:
@@ -206,6 +239,7 @@ class Runner:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.usage = Usage()
+        self.succeeded = self.refused = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = None
 
@@ -225,29 +259,61 @@ class Runner:
         return self.loop.run_until_complete(self._run(jobs))
 
     async def _run(self, jobs: Sequence[Job]) -> list[Completion]:
+        """Every job's completion, in order. A failure of one request that concerns only it
+        becomes that target's ``rejected`` completion; a failure that concerns the run stops
+        it: no queued request is sent any more, the ones in flight finish and their answers
+        are saved, then the error is raised."""
         gate = asyncio.Semaphore(self.concurrency)
         inflight: dict[str, asyncio.Task] = {}
+        abort: list[BaseException] = []
 
-        async def one(key: str, request: Callable[[], Request]) -> Completion:
-            cached = self.cache.get(key)
+        async def one(job: Job) -> Completion:
+            cached = self.cache.get(job.key)
             if cached is not None:
                 self.usage.cached += 1
                 return Completion(**cached)
             async with gate:
-                # drawing and encoding the image runs in a thread, overlapping network waits
-                completion = await self.send(await asyncio.to_thread(request))
-            if completion.cacheable:
-                self.cache.put(key, asdict(completion))
+                if abort:
+                    raise _Stopped
+                try:
+                    # drawing and encoding the image runs in a thread, overlapping network waits
+                    completion = await self.send(await asyncio.to_thread(job.request), job.target)
+                    if completion.cacheable:
+                        self.cache.put(job.key, asdict(completion))
+                        fault("answer")
+                    self.check_refusals(completion, job.target)
+                except BaseException as error:
+                    abort.append(error)
+                    raise
             return completion
 
-        for key, request in jobs:  # identical requests in one batch are sent once
-            if key not in inflight:
-                inflight[key] = asyncio.ensure_future(one(key, request))
+        for job in jobs:  # identical requests in one batch are sent once
+            if job.key not in inflight:
+                inflight[job.key] = asyncio.ensure_future(one(job))
         try:
-            return list(await asyncio.gather(*(inflight[key] for key, _ in jobs)))
+            done = await asyncio.gather(*inflight.values(), return_exceptions=True)
         finally:
             for task in inflight.values():
                 task.cancel()
+        if abort:
+            raise abort[0]
+        failed = next((d for d in done if isinstance(d, BaseException)), None)
+        if failed is not None:
+            raise failed
+        return [inflight[job.key].result() for job in jobs]
+
+    def check_refusals(self, completion: Completion, target: str) -> None:
+        """Count refused requests; many refusals and no success mean a misconfigured run."""
+        if completion.rejected is None:
+            self.succeeded += 1
+            return
+        self.refused += 1
+        logger.warning("%s: %s", target, completion.rejected)
+        if self.refused >= REFUSALS_BEFORE_ABORT and not self.succeeded:
+            raise GenerationError(
+                f"{self.backend.name}: the first {self.refused} requests were all refused, the "
+                f"last for {target}: {completion.rejected}. Check the model and options."
+            )
 
     def retrying(self) -> AsyncRetrying:
         """The one retry layer: transient errors only, honouring the server's retry-after."""
@@ -280,7 +346,10 @@ class Runner:
                 return await method(*args, **kwargs)
         raise AssertionError("unreachable: the retry layer re-raises the last error")
 
-    async def send(self, request: Request) -> Completion:
+    async def send(self, request: Request, target: str) -> Completion:
+        """One request through the retry layer. A permanent refusal of this request alone comes
+        back as a ``rejected`` completion with the server's reason; any other failure raises,
+        naming the target and the server's reason."""
         retrying = self.retrying()
         try:
             completion = await self.call(
@@ -288,11 +357,17 @@ class Runner:
             )
         except self.backend.api_errors as error:
             status = getattr(error, "status_code", None)
+            http = f" (HTTP {status})" if status else ""
+            if self.backend.is_per_request(error):
+                return Completion(
+                    rejected=f"{self.backend.name} refused the request{http}: "
+                    f"{server_message(error)}"
+                )
             raise GenerationError(
-                f"{self.backend.name} request failed after "
+                f"{self.backend.name} request for {target} failed after "
                 f"{retrying.statistics['attempt_number']} attempt(s): {type(error).__name__}"
-                + (f" (HTTP {status})" if status else "")
-                + ". Answers received so far are cached; re-run to resume."
+                f"{http}: {server_message(error)}. Answers received so far are cached; re-run "
+                "to resume."
             ) from None
         self.account(completion)
         return completion
@@ -474,7 +549,7 @@ class VLMGenerator(_Prompted, Generator):
                 self.temperature,
             )
 
-        return key, request
+        return Job(key, record["id"], request)
 
     def generate(self, targets: Sequence[Target]) -> list[Generated]:
         completions = self.runner.run([self.job(t) for t in targets])
@@ -487,6 +562,8 @@ class VLMGenerator(_Prompted, Generator):
 
 
 def to_generated(completion: Completion) -> Generated:
+    if completion.rejected is not None:
+        return Generated(failure=("generation", completion.rejected))
     if completion.refusal is not None:
         return Generated(failure=("generation", f"the model refused: {completion.refusal}"))
     if completion.malformed is not None:
@@ -532,7 +609,7 @@ class VLMJudge(_Prompted, Judge):
                 0.0,
             )
 
-        return key, request
+        return Job(key, record["id"], request)
 
     def judge(self, items: Sequence[tuple[Target, str]]) -> list[tuple[bool, str]]:
         if not items:
@@ -543,6 +620,8 @@ class VLMJudge(_Prompted, Judge):
 
 def to_verdict(completion: Completion, model: str) -> tuple[bool, str]:
     data = completion.data
+    if completion.rejected is not None:
+        return False, f"judge {model}: {completion.rejected}"
     if completion.refusal is not None:
         return False, f"judge {model} refused: {completion.refusal}"
     if not isinstance(data, dict) or not isinstance(data.get("singles_out"), bool):
@@ -581,6 +660,7 @@ def _runner(kind: str, model: str | None, options, *, batch: bool = False) -> Ru
             backoff=options.retry_backoff,
             poll_seconds=options.batch_poll,
             max_wait=options.batch_wait,
+            forget=options.forget_batches,
         )
     return Runner(
         backend,

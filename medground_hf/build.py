@@ -33,10 +33,11 @@ class BuildError(RuntimeError):
 
 
 def _unwrap(error: BaseException) -> BaseException:
-    """``datasets`` wraps generator errors; surface the InputError that names the file."""
+    """``datasets`` wraps generator errors; surface the InputError that names the file (or the
+    OSError, e.g. a full disk)."""
     seen = error
     while seen is not None:
-        if isinstance(seen, InputError):
+        if isinstance(seen, (InputError, OSError)):
             return seen
         seen = seen.__cause__ or seen.__context__
     return error
@@ -135,7 +136,7 @@ def run_builder(
         raise
     except DatasetGenerationError as exc:
         cause = _unwrap(exc)
-        if isinstance(cause, InputError):
+        if isinstance(cause, (InputError, OSError)):
             raise cause from None
         raise
     # a split whose every item was skipped holds no data: there is nothing to load or write

@@ -101,7 +101,11 @@ def old_path(target: Path) -> Path:
 
 def recover(target: Path) -> None:
     """Finish a swap a killed process left half done: the old folder back in place when the
-    target is missing, else the leftover old folder removed."""
+    target is missing, else the leftover old folder removed (also from the staging path, where
+    an exchange leaves it)."""
+    swapped_out = staging_path(target)
+    if swapped_out.is_dir() and not (swapped_out / STATE).is_file():
+        shutil.rmtree(swapped_out, ignore_errors=True)
     old = old_path(target)
     if not old.exists():
         return

@@ -3,21 +3,35 @@
 The real SDKs talk to it over HTTP. It answers like a small, honest model: generation requests
 get queries built from the verified facts in the prompt, judge requests get a verdict. A script
 of faults (status codes with headers, slow answers, malformed JSON, refusals) is consumed by the
-first requests; every request is recorded so tests can count what reached the server.
+first requests; every request is recorded so tests can count what reached the server, and every
+answer given (live or in a batch) is counted as paid, per distinct request.
+
+Message Batches: ``create_delay`` makes a create answer only after the client has timed out (the
+batch exists all the same); ``cut_results`` cuts that many result downloads mid-stream; a batch
+deleted from ``batches`` is unknown (404). ``refuse`` holds the arrival indices (0-based) of
+distinct requests that are refused with HTTP 400 every time they are sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _FACTS = re.compile(r"Verified facts about the target:\s*(\{.*?\})\s*\n\s*\nAnswer", re.S)
 _ERROR_TYPES = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+REFUSAL_MESSAGE = "messages.0.content.0.image.source.base64: image exceeds 5 MB maximum"
+
+
+def body_key(params: dict) -> str:
+    """One distinct request (a live body or a batch request's params)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
 def honest_queries(user_text: str) -> list[dict]:
@@ -64,6 +78,12 @@ class FakeVLM:
         self.batches: dict[str, dict] = {}
         self.batch_ready = False
         self.batch_errors = 0  # how many results of each batch come back "errored"
+        self.batch_count = 0
+        self.create_delay = 0.0  # seconds a batch create waits before answering
+        self.cut_results = 0  # how many result downloads are cut mid-stream
+        self.refuse: set[int] = set()
+        self.distinct: dict[str, int] = {}  # body key -> arrival index
+        self.paid: Counter = Counter()  # body key -> answers given
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -83,6 +103,21 @@ class FakeVLM:
     def next_fault(self) -> Fault | None:
         with self.lock:
             return self.faults.pop(0) if self.faults else None
+
+    def refused(self, params: dict) -> bool:
+        """Whether this request is one of the permanently refused ones."""
+        key = body_key(params)
+        with self.lock:
+            index = self.distinct.setdefault(key, len(self.distinct))
+        return index in self.refuse
+
+    def pay(self, params: dict) -> None:
+        with self.lock:
+            self.paid[body_key(params)] += 1
+
+    def paid_twice(self) -> list[str]:
+        """Distinct requests answered (and so billed) more than once."""
+        return [key for key, n in self.paid.items() if n > 1]
 
     # ---- answers ------------------------------------------------------------------------------
     def answer(self, body: dict, openai: bool, fault: Fault | None = None) -> dict:
@@ -149,6 +184,7 @@ class FakeVLM:
     def batch_json(self, batch_id: str) -> dict:
         n = len(self.batches[batch_id]["requests"])
         ended = self.batch_ready
+        created = self.batches[batch_id]["created"]
         return {
             "id": batch_id,
             "type": "message_batch",
@@ -160,9 +196,9 @@ class FakeVLM:
                 "canceled": 0,
                 "expired": 0,
             },
-            "created_at": "2026-01-01T00:00:00Z",
-            "expires_at": "2026-01-02T00:00:00Z",
-            "ended_at": "2026-01-01T01:00:00Z" if ended else None,
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            "expires_at": "2099-01-02T00:00:00Z",
+            "ended_at": created.isoformat().replace("+00:00", "Z") if ended else None,
             "archived_at": None,
             "cancel_initiated_at": None,
             "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None,
@@ -177,6 +213,7 @@ class FakeVLM:
             else:
                 message = self.anthropic(request["params"], None)
                 result = {"type": "succeeded", "message": message}
+                self.pay(request["params"])
             lines.append(json.dumps({"custom_id": request["custom_id"], "result": result}))
         return "\n".join(lines) + "\n"
 
@@ -216,13 +253,41 @@ class FakeVLM:
                         }
                     )
 
+            def send_cut(self, data: bytes) -> None:
+                """Announce the whole body, send half of it, hang up."""
+                self.send_response(200)
+                self.send_header("content-type", "application/binary")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+
             def do_GET(self) -> None:
                 self.record(None)
+                if self.path.split("?")[0] == "/v1/messages/batches":
+                    listed = [fake.batch_json(b) for b in reversed(list(fake.batches))]
+                    page = {
+                        "data": listed,
+                        "has_more": False,
+                        "first_id": listed[0]["id"] if listed else None,
+                        "last_id": listed[-1]["id"] if listed else None,
+                    }
+                    self.send_json(200, page)
+                    return
                 match = re.fullmatch(r"/v1/messages/batches/([\w-]+)(/results)?", self.path)
                 if not match or match.group(1) not in fake.batches:
-                    self.send_json(404, {"type": "error", "error": {"type": "not_found_error"}})
+                    error = {"type": "not_found_error", "message": "batch not found"}
+                    self.send_json(404, {"type": "error", "error": error})
                 elif match.group(2):
-                    self.send_json(200, fake.batch_results(match.group(1)).encode())
+                    with fake.lock:
+                        cut = fake.cut_results > 0
+                        fake.cut_results -= cut
+                    results = fake.batch_results(match.group(1)).encode()
+                    if cut:
+                        self.send_cut(results)
+                    else:
+                        self.send_json(200, results)
                 else:
                     self.send_json(200, fake.batch_json(match.group(1)))
 
@@ -231,9 +296,21 @@ class FakeVLM:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 self.record(body)
                 if self.path == "/v1/messages/batches":
-                    batch_id = f"msgbatch_{len(fake.batches) + 1:04d}"
-                    fake.batches[batch_id] = {"requests": body["requests"]}
+                    with fake.lock:
+                        fake.batch_count += 1
+                        batch_id = f"msgbatch_{fake.batch_count:04d}"
+                        fake.batches[batch_id] = {
+                            "requests": body["requests"],
+                            "created": datetime.now(timezone.utc),
+                        }
+                    time.sleep(fake.create_delay)  # the batch exists; the answer comes late
                     self.send_json(200, fake.batch_json(batch_id))
+                    return
+                live = ("/v1/messages", "/v1/chat/completions")
+                params = body if self.path in live else None
+                if params is not None and fake.refused(params):
+                    error = {"type": "invalid_request_error", "message": REFUSAL_MESSAGE}
+                    self.send_json(400, {"type": "error", "error": error})
                     return
                 fault = fake.next_fault()
                 if fake.delay:
@@ -245,8 +322,10 @@ class FakeVLM:
                     payload = {"type": "error", "error": error}
                     self.send_json(fault.status, payload, fault.headers)
                 elif self.path == "/v1/messages":
+                    fake.pay(body)
                     self.send_json(200, fake.anthropic(body, fault))
                 elif self.path == "/v1/chat/completions":
+                    fake.pay(body)
                     self.send_json(200, fake.openai(body, fault))
                 else:
                     self.send_json(404, {"error": {"message": f"no route {self.path}"}})
