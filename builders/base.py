@@ -225,6 +225,7 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
         report = SkipReport(self.config.report_dir)
         folder = self.config.checkpoint_dir
         checkpoints = ItemCheckpoints(folder) if folder else None
+        resuming = checkpoints is not None and len(checkpoints) > 0
         for item in items:
             key = item_key(item.key, item.files) if checkpoints is not None else ""
             done = checkpoints.get(key) if checkpoints is not None else None
@@ -241,7 +242,7 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                 yield record["id"], record
         if checkpoints is not None:
             checkpoints.flush()
-            if checkpoints.resumed:
+            if resuming:
                 logger.info(
                     "split %s: %d item(s) taken from the interrupted run, %d read",
                     split,

@@ -84,6 +84,7 @@ class FakeVLM:
         self.refuse: set[int] = set()
         self.distinct: dict[str, int] = {}  # body key -> arrival index
         self.paid: Counter = Counter()  # body key -> answers given
+        self.billed: set[tuple[str, int]] = set()  # batch results billed (once per request)
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -213,7 +214,9 @@ class FakeVLM:
             else:
                 message = self.anthropic(request["params"], None)
                 result = {"type": "succeeded", "message": message}
-                self.pay(request["params"])
+                if (batch_id, index) not in self.billed:  # a download again is not a new bill
+                    self.billed.add((batch_id, index))
+                    self.pay(request["params"])
             lines.append(json.dumps({"custom_id": request["custom_id"], "result": result}))
         return "\n".join(lines) + "\n"
 
