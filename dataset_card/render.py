@@ -18,6 +18,7 @@ from huggingface_hub import DatasetCardData
 from medground_hf import boxes
 from medground_hf.folder import configs_metadata, dataset_info_metadata, iter_rows, split_key
 from medground_hf.formats.chat import DIALECTS
+from medground_hf.licences import OPEN_IDS
 from medground_hf.record import GROUNDING_FEATURES
 
 SIZE_BUCKETS = (
@@ -38,9 +39,10 @@ def size_category(n: int) -> str:
 
 
 def combined_license(sources: list[dict]) -> tuple[str, list[str]]:
-    """One licence id when every source shares it, else ``other`` with the per-source list."""
+    """One licence id when every source shares it, else ``other`` with the per-source list (also
+    for a source under ``other``/``unknown`` terms: publishing requires the list then)."""
     ids = sorted({s["license"] for s in sources})
-    if len(ids) == 1:
+    if len(ids) == 1 and ids[0].lower() not in OPEN_IDS:
         return ids[0], []
     return "other", [f"{s['title']}: {s['license']}" for s in sources]
 

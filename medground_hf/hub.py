@@ -5,9 +5,11 @@ A version is an immutable git tag (``vX.Y.Z``) on the commit holding exactly tha
 versions are pushed. ``push_to_hub(revision=...)`` would make a branch; we make a tag.
 
 Refusals (before anything is uploaded): a version that is not ``vX.Y.Z``, a tag that already
-exists, and a non-commercial source (``commercial_use=False`` or an ``-nc`` licence, in the
-manifest or in any record) under a card licence that allows commercial use. The token comes only
-from ``HF_TOKEN`` in the environment and is passed to ``HfApi``, never logged or written.
+exists, a folder whose files do not match its manifest, and a card licence that does not honour
+every source's licence terms (:mod:`medground_hf.licences`: NC stays NC, ShareAlike keeps its
+licence family, NoDerivatives sources cannot be published, ``other``/``unknown`` only with the
+per-source licence list). The token comes only from ``HF_TOKEN`` in the environment and is
+passed to ``HfApi``, never logged or written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
+from . import licences
 from .folder import MANIFEST, config_splits
 from .formats.rows import GROUNDING
 from .integrity import check_folder
@@ -29,7 +32,6 @@ logger = logging.getLogger("medground_hf")
 
 REPO_TYPE = "dataset"
 VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
-OPEN_LICENSES = ("other", "unknown")  # licence ids that do not grant commercial use by themselves
 KEEP_REMOTE = (".gitattributes",)
 
 
@@ -37,41 +39,31 @@ class PublishError(RuntimeError):
     """Publishing is refused or failed; the message says why and what to do."""
 
 
-def is_non_commercial(license_id: str) -> bool:
-    """``cc-by-nc-*`` and the like: ``nc`` as one of the licence id's dash-separated parts."""
-    return "nc" in license_id.lower().split("-")
-
-
-def grants_commercial_use(license_id: str) -> bool:
-    """Whether a card licence lets anyone use *all* its data commercially."""
-    return license_id.lower() not in OPEN_LICENSES and not is_non_commercial(license_id)
-
-
-def non_commercial_sources(out: Path, manifest: dict) -> list[str]:
-    """Sources that forbid commercial use, from the manifest and from the records themselves."""
-    found = [
-        f"{s['name']} ({s['license']})"
-        for s in manifest["sources"]
-        if not s.get("commercial_use", False) or is_non_commercial(s["license"])
-    ]
+def record_licences(out: Path) -> set[tuple[str, str]]:
+    """(source, licence) pairs the records themselves carry, across every config."""
+    found: set[tuple[str, str]] = set()
     for shard in sorted(out.glob("*/*.parquet")):
         if "source_license" not in pq.read_schema(shard).names:
             continue
-        for row in pq.read_table(shard, columns=["source", "source_license"]).to_pylist():
-            entry = f"{row['source']} ({row['source_license']})"
-            if is_non_commercial(row["source_license"] or "") and entry not in found:
-                found.append(entry)
+        table = pq.read_table(shard, columns=["source", "source_license"])
+        pairs = zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True)
+        found.update((name, lid or "unknown") for name, lid in pairs)
     return found
 
 
-def check_licence(out: Path, manifest: dict, card_license: str) -> None:
-    blocked = non_commercial_sources(out, manifest)
-    if blocked and grants_commercial_use(card_license):
+def check_licence(out: Path, manifest: dict, card_data) -> list[str]:
+    """The card's licence(s), refused (PublishError) unless they honour every source's terms."""
+    card = licences.card_licences(card_data.license)
+    sources = licences.sources_of(manifest, record_licences(out))
+    details = getattr(card_data, "license_details", None)
+    found = licences.problems(sources, card, details)
+    if found:
         raise PublishError(
-            f"{out / 'README.md'}: card licence {card_license!r} allows commercial use, but "
-            f"{', '.join(blocked)} must not be used commercially. Build without those sources "
-            "or publish under their licence (or `other` with the per-source list)."
+            f"{out / 'README.md'}: licence {card} refused: " + "; ".join(found) + ". Publish "
+            "under the sources' own licence (the card `medground build` writes), or `other` "
+            "with the per-source list."
         )
+    return card
 
 
 @dataclass
@@ -106,11 +98,7 @@ def plan(out: str | Path, repo_id: str, version: str) -> Plan:
     readme = out / "README.md"
     if not readme.is_file():
         raise PublishError(f"{readme}: missing dataset card (run `medground build` again)")
-    card_license = DatasetCard.load(readme).data.license
-    if not card_license:
-        raise PublishError(f"{readme}: the card declares no licence")
-    card_license = card_license if isinstance(card_license, str) else ",".join(card_license)
-    check_licence(out, manifest, card_license)
+    card_license = ", ".join(check_licence(out, manifest, DatasetCard.load(readme).data))
     configs = config_splits(out)
     if GROUNDING not in configs:
         raise PublishError(f"{out}: no {GROUNDING} shards to publish")
