@@ -228,7 +228,7 @@ class ImageMaskFolder(MedGroundBuilder):
 
     def load_item(self, item: Item) -> Iterator[Sample]:
         image_path, mask_path = (Path(f) for f in item.files)
-        image, data = load_image(image_path)
+        image, data, converted = load_image(image_path)
         values = load_mask(mask_path, palette_indices=self.config.mask_mode == "labels")
         check_same_size(image_path, image, mask_path, values)
         masks = self.masks_of(mask_path, values)
@@ -242,4 +242,5 @@ class ImageMaskFolder(MedGroundBuilder):
             source_files=[image_path.name, mask_path.name],
             modality=self.source.modality,
             pixel_spacing_mm=self.spacing_of(item),
+            image_converted=converted,
         )

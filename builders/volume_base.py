@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medground_hf.errors import InputError
+from medground_hf.errors import InputError, logger
 from medground_hf.intensity import DEFAULT_PERCENTILES, window_for
 from medground_hf.sample import Sample
 from medground_hf.slices import MAX_HISTOGRAM, SlicePolicy
@@ -31,14 +31,18 @@ from medground_hf.volumes import (
     binary_values,
     body_mask,
     canonical_transform,
+    check_axcodes,
     check_same_grid,
+    has_orientation,
     label_values,
     load_data,
     midline_x,
+    orientation_codes,
     read_nifti,
     render_case,
     reorient,
     spatial_shape,
+    stated_affine,
 )
 
 from .base import Item, MedGroundBuilder, MedGroundConfig
@@ -60,10 +64,15 @@ class VolumeConfig(MedGroundConfig):
     ct_preset: str | None = None
     min_size: int = 16
     affine_atol: float = AFFINE_ATOL_MM
+    # Axis codes (e.g. "LPS") of volumes whose header has no orientation (qform and sform codes
+    # 0); without it their patient sides stay unknown.
+    orientation: str | None = None
 
     def validate(self) -> None:
         super().validate()
         self.render_options()
+        if self.orientation is not None:
+            self.orientation = "".join(check_axcodes(self.orientation))
 
     def render_options(self) -> RenderOptions:
         """The rendering options; bad values raise ValueError (also run by :meth:`validate`)."""
@@ -180,16 +189,17 @@ class VolumeBuilder(MedGroundBuilder):
             img = read_nifti(path)
             check_same_grid(files.label, label_img, path, img, atol=atol)
             opened[path] = img
-        transform = canonical_transform(label_img.affine)
+        stored, oriented = self.stored_affine(label_img, files.label)
+        transform = canonical_transform(stored)
 
         def canonical(data: np.ndarray) -> np.ndarray:
             """Same grid as the label map (checked above), so the same flips/permutation."""
-            return reorient(data, label_img.affine, transform)[0]
+            return reorient(data, stored, transform)[0]
 
         labels = label_values(load_data(label_img, files.label), files.label)
         targets = self.targets()
         check_known_values(labels, sorted({v for t in targets for v in t.values}), files.label)
-        labels, affine = reorient(labels, label_img.affine, transform)
+        labels, affine = reorient(labels, stored, transform)
         context = {
             name: canonical(binary_values(load_data(opened[path], path)))
             for name, path in files.context.items()
@@ -234,7 +244,29 @@ class VolumeBuilder(MedGroundBuilder):
             midline_x=midline_x(reference, affine),
             source_files=[p.name for p in dict.fromkeys(opened)] + [files.label.name],
             context=context,
+            oriented=oriented,
         )
+
+    def stored_affine(self, img, path: Path) -> tuple[np.ndarray, bool]:
+        """The affine to orient a case by, and whether the patient's sides are known: the
+        header's, else the one the ``orientation`` option states, else none (sides unknown)."""
+        stated = self.config.orientation
+        if has_orientation(img):
+            codes = orientation_codes(img.affine)
+            if stated and stated != codes:
+                raise InputError(
+                    path, f"the header says the axes point {codes}, the orientation option {stated}"
+                )
+            return img.affine, True
+        if stated:
+            return stated_affine(img, stated), True
+        logger.warning(
+            "%s: the header has no orientation (qform and sform codes 0): patient sides are "
+            "unknown (null) and no query may claim one; set orientation=<axis codes, e.g. LPS> "
+            "if you know it",
+            path,
+        )
+        return img.affine, False
 
     def load_item(self, item: Item) -> Iterator[Sample]:
         case = self.load_case(item)

@@ -45,6 +45,8 @@ class Parsed:
 def _patient(side: str, phrase: str) -> Claim:
     def why(r: Mapping) -> str:
         actual = r["spatial"]["patient_side"]
+        if actual is None and r["spatial"].get("display_convention") == "unoriented":
+            return f"'{phrase}': the volume's header records no orientation"
         if actual is None:
             return f"'{phrase}': this image has no patient side (2D source)"
         return f"'{phrase}': the target is on the patient's {actual}"
@@ -77,12 +79,19 @@ def _direction(word: str, phrase: str) -> Claim:
         return actual if actual != value else None
 
     def holds(r: Mapping) -> bool:
-        return word in _DIRECTIONS.get(r.get("slice_axis") or "", {}) and where(r) is None
+        radiological = r["spatial"].get("display_convention") == "radiological"
+        return (
+            radiological
+            and word in _DIRECTIONS.get(r.get("slice_axis") or "", {})
+            and where(r) is None
+        )
 
     def why(r: Mapping) -> str:
         axis = r.get("slice_axis")
         if not axis:
             return f"'{phrase}': an anatomical direction cannot be checked on a 2D image"
+        if r["spatial"].get("display_convention") != "radiological":
+            return f"'{phrase}': the volume's header records no orientation"
         if word not in _DIRECTIONS.get(axis, {}):
             return f"'{phrase}': {word} is not a direction within an {axis} slice"
         return f"'{phrase}': the target lies in the {where(r)} part of this {axis} slice"

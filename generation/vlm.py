@@ -29,6 +29,7 @@ from scipy import ndimage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from medground_hf.geometry import decode_rle
+from medground_hf.imageio import open_bytes
 from medground_hf.staging import fault
 
 from . import templates, vocab
@@ -413,7 +414,7 @@ def draw(record: Mapping, *, outline: bool = False, box: bool = False) -> tuple[
     original = media_type(data)
     if not (outline or box) and original is not None:
         return base64.b64encode(data).decode(), original
-    with Image.open(io.BytesIO(data)) as im:
+    with open_bytes(data, record["id"]) as im:
         canvas = im.convert("RGB")
     pixels = np.asarray(canvas).copy()
     width = max(1, round(max(record["width"], record["height"]) / 256))

@@ -424,7 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, sqlite3.Error) as exc:
         close_bars()
         print(f"medground {args.command}: error: {system_error(exc)}", file=sys.stderr)
+        if getattr(exc, "errno", None) in DISK_FULL:
+            # file writers of the abandoned staging folder fail again as they are collected on
+            # exit: not news, the line above is the report
+            sys.unraisablehook = lambda unraisable: None
         return 2
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def system_error(exc: OSError | sqlite3.Error) -> str:
@@ -435,7 +442,7 @@ def system_error(exc: OSError | sqlite3.Error) -> str:
         return f"request cache: {exc}"
     where = f"{exc.filename}: " if exc.filename else ""
     text = f"{where}{exc.strerror or exc}"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno in DISK_FULL:
         text += " (no folder was replaced; free some space and rerun the same command to resume)"
     return text
 

@@ -7,6 +7,8 @@ build never decodes (or re-encodes) the same picture twice.
 from __future__ import annotations
 
 import io
+import os
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -31,34 +33,59 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def decode(path: Path, data: bytes, *, palette_indices: bool = False) -> np.ndarray:
-    """Decode image bytes to an array: grey (uint8, or int32/float32 for 16/32-bit) or RGB.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
-    Alpha is dropped (it is transparency, not content). Palette images become RGB, or stay
-    palette indices with ``palette_indices`` (a label mask whose pixel values are the indices).
-    """
+
+def describe(error: BaseException) -> str:
+    """An error's message without Python object reprs (PIL names its in-memory buffer, e.g.
+    ``<_io.BytesIO object at 0x7f...>``; the caller names the file)."""
+    return _OBJECT_REPR.sub("the data", str(error))
+
+
+def open_bytes(data: bytes, name: str | os.PathLike) -> Image.Image:
+    """Open encoded image bytes; a clear error naming ``name`` (a file, an image id) when they
+    are not a readable image."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        return Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(name, f"not a readable image: {describe(exc)}") from exc
+
+
+def _decode(path: Path, data: bytes, palette_indices: bool) -> tuple[np.ndarray, str]:
+    """Pixels and the file's own mode (see :func:`decode`)."""
+    try:
+        with open_bytes(data, path) as im:
             if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 raise InputError(
                     path, "EXIF orientation is set; boxes would not match the displayed image"
                 )
             im.load()
+            mode = im.mode
             if im.mode == "P" and palette_indices:
-                return np.asarray(im)
-            if im.mode in ("P", "PA", "CMYK", "YCbCr", "RGBA", "RGBX", "RGBa"):
+                return np.asarray(im), mode
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "RGBA", "RGBX", "RGBa", "LAB", "HSV"):
                 im = im.convert("RGB")
             elif im.mode in ("1", "LA", "La"):
                 im = im.convert("L")
             elif im.mode.startswith("I;16"):
                 im = im.convert("I")
-            return np.asarray(im)
+            return np.asarray(im), mode
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(path, f"image too large to decode safely: {exc}") from exc
+        raise InputError(path, f"image too large to decode safely: {describe(exc)}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(path, f"unreadable or truncated image: {exc}") from exc
+        raise InputError(path, f"unreadable or truncated image: {describe(exc)}") from exc
+
+
+def decode(path: Path, data: bytes, *, palette_indices: bool = False) -> np.ndarray:
+    """Decode image bytes to an array: grey (uint8, or int32/float32 for 16/32-bit) or RGB.
+
+    Alpha is dropped (it is transparency, not content). Palette, CMYK and other colour modes
+    become RGB, or a palette stays indices with ``palette_indices`` (a label mask whose pixel
+    values are the indices).
+    """
+    return _decode(path, data, palette_indices)[0]
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -67,23 +94,31 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def load_image(path: Path) -> tuple[np.ndarray, bytes]:
-    """Pixels (uint8, grey or RGB) and the bytes to embed: the original file when it is 8-bit.
+EMBEDDED_MODES = ("RGB", "L")  # what trainers and viewers show as the pixels we measured
 
-    A 16-bit or float grey image (X-ray, some ultrasound) is windowed to 8 bits on its 0.5-99.5
-    percentiles and embedded as an 8-bit PNG: VLM image processors and viewers clip 16-bit
-    pixels, so the original bytes would show a white picture.
+
+def load_image(path: Path) -> tuple[np.ndarray, bytes, str | None]:
+    """Pixels (uint8, grey or RGB), the bytes to embed, and the conversion made (None: the
+    original file is embedded as it is).
+
+    The original bytes are embedded only when they hold exactly the measured pixels: an 8-bit
+    RGB or grey image. Other colour modes (CMYK, palette, RGBA, ...) are embedded as the RGB (or
+    grey) PNG the boxes were measured on. A 16-bit or float grey image (X-ray, some ultrasound)
+    is windowed to 8 bits on its 0.5-99.5 percentiles and embedded as an 8-bit PNG: VLM image
+    processors and viewers clip 16-bit pixels, so the original bytes would show a white picture.
     """
     data = read_bytes(path)
-    pixels = decode(path, data)
+    pixels, mode = _decode(path, data, palette_indices=False)
     if pixels.dtype != np.uint8:
         if pixels.ndim != 2:
             raise InputError(
                 path, f"unsupported {pixels.dtype} image with {pixels.shape[2]} channels"
             )
         pixels = percentile_window(pixels).apply(pixels)
-        data = png_bytes(pixels)
-    return pixels, data
+        return pixels, png_bytes(pixels), f"{mode} -> L (windowed 0.5-99.5 percentiles), PNG"
+    if mode not in EMBEDDED_MODES:
+        return pixels, png_bytes(pixels), f"{mode} -> {'RGB' if pixels.ndim == 3 else 'L'}, PNG"
+    return pixels, data, None
 
 
 def load_mask(path: Path, *, palette_indices: bool = False) -> np.ndarray:

@@ -75,6 +75,7 @@ PROVENANCE = {
     "builder_version": Value("string"),
     "config_name": Value("string"),
     "source_files": List(Value("string")),
+    "image_converted": Value("string"),  # e.g. "CMYK -> RGB, PNG"; null: the file as it is
 }
 
 GROUNDING_FEATURES = Features(

@@ -53,6 +53,9 @@ class Sample:
     split: str = "train"
     # Which rendering of the slice this is when one slice yields several images (one per modality).
     image_variant: str | None = None
+    # How the embedded image differs from the source file (e.g. "CMYK -> RGB, PNG"); None when
+    # the file's own bytes are embedded.
+    image_converted: str | None = None
 
     @property
     def image_key(self) -> str:
@@ -149,6 +152,7 @@ def sample_to_records(
                     "builder_version": builder_version,
                     "config_name": config_name,
                     "source_files": sample.source_files,
+                    "image_converted": sample.image_converted,
                 },
             }
         )

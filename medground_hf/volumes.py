@@ -14,6 +14,10 @@ Conventions (documented in the README, "3D volumes", and tested on constructed a
   run along ``q`` (decreasing), columns along ``p`` (decreasing).
 * **Patient side** of a target: the world ``x`` of its centroid against the midline (the world-x
   centroid of the brain or body mask); within ``band_mm`` of it the target is "midline".
+* **No orientation**: a header whose qform and sform codes are both 0 says nothing about where
+  the patient's sides are (nibabel's fallback affine is only a guess). Such a volume is rendered
+  as stored, its display convention is ``unoriented`` and every patient side is null, so no
+  query may claim one; the user who knows the orientation states it (``orientation="LPS"``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import (
+    aff2axcodes,
     apply_orientation,
     axcodes2ornt,
     inv_ornt_aff,
@@ -45,6 +50,7 @@ from .source import LabelSpec
 CANONICAL_AXCODES = ("R", "A", "S")
 AXES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 DISPLAY_CONVENTION = "radiological"
+UNORIENTED = "unoriented"  # the display convention of a volume whose header has no orientation
 LAYOUTS = ("side_by_side", "per_record")
 # Affines of image and label map may differ by float noise, not by a voxel shift or a flip.
 AFFINE_ATOL_MM = 1e-3
@@ -144,6 +150,40 @@ def binary_values(data: np.ndarray) -> np.ndarray:
 
 
 # ---- orientation ------------------------------------------------------------------------------
+def has_orientation(img: nib.Nifti1Image) -> bool:
+    """Whether the header says how the voxel axes lie in the patient (qform or sform code > 0)."""
+    header = img.header
+    return int(header["qform_code"]) > 0 or int(header["sform_code"]) > 0
+
+
+def check_axcodes(codes: str) -> tuple[str, str, str]:
+    """Axis codes such as ``"LPS"``: one of L/R, one of A/P, one of S/I, in the axes' order."""
+    letters = tuple(str(codes).upper())
+    pairs = [{"L", "R"}, {"A", "P"}, {"S", "I"}]
+    found = [next((i for i, p in enumerate(pairs) if c in p), None) for c in letters]
+    if len(letters) != 3 or None in found or sorted(found) != [0, 1, 2]:
+        raise ValueError(
+            f"orientation must be three axis codes, one of each L/R, A/P, S/I (e.g. LPS), "
+            f"got {codes!r}"
+        )
+    return letters  # type: ignore[return-value]
+
+
+def stated_affine(img: nib.Nifti1Image, codes: str) -> np.ndarray:
+    """An affine from the file's voxel sizes and the axis codes the user states: axis ``i``
+    points towards ``codes[i]`` (origin at voxel 0; only directions matter here)."""
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    affine = np.eye(4)
+    affine[:3, :3] = 0.0
+    for axis, (world, flip) in enumerate(axcodes2ornt(check_axcodes(codes))):
+        affine[int(world), axis] = flip * zooms[axis]
+    return affine
+
+
+def orientation_codes(affine: np.ndarray) -> str:
+    return "".join(aff2axcodes(affine))
+
+
 def canonical_transform(affine: np.ndarray) -> np.ndarray:
     """The nibabel orientation transform from ``affine``'s axes to canonical RAS."""
     return ornt_transform(io_orientation(affine), axcodes2ornt(CANONICAL_AXCODES))
@@ -294,6 +334,7 @@ class VolumeCase:
     midline_x: float
     source_files: list[str]
     context: dict[str, np.ndarray] = field(default_factory=dict)
+    oriented: bool = True  # False: the header gives no orientation, patient sides are unknown
 
 
 @dataclass(frozen=True)
@@ -356,9 +397,13 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
                     index=index,
                     num_slices=shape[axis],
                     voxel_spacing_mm=spacing,
-                    display_convention=DISPLAY_CONVENTION,
+                    display_convention=DISPLAY_CONVENTION if case.oriented else UNORIENTED,
                 ),
                 context={n: np.pad(m, ((0, 0), (0, pad))) for n, m in context.items()},
-                patient_side=PatientSide(geometry, case.midline_x, options.band_mm),
+                patient_side=(
+                    PatientSide(geometry, case.midline_x, options.band_mm)
+                    if case.oriented
+                    else None
+                ),
                 image_variant=variant,
             )

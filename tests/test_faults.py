@@ -55,7 +55,7 @@ def state(folder: Path) -> dict[str, str] | None:
 
 
 def subset(src: Path, dst: Path, stems: list[str]) -> Path:
-    """A corpus of a few sample images (symlinks to the read-only samples)."""
+    """A Kvasir-SEG corpus of a few sample images (symlinks to the read-only samples)."""
     for sub in ("images", "masks"):
         (dst / sub).mkdir(parents=True)
         for stem in stems:
@@ -194,8 +194,10 @@ def test_generate_with_a_vlm_killed_mid_answers_pays_each_answer_once(old, tmp_p
 @pytest.fixture(scope="module")
 def parts(corpus, hc18_dir, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("parts")
-    stems = sorted(p.stem for p in (hc18_dir / "images").iterdir())[:6]
-    hc18 = subset(hc18_dir, root / "hc18corpus", stems)
+    hc18 = root / "hc18corpus"
+    (hc18 / "training_set").mkdir(parents=True)
+    for path in sorted((hc18_dir / "training_set").iterdir())[:12]:  # 6 images, 6 annotations
+        (hc18 / "training_set" / path.name).symlink_to(path)
     for name in os.listdir(hc18_dir):
         if name.endswith(".csv"):
             (hc18 / name).symlink_to(hc18_dir / name)

@@ -8,16 +8,15 @@ corpus in memory.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
-from PIL import Image
 
 from medground_hf.folder import MAX_SHARD_BYTES, ROW_BATCH, config_splits, iter_rows, split_key
+from medground_hf.imageio import open_bytes
 
 GROUNDING = "grounding"
 REJECTED = "rejected"
@@ -90,16 +89,16 @@ def kept_queries(row: dict) -> list[dict]:
     return [q for q in row.get("queries") or [] if q.get("kept")]
 
 
-def image_format(data: bytes) -> str:
+def image_format(data: bytes, name: str) -> str:
     """File extension of encoded image bytes (``png``, ``jpeg`` -> ``jpg``)."""
-    with Image.open(io.BytesIO(data)) as img:
+    with open_bytes(data, name) as img:
         fmt = (img.format or "png").lower()
     return "jpg" if fmt == "jpeg" else fmt
 
 
 def image_file(row: dict) -> str:
     """Relative file name of a row's image in an export: ``images/<image_id>.<ext>``."""
-    return f"images/{row['image_id']}.{image_format(row['image']['bytes'])}"
+    return f"images/{row['image_id']}.{image_format(row['image']['bytes'], row['image_id'])}"
 
 
 class ShardWriter:

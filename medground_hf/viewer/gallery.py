@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 from jinja2 import Environment, PackageLoader
-from PIL import Image
 from skimage.measure import find_contours
 
 from ..folder import DEFAULT_CONFIG, config_splits, iter_rows
 from ..geometry import decode_rle
+from ..imageio import open_bytes
 from ..integrity import check_folder
 
 CONFIGS = ((DEFAULT_CONFIG, "kept"), ("rejected", "rejected"))
@@ -110,7 +110,7 @@ def image_name(image_id: str, data: bytes) -> tuple[str, bytes]:
     """A file name for an image and its bytes, re-encoded as PNG only if browsers can't show it."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("_")[:80]
     digest = hashlib.sha1(image_id.encode("utf-8")).hexdigest()[:8]
-    with Image.open(io.BytesIO(data)) as im:
+    with open_bytes(data, image_id) as im:
         ext = WEB_FORMATS.get(im.format or "")
         if ext is None:
             buffer = io.BytesIO()
