@@ -24,6 +24,16 @@ from medground_hf.staging import old_path, recover, staging_path
 
 KILLED = -signal.SIGKILL
 WRITE_PHASES = ("shards", "formats", "manifest", "commit", "swap")
+
+
+def cases(*phases: str) -> list:
+    """Each phase with the atomic exchange, and the swap also with the two-rename fallback (the
+    only phase the rename method changes)."""
+    return [pytest.param(p, True, id=p) for p in phases] + [
+        pytest.param("swap", False, id="swap-two-renames")
+    ]
+
+
 KEY = "sk-fault-test"
 
 
@@ -100,11 +110,8 @@ def assert_old_or_new(out: Path, before: dict, after: dict) -> None:
     check_folder(out)
 
 
-@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-@pytest.mark.parametrize("phase", ["records", *WRITE_PHASES])
+@pytest.mark.parametrize(("phase", "exchange"), cases("records", *WRITE_PHASES))
 def test_build_killed_at_each_phase(phase, exchange, corpus, old, new, tmp_path):
-    if not exchange and phase != "swap":
-        pytest.skip("the swap is the only phase the rename method changes")
     out = tmp_path / "out"
     shutil.copytree(old, out)
     before = state(out)
@@ -154,11 +161,8 @@ def regenerated(old, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-@pytest.mark.parametrize("phase", WRITE_PHASES)
+@pytest.mark.parametrize(("phase", "exchange"), cases(*WRITE_PHASES))
 def test_generate_killed_at_each_phase(phase, exchange, old, regenerated, tmp_path):
-    if not exchange and phase != "swap":
-        pytest.skip("the swap is the only phase the rename method changes")
     out = with_notes(old, tmp_path / "out")
     before = state(out)
     killed = run("generate", str(out), "--seed", "0", fault=phase, exchange=exchange)
@@ -208,11 +212,8 @@ def parts(corpus, hc18_dir, tmp_path_factory) -> tuple[Path, Path]:
     return a, b
 
 
-@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-@pytest.mark.parametrize("phase", WRITE_PHASES)
+@pytest.mark.parametrize(("phase", "exchange"), cases(*WRITE_PHASES))
 def test_merge_killed_at_each_phase(phase, exchange, parts, old, tmp_path):
-    if not exchange and phase != "swap":
-        pytest.skip("the swap is the only phase the rename method changes")
     reference = tmp_path / "ref" / "out"
     args = ["merge", *map(str, parts), "--out"]
     assert run(*args, str(reference)).returncode == 0
