@@ -33,13 +33,13 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def describe(error: BaseException) -> str:
     """An error's message without Python object reprs (PIL names its in-memory buffer, e.g.
-    ``<_io.BytesIO object at 0x7f...>``; the caller names the file)."""
-    return _OBJECT_REPR.sub("the data", str(error))
+    ``cannot identify image file <_io.BytesIO object at 0x7f...>``; the caller names the file)."""
+    return _OBJECT_REPR.sub("", str(error))
 
 
 def open_bytes(data: bytes, name: str | os.PathLike) -> Image.Image:
@@ -54,7 +54,7 @@ def open_bytes(data: bytes, name: str | os.PathLike) -> Image.Image:
 def _decode(path: Path, data: bytes, palette_indices: bool) -> tuple[np.ndarray, str]:
     """Pixels and the file's own mode (see :func:`decode`)."""
     try:
-        with open_bytes(data, path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 raise InputError(
                     path, "EXIF orientation is set; boxes would not match the displayed image"

@@ -127,7 +127,6 @@ class Stage:
         self.target = target
         self.path = staging_path(target)
         self.key = key
-        self.resumed = False
 
     @property
     def resume(self) -> Path:
@@ -144,7 +143,6 @@ class Stage:
         if self.path.exists():
             previous = json.loads(state.read_text("utf-8")) if state.is_file() else {}
             if self.key is not None and previous.get("key") == self.key:
-                self.resumed = True
                 for entry in self.path.iterdir():
                     if entry.name not in (STATE, WORK):
                         _remove(entry)

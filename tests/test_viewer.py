@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, Features, Value
 
-from medground_hf.folder import config_splits, write_split
+from medground_hf.folder import config_splits, read_manifest, write_manifest, write_split
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.viewer import write_gallery
 from medground_hf.viewer.gallery import CHUNK_ITEMS, corners, mask_outline
@@ -92,6 +92,7 @@ def reviewed(built_mixed: Path, tmp_path_factory) -> Path:
             write_split(
                 out, "rejected", split, Dataset.from_list(rejected, features=REJECTED_FEATURES)
             )
+    write_manifest(out, read_manifest(out))  # records the shards, as a build does
     return out
 
 
@@ -305,6 +306,7 @@ def test_ten_thousand_items_stay_light(built_brats, tmp_path):
         for k in range(copies)
     ]
     pq.write_table(pa.concat_tables(parts), big / "grounding" / "train-00000-of-00001.parquet")
+    write_manifest(big, read_manifest(big))
     total = copies * table.num_rows
     index = write_gallery(big, tmp_path / "gallery", page_size=PAGE_SIZE)
     assert (index.parent / "items.js").stat().st_size / total < 600
