@@ -77,6 +77,15 @@ def generated_hc18(hc18_dir: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def server():
+    """The fake Anthropic + OpenAI-compatible server on 127.0.0.1 (``tests/fake_vlm_server.py``)."""
+    from fake_vlm_server import FakeVLM
+
+    with FakeVLM() as fake:
+        yield fake
+
+
 # ---- evaluation and viewer ---------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def built_mixed(built_kvasir: Path, built_hc18: Path, tmp_path_factory) -> Path:

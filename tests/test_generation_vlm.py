@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from datasets import load_dataset
-from fake_vlm_server import FakeVLM, Fault
+from fake_vlm_server import Fault
 from medground_hf.generation import anthropic_backend, vocab
 from medground_hf.generation.anthropic_backend import DEFAULT_MODEL, BatchPending, price
 from medground_hf.generation.base import GenerationError
@@ -33,9 +33,8 @@ def bare(kvasir_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def splits(bare):
-    """N targets of whole images (siblings together) that pass the offline visual check, so
+def pick_targets(bare: Path, n: int) -> dict:
+    """``n`` targets of whole images (siblings together) that pass the offline visual check, so
     every target reaches the generator's answer."""
     train = load_dataset(str(bare), "grounding", split="train")
     light = train.remove_columns(["image"])
@@ -47,21 +46,20 @@ def splits(bare):
     }
     picked: list[int] = []
     for image_id, indices in images.items():
-        if image_id in good and len(picked) + len(indices) <= N:
+        if image_id in good and len(picked) + len(indices) <= n:
             picked += indices
-    assert len(picked) == N
+    assert len(picked) == n
     return {"train": train.select(picked)}
+
+
+@pytest.fixture(scope="module")
+def splits(bare):
+    return pick_targets(bare, N)
 
 
 @pytest.fixture(scope="module")
 def sources(bare):
     return read_manifest(bare)["sources"]
-
-
-@pytest.fixture
-def server():
-    with FakeVLM() as fake:
-        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -6,57 +6,21 @@ id the API no longer knows recovers with one command; a results download cut mid
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-from datasets import load_dataset
-from fake_vlm_server import REFUSAL_MESSAGE, FakeVLM, Fault
+from fake_vlm_server import REFUSAL_MESSAGE, Fault
 from medground_hf.generation.anthropic_backend import DEFAULT_MODEL, price
 from medground_hf.generation.base import GenerationError
 from medground_hf.generation.cache import RequestCache
 from medground_hf.generation.commands import GenerationOptions, run_generation
+from test_generation_vlm import options as vlm_options
+from test_generation_vlm import pick_targets
 
-from medground_hf.build import build
 from medground_hf.cli import main
 from medground_hf.folder import read_manifest
 
-KEY = "sk-fake-failures"
 N = 25
-
-
-@pytest.fixture(scope="module")
-def bare(kvasir_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("failures") / "kvasir"
-    build("kvasir_seg", kvasir_dir, out, generator="none")
-    return out
-
-
-@pytest.fixture(scope="module")
-def splits(bare):
-    """N targets (whole images, siblings together) that reach the generator."""
-    train = load_dataset(str(bare), "grounding", split="train")
-    light = train.remove_columns(["image"])
-    images: dict[str, list[int]] = {}
-    for index, row in enumerate(light):
-        images.setdefault(row["image_id"], []).append(index)
-    low = {r["image_id"] for r in light if r["visual"]["contrast"] < 0.1}
-    picked: list[int] = []
-    for image_id, indices in images.items():
-        if image_id not in low and len(picked) + len(indices) <= N:
-            picked += indices
-    assert len(picked) == N
-    return {"train": train.select(picked)}
-
-
-@pytest.fixture(scope="module")
-def sources(bare):
-    return read_manifest(bare)["sources"]
-
-
-@pytest.fixture
-def server():
-    with FakeVLM() as fake:
-        yield fake
+KEY = "sk-fake-failures"
 
 
 @pytest.fixture(autouse=True)
@@ -64,19 +28,18 @@ def api_key(monkeypatch):
     monkeypatch.setenv("FAKE_VLM_KEY", KEY)
 
 
+@pytest.fixture(scope="module")
+def splits(built_kvasir):
+    return pick_targets(built_kvasir, N)
+
+
+@pytest.fixture(scope="module")
+def sources(built_kvasir):
+    return read_manifest(built_kvasir)["sources"]
+
+
 def options(server, tmp_path, backend="anthropic", **kw) -> GenerationOptions:
-    defaults = {
-        "model": None if backend == "anthropic" else "local-vlm",
-        "base_url": server.url if backend == "anthropic" else f"{server.url}/v1",
-        "cache": str(tmp_path / "cache.sqlite"),
-        "api_key_env": "FAKE_VLM_KEY",
-        "retry_backoff": 0.01,
-        "timeout": 2.0,
-        "concurrency": 4,
-        "queries_per_target": 2,
-        "batch_poll": 0.05,
-    }
-    return GenerationOptions(generator=backend, **{**defaults, **kw})
+    return vlm_options(server, tmp_path, backend, **{"batch_poll": 0.05, **kw})
 
 
 def live(backend: str) -> str:
@@ -181,9 +144,9 @@ def test_a_run_killed_between_create_and_saving_the_id_finds_its_batch(
     assert outcome.verification["usage"]["cached"] == N and server.paid_twice() == []
 
 
-def test_an_unknown_saved_batch_recovers_with_one_command(server, tmp_path, bare, capsys):
+def test_an_unknown_saved_batch_recovers_with_one_command(server, tmp_path, built_kvasir, capsys):
     out = tmp_path / "k"
-    shutil.copytree(bare, out)
+    shutil.copytree(built_kvasir, out)
     cache = tmp_path / "cache.sqlite"
     args = ["generate", str(out), "--generator", "anthropic", "--base-url", server.url,
             "--api-key-env", "FAKE_VLM_KEY", "--cache", str(cache), "--batch"]  # fmt: skip
