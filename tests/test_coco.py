@@ -295,7 +295,7 @@ def test_an_image_whose_every_target_was_rejected_is_still_annotated(built_brats
 
     import pyarrow as pa
 
-    from medground_hf.folder import read_manifest
+    from medground_hf.folder import read_manifest, write_manifest
     from medground_hf.formats import write_format_configs
 
     out = tmp_path / "brats"
@@ -323,6 +323,7 @@ def test_an_image_whose_every_target_was_rejected_is_still_annotated(built_brats
         pa.concat_tables([rejected, pa.Table.from_pylist(extra, rejected.schema)]), rejected_shard
     )
     write_format_configs(out, read_manifest(out))
+    write_manifest(out, read_manifest(out))  # records the edited shards, as a build would
     to = tmp_path / "coco"
     export(out, "coco", to)
     doc = json.loads((to / "instances_train.json").read_text())
