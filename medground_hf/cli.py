@@ -357,6 +357,12 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     m.set_defaults(func=cmd_merge)
 
+    from .generation import reverify
+
+    r = sub.add_parser("verify", help="verify your own queries against a built folder")
+    reverify.add_arguments(r)
+    r.set_defaults(func=reverify.cmd_verify)
+
     s = sub.add_parser("sources", help="list the source builders")
     s.set_defaults(func=cmd_sources)
 

@@ -16,10 +16,11 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Dataset
 
@@ -53,17 +54,26 @@ def split_key(split: str) -> tuple[int, str]:
 
 
 def iter_rows(
-    out: Path, config: str, split: str | None = None, columns: Sequence[str] | None = None
+    out: Path,
+    config: str,
+    split: str | None = None,
+    columns: Sequence[str] | None = None,
+    where: tuple[str, Collection[str]] | None = None,
 ) -> Iterator[dict]:
     """Rows of one config (one split, or every split) streamed as plain dicts, image bytes
     undecoded. ``columns`` reads only those of them that a shard has (``rejected_stage`` exists in
-    ``rejected`` only), so one call serves every config."""
+    ``rejected`` only), so one call serves every config. ``where=(column, values)`` yields only
+    the rows whose ``column`` is one of ``values`` (filtered in Arrow: the others are never
+    converted to Python); ``column`` must be among ``columns``."""
+    allowed = pa.array(sorted(where[1]), pa.string()) if where else None
     for path in sorted((out / config).glob(f"{split}-*.parquet" if split else "*.parquet")):
         try:
             parquet = pq.ParquetFile(path)
             names = set(parquet.schema_arrow.names)
             wanted = None if columns is None else [c for c in columns if c in names]
             for batch in parquet.iter_batches(batch_size=ROW_BATCH, columns=wanted):
+                if where is not None:
+                    batch = batch.filter(pc.is_in(batch.column(where[0]), value_set=allowed))
                 yield from batch.to_pylist()
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
