@@ -167,36 +167,41 @@ def _rate(value: float | None) -> str:
     return "     -" if value is None else f"{value:6.1%}"
 
 
-def print_score(s: Score, show: int) -> None:
-    print(
-        f"{'claim type':<16} {'false':>6} {'rejected':>8} {'':>6}   {'true':>5} {'kept':>5} {'':>6}"
-    )
+def table(s: Score) -> str:
+    """The confusion table per claim type, negated queries and overall, and the verdict."""
+    lines = [
+        f"{'claim type':<16} {'false':>6} {'rejected':>8} {'%':>6}   {'true':>5} {'kept':>5} "
+        f"{'%':>6}"
+    ]
+    failing = s.failing_types()
     rows = [*sorted(s.by_type.items()), ("negated (any)", s.negated), ("overall", s.overall)]
     for kind, t in rows:
-        flag = " <" if kind in s.failing_types() else ""
-        print(
+        flag = " <" if kind in failing else ""
+        lines.append(
             f"{kind:<16} {t.false:>6} {t.false_rejected:>8} {_rate(t.false_rejected_rate)}   "
             f"{t.true:>5} {t.true_kept:>5} {_rate(t.true_kept_rate)}{flag}"
         )
-    failing = s.failing_types()
-    print(
+    lines.append(
         f"targets: false rejected >= {FALSE_REJECTED_MIN:.0%} in every type, true kept >= "
         f"{TRUE_KEPT_MIN:.0%}: " + ("met" if not failing else f"NOT met ({', '.join(failing)})")
     )
-    negation = s.negation_errors()
-    print(f"negated queries answered wrongly: {len(negation)}")
-    for w in negation[:show]:
-        what = "false kept" if not w["truth"] else "true rejected"
-        print(f"  {what}: {w['text']!r} ({w['id']})\n      {w['verdict']}")
-    if show:
-        by_type: dict[str, list[dict]] = defaultdict(list)
-        for w in s.wrong:
-            by_type[w["claim_type"]].append(w)
-        for kind, wrong in sorted(by_type.items()):
-            print(f"wrong on {kind} ({len(wrong)}):")
-            for w in wrong[:show]:
-                what = "false kept" if not w["truth"] else "true rejected"
-                print(f"  {what}: {w['text']!r}\n      {w['note']}\n      {w['verdict']}")
+    lines.append(f"negated queries answered wrongly: {len(s.negation_errors())}")
+    return "\n".join(lines)
+
+
+def examples(wrong: Sequence[Mapping], show: int) -> str:
+    """Up to ``show`` wrong answers per claim type: query, why it is true/false, the verdict."""
+    by_type: dict[str, list[Mapping]] = defaultdict(list)
+    for w in wrong:
+        by_type[w["claim_type"]].append(w)
+    lines = []
+    for kind, items in sorted(by_type.items()):
+        lines.append(f"wrong on {kind} ({len(items)}):")
+        for w in items[:show]:
+            what = "false kept" if not w["truth"] else "true rejected"
+            lines.append(f"  {what}: {w['text']!r} ({w['id']})")
+            lines.append(f"      {w['note']}\n      {w['verdict']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{took:.1f} s ({len(suite) / took:.0f} queries/s)"
     )
     print(f"not scored: {result.unscored} queries about targets the build rejects as a whole")
-    print_score(result, args.show)
+    print(table(result))
+    if args.show:
+        print("negated queries answered wrongly:")
+        print(examples(result.negation_errors(), args.show))
+        print(examples(result.wrong, args.show))
     return 0
 
 

@@ -89,6 +89,8 @@ PICTURE = {
     "ultrasound": ["image", "image", "frame", "scan"],
     "mri": ["image", "image", "slice"],
 }
+MOST = {"left": "leftmost", "right": "rightmost", "up": "uppermost", "down": "lowermost"}
+RELATIVE = {"left": "left of", "right": "right of", "up": "above", "down": "below"}
 NUMBERS = [
     "zero",
     "one",
@@ -481,7 +483,7 @@ class Writer:
             if self.s.kind == "mri" and direction in ("left", "right"):
                 continue  # whose left, on a brain slice, is itself a question (see patient_side)
             phrase = self.pick(forms).format(L=self.term(), P=self.pic())
-            rules = [(self._beyond_the_other(direction), f"S1 {direction} of the other")]
+            rules = [(self._beyond_the_other(direction), f"S1 {RELATIVE[direction]} the other")]
             yield self.draft(f"the {self.term()} {phrase}", "relation", rules)
         if self.n == 2:  # "to the right of the smaller polyp": a relation and a size claim
             direction = self.pick(["left", "right"] if self.s.kind != "mri" else ["up", "down"])
@@ -496,7 +498,7 @@ class Writer:
             text = f"the {self.term()} {where} the {size} {self.term()}{anchor}"
             own = T.largest if size == "smaller" else T.smallest
             rules = [
-                (self._beyond_the_other(direction), f"S1 {direction} of the other"),
+                (self._beyond_the_other(direction), f"S1 {RELATIVE[direction]} the other"),
                 (own, f"the other is the {size}: S3"),
             ]
             yield self.draft(text, "relation", rules)
@@ -569,11 +571,11 @@ class Writer:
             if self.s.kind == "mri" and direction in ("left", "right"):
                 continue
             text = self.pick(forms).format(L=self.term(), P=self.pic(), A=self.anchor())
-            yield self.draft(text, "extremal", [(T.extremal(direction), f"S2 {direction}most")])
+            yield self.draft(text, "extremal", [(T.extremal(direction), f"S2 {MOST[direction]}")])
         direction = self.pick(["up", "down"] if self.s.kind == "mri" else list(self.OF_TWO))
         text = self.OF_TWO[direction].format(Ls=self.plural(), P=self.pic())
         rules = [
-            (T.extremal(direction), f"S2 {direction}most"),
+            (T.extremal(direction), f"S2 {MOST[direction]}"),
             (T.count(lambda n: n == 2), "S6 two candidates"),
         ]
         yield self.draft(text, "extremal", rules)
@@ -590,7 +592,7 @@ class Writer:
                 ]
             )
             text = form.format(L=self.term(), w=word[direction], a=anchor)
-            rule = [(T.extremal(mirror), f"not {direction}most of two = S2 {mirror}most")]
+            rule = [(T.extremal(mirror), f"not {MOST[direction]} of two = S2 {MOST[mirror]}")]
             yield self.draft(text, "extremal", rule, True)
 
     def sizes(self) -> Iterator[Draft]:
