@@ -34,7 +34,7 @@ from .pipeline import (
     structure_terms,
     verifier_terms,
 )
-from .verify import STYLES, Verdict, Verifier, first_failure
+from .verify import STAGES, STYLES, Verdict, Verifier, first_failure
 
 SHARD_CONFIGS = ("grounding", "rejected")  # every target of a folder is in one of them
 DEFAULT_STYLE = "location"  # the format check wants a style; a line may give its own
@@ -161,6 +161,7 @@ class Summary:
     lines: int = 0
     kept: int = 0
     checks: Counter = field(default_factory=Counter)  # (stage, check, passed) -> n
+    rejected_by: Counter = field(default_factory=Counter)  # "stage/check" of the first failure
     sources: dict[str, Counter] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
 
@@ -180,11 +181,16 @@ class Summary:
         counts["kept" if result["kept"] else "rejected"] += 1
         failure = first_failure(result["verdicts"])
         if failure is not None:
+            self.rejected_by[f"{failure['stage']}/{failure['check']}"] += 1
             counts[f"rejected by {failure['stage']}/{failure['check']}"] += 1
 
     def as_dict(self, judge: Judge | None) -> dict:
         checked = self.lines - len(self.problems)
-        keys = sorted({(stage, check) for stage, check, _ in self.checks})
+        order = ("input", *STAGES)
+        keys = sorted(
+            {(stage, check) for stage, check, _ in self.checks},
+            key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k),
+        )
         n = self.checks
         return {
             "lines": self.lines,
@@ -192,6 +198,7 @@ class Summary:
             "kept": self.kept,
             "rejected": checked - self.kept,
             "not_checked": len(self.problems),
+            "rejected_by": dict(self.rejected_by.most_common()),
             "problems_by_check": dict(Counter(p["check"] for p in self.problems)),
             "checks": [
                 {
@@ -221,14 +228,18 @@ def _problem(line: Line) -> dict:
     }
 
 
-def _verdict_lines(
-    folder: Path, lines: Callable[[], Iterable[Line]], judge: Judge | None, summary: Summary
-) -> Iterator[dict]:
-    """One result per input line, in order; ``lines`` is called twice (ids first)."""
+def _index(folder: Path, lines: Callable[[], Iterable[Line]], judge: Judge | None) -> Index:
+    """What the folder holds for the ids of ``lines`` (a first pass over them)."""
     ids = {line.id for line in lines() if line.problem is None}
-    index = Index.load(folder, ids, images=judge is not None)
+    return Index.load(folder, ids, images=judge is not None)
+
+
+def _verdict_lines(
+    index: Index, lines: Iterable[Line], judge: Judge | None, summary: Summary
+) -> Iterator[dict]:
+    """One result per input line, in order, verified (and judged) a chunk at a time."""
     chunk: list[Line] = []
-    for line in lines():
+    for line in lines:
         chunk.append(line)
         if len(chunk) == CHUNK:
             yield from _verify_chunk(chunk, index, judge, summary)
@@ -320,7 +331,8 @@ def verify_queries(
             return parsed
 
     summary = Summary()
-    verdicts = list(_verdict_lines(folder, lines, judge, summary))
+    index = _index(folder, lines, judge)
+    verdicts = list(_verdict_lines(index, lines(), judge, summary))
     return Report(verdicts, summary.as_dict(judge))
 
 
@@ -330,12 +342,11 @@ def write_report(
     """Stream the verdicts of a query file to ``report_dir/verdicts.jsonl`` and write
     ``summary.json`` next to it (each by atomic rename); returns the summary."""
     folder, queries, report_dir = Path(folder), Path(queries), Path(report_dir)
-    if not queries.is_file():
-        raise FileNotFoundError(f"{queries}: query file does not exist")
+    index = _index(folder, lambda: read_lines(queries), judge)
     report_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary()
-    lines = _verdict_lines(folder, lambda: read_lines(queries), judge, summary)
-    _atomic_write(report_dir / "verdicts.jsonl", (json.dumps(r) + "\n" for r in lines))
+    results = _verdict_lines(index, read_lines(queries), judge, summary)
+    _atomic_write(report_dir / "verdicts.jsonl", (json.dumps(r) + "\n" for r in results))
     out = summary.as_dict(judge)
     out.update(folder=str(folder), queries=str(queries))
     _atomic_write(report_dir / "summary.json", [json.dumps(out, indent=2) + "\n"])
@@ -408,8 +419,8 @@ def print_summary(summary: dict, report_dir: Path) -> None:
         f"{s['checked']} = kept {s['kept']} + rejected {s['rejected']}; not checked "
         f"{s['not_checked']}"
     )
-    for c in s["checks"]:
-        print(f"    {c['stage']:<14} {c['check']:<16} {c['passed']:>6}/{c['checked']:<6}")
+    for check, count in s["rejected_by"].items():
+        print(f"    rejected {count:>6} x at {check}")
     for problem in s["problems"][:10]:
         print(f"  {problem['reason']}")
     if len(s["problems"]) > 10:
