@@ -36,8 +36,10 @@ import truth as T
 from truth import Region, Rule, Scene
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_verifier import SAMPLES, build_samples  # noqa: E402  (the same default builds)
+
 DEFAULT_OUT = REPO / "tests" / "data" / "adversarial" / "queries.jsonl"
-SAMPLES = {"kvasir_seg": "kvasir_seg", "hc18": "hc18", "brats2013": "brats"}  # folder: builder
 CAP_PER_GROUP = 40  # at most this many queries per (source, claim type, truth)
 SHAPE_MIN_AREA = 200  # no shape claims about smaller targets: a few pixels have no clear shape
 
@@ -1191,16 +1193,6 @@ def suite(scenes: list[Scene], seed: int) -> list[Item]:
             members if len(members) <= CAP_PER_GROUP else rng.sample(members, CAP_PER_GROUP)
         )
     return [item for i, (_, item) in enumerate(items) if i in chosen]
-
-
-def build_samples(data: Path, work: Path) -> dict[str, Path]:
-    from medground_hf.build import build
-
-    out = {}
-    for folder, builder in SAMPLES.items():
-        out[folder] = work / folder
-        build(builder, data / folder, out[folder], derived_configs=[])
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
