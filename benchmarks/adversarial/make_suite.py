@@ -385,7 +385,7 @@ class Writer:
 
     @staticmethod
     def _not_central(r: Region, s: Scene) -> T.Tri:
-        """ "not central" holds at the periphery, fails in the centre, between: unclear."""
+        """Not central: holds at the periphery, fails in the centre, unclear in between."""
         if T.central(r, s):
             return False
         return True if T.periphery(r, s) else None
