@@ -232,7 +232,7 @@ class Writer:
                 "the {L} {A}",
                 "the {L} visible {P}",
                 "the {L} shown {P}",
-                "locate the {L} {A}",
+                "the {L} that can be seen {P}",
                 "the {L}",
                 "{a} {L} {A}",
             ],

@@ -530,8 +530,16 @@ def gap_px(a: Region, b: Region) -> float:
     return float(ndimage.distance_transform_edt(~b.mask)[a.mask].min())
 
 
+def enclosed(a: Region, b: Region) -> float:
+    """Share of ``a``'s pixels inside ``b`` with its holes filled."""
+    return float(ndimage.binary_fill_holes(b.mask)[a.mask].mean())
+
+
 def adjacent(a: Region, b: Region) -> Tri:
-    """S5: masks within 2 px (touching); clearly apart beyond 4 px."""
+    """S5: masks within 2 px (touching); clearly apart beyond 4 px. One lying within the other
+    (a necrotic core inside its enhancing rim) is "inside" rather than "next to" it: unclear."""
+    if max(enclosed(a, b), enclosed(b, a)) >= 0.5:
+        return None
     d = gap_px(a, b)
     return True if d <= 2.0 else False if d > 4.0 else None
 
