@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medground_hf.folder import config_splits, iter_rows, read_manifest
+from medground_hf.folder import config_splits, iter_rows
+from medground_hf.integrity import check_folder
 from medground_hf.record import GROUNDING_FEATURES
 
 from .base import Judge, Target
@@ -109,7 +110,7 @@ class Index:
 
     @classmethod
     def load(cls, folder: Path, ids: set[str], *, images: bool) -> Index:
-        manifest = read_manifest(folder)
+        manifest = check_folder(folder, configs=SHARD_CONFIGS)  # shards as the manifest says
         present = config_splits(folder)
         configs = [c for c in SHARD_CONFIGS if c in present]
         if not configs:

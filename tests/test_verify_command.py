@@ -7,6 +7,7 @@ judge; bad lines and bad folders are reported, never a traceback.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,8 @@ def test_judge_runs_on_queries_that_passed_offline(
         ("no_queries", "query file does not exist"),
         ("queries_dir", "is a folder, expected a JSONL query file"),
         ("binary", "not UTF-8 text"),
-        ("no_shards", "no grounding or rejected shards"),
+        ("no_shards", "listed in medground.json but missing"),
+        ("edited_shard", "differs from the sha256 in medground.json"),
         ("judge_model", "--judge openai-compatible needs --judge-model"),
     ],
 )
@@ -197,10 +199,16 @@ def test_bad_input_is_one_line_not_a_traceback(case, message, generated_kvasir, 
         queries = tmp_path
     elif case == "binary":
         queries.write_bytes(b'{"id": "\xff\xfe"}\n')
-    elif case == "no_shards":
-        folder = tmp_path / "empty"
-        folder.mkdir()
-        (folder / "medground.json").write_text((generated_kvasir / "medground.json").read_text())
+    elif case in ("no_shards", "edited_shard"):  # a copy of the build, damaged
+        folder = tmp_path / "copy"
+        shutil.copytree(generated_kvasir, folder)
+        shard = next((folder / "grounding").glob("*.parquet"))
+        if case == "no_shards":
+            shard.unlink()
+        else:  # same size, same rows, one byte of a footer-free region changed
+            data = bytearray(shard.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            shard.write_bytes(bytes(data))
     else:
         extra = ["--judge", "openai-compatible"]
     assert main(["verify", str(folder), "--queries", str(queries), *extra]) == 2
