@@ -98,6 +98,16 @@ class ChannelFile:
 
 
 @dataclass
+class CaseChannel:
+    """One modality of a case as a canonical array, with its CT window preset (None: MR-like)."""
+
+    name: str
+    modality: str
+    data: np.ndarray
+    ct_preset: str | None
+
+
+@dataclass
 class CaseFiles:
     """The files of one case: its modalities, its label map and optional context masks."""
 
@@ -207,9 +217,6 @@ class VolumeBuilder(MedGroundBuilder):
         for name, mask in context.items():
             if not mask.any():
                 raise InputError(files.context[name], f"{name} mask is empty")
-        # The first context mask (e.g. the brain) is the midline reference and the MR window's
-        # foreground; without one, the body found in the first modality is.
-        reference = next(iter(context.values()), None)
         arrays: dict[Path, np.ndarray] = {}
         channels = []
         for cf in files.channels:
@@ -225,24 +232,58 @@ class VolumeBuilder(MedGroundBuilder):
                         f"channels last, got shape {data.shape}",
                     )
                 data = data[..., cf.index]
-            window = window_for(
-                data,
-                ct_preset=self.ct_preset(cf),
-                percentiles=tuple(self.config.percentiles),
-                foreground=reference,
+            channels.append(CaseChannel(cf.name, cf.modality, data, self.ct_preset(cf)))
+        return self.assemble_case(
+            item,
+            channels,
+            labels,
+            affine,
+            targets,
+            context,
+            [p.name for p in dict.fromkeys(opened)] + [files.label.name],
+        )
+
+    def assemble_case(
+        self,
+        item: Item,
+        channels: Sequence[CaseChannel],
+        labels: np.ndarray,
+        affine: np.ndarray,
+        targets: list[Target],
+        context: dict[str, np.ndarray],
+        source_files: list[str],
+    ) -> VolumeCase:
+        """A case from canonical (RAS) arrays, whatever files they came from: windows, midline.
+
+        The first context mask (e.g. the brain) is the midline reference and the MR window's
+        foreground; without one, the body found in the first channel is.
+        """
+        reference = next(iter(context.values()), None)
+        windowed = [
+            Channel(
+                c.name,
+                c.modality,
+                c.data,
+                window_for(
+                    c.data,
+                    ct_preset=c.ct_preset,
+                    percentiles=tuple(self.config.percentiles),
+                    foreground=reference,
+                ),
             )
-            channels.append(Channel(cf.name, cf.modality, data, window))
+            for c in channels
+        ]
         if reference is None:
-            reference = body_mask(channels[0].data)
+            reference = body_mask(windowed[0].data)
         return VolumeCase(
             case_id=item.key,
             group_id=item.group,
-            channels=channels,
+            channels=windowed,
             labels=labels,
             affine=affine,
             targets=targets,
             midline_x=midline_x(reference, affine),
-            source_files=[p.name for p in dict.fromkeys(opened)] + [files.label.name],
+            source_files=source_files,
             context=context,
             oriented=oriented,
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .build import BuildError, build
-from .errors import ON_ERROR_CHOICES, InputError
+from .errors import ON_ERROR_CHOICES, InputError, MissingExtra
 from .generation import commands as generation
 from .hub import PublishError
 from .progress import close_bars, quiet_datasets
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with quiet_datasets():
             return args.func(args)
-    except (InputError, BuildError, PublishError, ValueError) as exc:
+    except (InputError, MissingExtra, BuildError, PublishError, ValueError) as exc:
         close_bars()
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,16 @@ class InputError(ValueError):
 ON_ERROR_CHOICES = ("raise", "skip")
 
 
+class MissingExtra(ImportError):
+    """An optional group of dependencies is not installed: the message says what to install."""
+
+    def __init__(self, what: str, extra: str, packages: tuple[str, ...]):
+        super().__init__(
+            f"{what} needs the optional '{extra}' dependencies ({', '.join(packages)}): "
+            f"pip install -e '.[{extra}]' (or pip install 'medground-hf[{extra}]')"
+        )
+
+
 class SkipReport:
     """Appends skipped items to JSONL files in a folder, one file per writer process.
 

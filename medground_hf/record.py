@@ -76,6 +76,9 @@ PROVENANCE = {
     "config_name": Value("string"),
     "source_files": List(Value("string")),
     "image_converted": Value("string"),  # e.g. "CMYK -> RGB, PNG"; null: the file as it is
+    # where the target sits in the source: COCO image/annotation ids, DICOM series and segment
+    # (with its coded concepts), RT ROI; empty for sources whose files say it all
+    "source_refs": List({"key": Value("string"), "value": Value("string")}),
 }
 
 GROUNDING_FEATURES = Features(

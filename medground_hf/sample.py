@@ -37,6 +37,12 @@ class Sample:
     ``image_bytes`` are embedded as they are (the original file, or the rendered slice's PNG), so
     the image is decoded exactly once. ``masks`` may overlap (e.g. "whole tumour" over its parts).
     ``patient_side`` maps a target mask to "right" / "left" / "midline" for volume sources.
+
+    Each mask is split into connected components unless ``masks_are_instances`` (a source that
+    delineates instances itself, e.g. COCO annotations: each mask is one target, whatever its
+    connectivity). ``refs`` say where the image came from in the source and ``mask_refs`` (one
+    entry per mask, when given) where each target did, e.g. a DICOM segment's coded concepts or
+    a COCO annotation id; both end up in the record's ``provenance.source_refs``.
     """
 
     case_id: str
@@ -56,6 +62,9 @@ class Sample:
     # How the embedded image differs from the source file (e.g. "CMYK -> RGB, PNG"); None when
     # the file's own bytes are embedded.
     image_converted: str | None = None
+    masks_are_instances: bool = False
+    refs: tuple[tuple[str, str], ...] = ()
+    mask_refs: list[tuple[tuple[str, str], ...]] | None = None
 
     @property
     def image_key(self) -> str:
@@ -82,13 +91,22 @@ def sample_to_records(
     comps: list[Component] = []
     specs: list[LabelSpec] = []
     instance_index: list[int] = []
+    target_refs: list[tuple[tuple[str, str], ...]] = []
     dropped: list[Dropped] = []
-    for spec, mask in sample.masks:
-        kept, small = components(mask, single_region=spec.single_region, min_size=spec.min_size)
+    mask_refs = sample.mask_refs if sample.mask_refs is not None else [()] * len(sample.masks)
+    if len(mask_refs) != len(sample.masks):
+        raise ValueError(f"{image_id}: {len(mask_refs)} mask refs for {len(sample.masks)} masks")
+    per_label: dict[str, int] = {}  # instances are numbered per label across the image's masks
+    for (spec, mask), refs in zip(sample.masks, mask_refs, strict=True):
+        whole = spec.single_region or sample.masks_are_instances
+        kept, small = components(mask, single_region=whole, min_size=spec.min_size)
         dropped.extend(Dropped(image_id, spec.name, size) for size in small)
         comps.extend(kept)
         specs.extend([spec] * len(kept))
-        instance_index.extend(range(len(kept)))
+        start = per_label.get(spec.name, 0)
+        instance_index.extend(range(start, start + len(kept)))
+        per_label[spec.name] = start + len(kept)
+        target_refs.extend([refs] * len(kept))
     context = {}
     for name, mask in sample.context.items():
         found, _ = components(mask, single_region=True)
@@ -101,7 +119,9 @@ def sample_to_records(
     )
     sl = sample.slice
     records = []
-    for comp, spec, idx, rel in zip(comps, specs, instance_index, rels, strict=True):
+    for comp, spec, idx, rel, refs in zip(
+        comps, specs, instance_index, rels, target_refs, strict=True
+    ):
         full = comp.mask  # one image-sized mask per target, for the RLE and the patient side
         side = sample.patient_side(full) if sample.patient_side else None
         records.append(
@@ -153,6 +173,9 @@ def sample_to_records(
                     "config_name": config_name,
                     "source_files": sample.source_files,
                     "image_converted": sample.image_converted,
+                    "source_refs": [
+                        {"key": key, "value": value} for key, value in (*sample.refs, *refs)
+                    ],
                 },
             }
         )
