@@ -14,6 +14,9 @@ REGISTRY: dict[str, str] = {
     "nifti_labelmap": "nifti_labelmap:NiftiLabelmap",
     "msd": "msd:MedicalSegmentationDecathlon",
     "brats": "brats:Brats",
+    "dicom_seg": "dicom_seg:DicomSeg",
+    "dicom_rtstruct": "dicom_rtstruct:DicomRtstruct",
+    "coco_instances": "coco_instances:CocoInstances",
 }
 
 

@@ -241,6 +241,7 @@ class VolumeBuilder(MedGroundBuilder):
             targets,
             context,
             [p.name for p in dict.fromkeys(opened)] + [files.label.name],
+            oriented=oriented,
         )
 
     def assemble_case(
@@ -252,11 +253,14 @@ class VolumeBuilder(MedGroundBuilder):
         targets: list[Target],
         context: dict[str, np.ndarray],
         source_files: list[str],
+        refs: tuple[tuple[str, str], ...] = (),
+        oriented: bool = True,
     ) -> VolumeCase:
         """A case from canonical (RAS) arrays, whatever files they came from: windows, midline.
 
         The first context mask (e.g. the brain) is the midline reference and the MR window's
-        foreground; without one, the body found in the first channel is.
+        foreground; without one, the body found in the first channel is. ``oriented`` is False
+        when the files do not say where the patient's sides are (no side is then claimed).
         """
         reference = next(iter(context.values()), None)
         windowed = [
@@ -286,6 +290,7 @@ class VolumeBuilder(MedGroundBuilder):
             source_files=source_files,
             context=context,
             oriented=oriented,
+            refs=refs,
         )
 
     def stored_affine(self, img, path: Path) -> tuple[np.ndarray, bool]:

@@ -123,7 +123,9 @@ def read_header(path: Path) -> DicomFile | None:
         return None
     except (OSError, ValueError, EOFError) as exc:
         raise InputError(path, f"unreadable DICOM file: {exc}") from exc
-    missing = [k for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if k not in ds]
+    missing = [
+        k for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") if k not in ds
+    ]
     if missing:
         if text(ds, "SOPClassUID") == pydicom.uid.MediaStorageDirectoryStorage:
             return None  # a DICOMDIR index, not an instance
@@ -311,7 +313,8 @@ def series_geometry(
         and abs(float(row_cosine @ column_cosine)) < 1e-3
     ):
         raise InputError(
-            first_path, f"ImageOrientationPatient {orientation.tolist()} is not two unit vectors "
+            first_path,
+            f"ImageOrientationPatient {orientation.tolist()} is not two unit vectors "
             "at right angles",
         )
     normal = np.cross(row_cosine, column_cosine)

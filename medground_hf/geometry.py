@@ -135,6 +135,44 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
+def even_odd_fill(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Pixels whose centre lies inside polygons combined by the even-odd rule.
+
+    ``polygons`` are (N, 2) arrays of (row, column) vertices in pixel-centre coordinates (pixel
+    ``(r, c)`` has its centre at ``(r, c)``), each implicitly closed. A centre is inside when a ray
+    from it crosses the edges of all polygons an odd number of times, so a polygon inside another
+    is a hole, as in RT structure sets. One scanline pass over every edge at once: each edge
+    contributes its crossings with the pixel-centre rows it spans (half-open, so a vertex on a
+    row counts once), crossings are sorted per row and paired, and each pair fills the centres
+    from the first crossing up to (not including) the second.
+    """
+    height, width = shape
+    out = np.zeros(shape, dtype=bool)
+    edges = [np.stack([p, np.roll(p, -1, axis=0)], axis=1) for p in polygons if len(p) >= 3]
+    if not edges:
+        return out
+    seg = np.concatenate(edges).astype(np.float64)  # (E, 2 ends, (row, col))
+    y0, x0, y1, x1 = seg[:, 0, 0], seg[:, 0, 1], seg[:, 1, 0], seg[:, 1, 1]
+    first = np.clip(np.ceil(np.minimum(y0, y1)), 0, height).astype(np.int64)
+    stop = np.clip(np.ceil(np.maximum(y0, y1)), 0, height).astype(np.int64)
+    spans = np.maximum(stop - first, 0)
+    if not spans.sum():
+        return out
+    edge = np.repeat(np.arange(len(seg)), spans)
+    rows = first[edge] + (np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans))
+    t = (rows - y0[edge]) / (y1[edge] - y0[edge])
+    xs = x0[edge] + t * (x1[edge] - x0[edge])
+    order = np.lexsort((xs, rows))
+    rows, xs = rows[order], xs[order]
+    starts = np.clip(np.ceil(xs[0::2]), 0, width).astype(np.int64)
+    ends = np.clip(np.ceil(xs[1::2]), 0, width).astype(np.int64)
+    inside = ends > starts
+    change = np.zeros((height, width + 1), dtype=np.int32)
+    np.add.at(change, (rows[0::2][inside], starts[inside]), 1)
+    np.add.at(change, (rows[0::2][inside], ends[inside]), -1)
+    return np.cumsum(change[:, :width], axis=1) > 0
+
+
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE of a binary mask, ``counts`` as a UTF-8 string (JSON/Parquet safe)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))

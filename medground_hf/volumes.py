@@ -315,10 +315,12 @@ class Channel:
 
 @dataclass(frozen=True)
 class Target:
-    """A target structure: a label spec and the label-map values that make it up."""
+    """A target structure: a label spec and the label-map values that make it up; ``refs`` say
+    where it is defined in the source (e.g. a DICOM segment's number and coded concepts)."""
 
     spec: LabelSpec
     values: tuple[int, ...]
+    refs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -335,6 +337,7 @@ class VolumeCase:
     source_files: list[str]
     context: dict[str, np.ndarray] = field(default_factory=dict)
     oriented: bool = True  # False: the header gives no orientation, patient sides are unknown
+    refs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -377,7 +380,8 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
             for c in case.channels
         }
         geometry = SliceGeometry(options.axis, index, shape, case.affine)
-        masks = [(t.spec, np.isin(labels, t.values)) for t in case.targets]
+        masks = [(t, np.isin(labels, t.values)) for t in case.targets]
+        masks = [(t, m) for t, m in masks if m.any()]
         context = {n: display_slice(m, options.axis, index) for n, m in case.context.items()}
         for variant, shown in panels:
             image = np.hstack([grey[c.name] for c in shown])
@@ -387,7 +391,7 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
                 group_id=case.group_id,
                 image=image,
                 image_bytes=png_bytes(image),
-                masks=[(s, np.pad(m, ((0, 0), (0, pad)))) for s, m in masks if m.any()],
+                masks=[(t.spec, np.pad(m, ((0, 0), (0, pad)))) for t, m in masks],
                 source_files=case.source_files,
                 modality=" | ".join(c.modality for c in shown),
                 pixel_spacing_mm=pixel_spacing(spacing, options.axis),
@@ -406,4 +410,6 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
                     else None
                 ),
                 image_variant=variant,
+                refs=case.refs,
+                mask_refs=[t.refs for t, _ in masks],
             )

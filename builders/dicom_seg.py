@@ -1,0 +1,204 @@
+"""DICOM-SEG: image series with Segmentation objects (binary, fractional or label-map SEGs).
+
+Segments become labels by their SegmentLabel (renamed, merged or left out with ``label_map``);
+their coded concepts (segmented property category and type) and algorithm type go into every
+record's ``provenance.source_refs``. Each frame is placed on the slice of the series it names in
+its derivation (ReferencedSOPInstanceUID) and, where it names none, on the slice at its plane
+position; a frame that names one slice and lies on another is refused. Fractional frames count
+where the fraction exceeds one half. Segments may overlap (see :mod:`medground_hf.overlaps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+
+from medground_hf import dicom
+from medground_hf.errors import InputError
+from medground_hf.overlaps import OverlapLabels
+from medground_hf.source import SourceInfo
+from medground_hf.volumes import MASK_THRESHOLD
+
+from .dicom_base import DicomBuilder, DicomConfig, Refs
+
+SOURCE = SourceInfo(
+    name="dicom_seg",
+    title="DICOM series with DICOM-SEG segmentations",
+    license="unknown",
+    license_url="",
+    commercial_use=False,
+    homepage="",
+    citation="",
+    modality="CT/MRI",
+    body_part="unknown",
+    description="CT/MR series with DICOM Segmentation objects, rendered as slices in the "
+    "radiological convention with the patient side of every target.",
+)
+
+
+@dataclass
+class DicomSegConfig(DicomConfig):
+    source_name: str = "dicom_seg"
+    source_title: str = "DICOM series with DICOM-SEG segmentations"
+
+
+def segment_label(item: Any) -> str:
+    """A segment's name: its SegmentLabel (type 1), else its number."""
+    return dicom.text(item, "SegmentLabel") or f"segment {int(item.SegmentNumber)}"
+
+
+def concept(code: Any) -> str:
+    """A coded concept as ``SCHEME:value meaning`` (e.g. ``SCT:108369006 Neoplasm``)."""
+    return f"{code.scheme_designator}:{code.value} {code.meaning}"
+
+
+def functional_group(seg: Any, index: int, keyword: str) -> Any:
+    """The first item of a functional group of one frame: per-frame, else shared."""
+    per_frame = seg.get("PerFrameFunctionalGroupsSequence")
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    for group in (per_frame[index] if per_frame else None, shared[0] if shared else None):
+        items = group.get(keyword) if group is not None else None
+        if items:
+            return items[0]
+    return None
+
+
+class DicomSeg(DicomBuilder):
+    """DICOM image series with DICOM-SEG objects: one case per study and referenced series."""
+
+    VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = DicomSegConfig
+    BUILDER_CONFIGS = [DicomSegConfig(name="default", version=VERSION)]
+    OBJECT_MODALITY = "SEG"
+    SOURCE = SOURCE
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Point --data-dir at a folder holding your studies (one folder per study, any nesting) "
+        "as exported from an archive or PACS: each image series as single-frame CT/MR files and "
+        "one or more DICOM-SEG objects that reference it. Needs pip install -e '.[dicom]'."
+    )
+
+    def structure_names(self, obj: dicom.DicomFile) -> list[str]:
+        return [segment_label(item) for item in obj.header.get("SegmentSequence", [])]
+
+    def references(self, obj: dicom.DicomFile) -> tuple[set[str], set[str]]:
+        series = {
+            dicom.text(s, "SeriesInstanceUID")
+            for s in obj.header.get("ReferencedSeriesSequence", [])
+        }
+        frames = {obj.frame_of_reference} - {""}
+        return series - {""}, frames
+
+    def paint(
+        self, obj: dicom.DicomFile, series: dicom.Series, labels: OverlapLabels
+    ) -> dict[str, Refs]:
+        hd = dicom.optional_module("highdicom", self.name)
+        path = obj.path
+        try:
+            seg = hd.seg.segread(path, lazy_frame_retrieval=True)
+        except Exception as exc:  # highdicom refuses a malformed SEG with many error types
+            raise InputError(path, f"not a readable DICOM-SEG: {exc}") from exc
+        dicom.check_decodable(path, seg)
+        geometry = series.geometry
+        if (int(seg.Rows), int(seg.Columns)) != (geometry.rows, geometry.columns):
+            raise InputError(
+                path,
+                f"SEG frames are {seg.Columns}x{seg.Rows} pixels but the slices of series "
+                f"{series.uid} are {geometry.columns}x{geometry.rows}: a SEG on another pixel "
+                "grid is not supported",
+            )
+        kind = seg.segmentation_type.value
+        names: dict[int, str | None] = {}
+        refs: dict[int, tuple[str, Refs]] = {}
+        for number in seg.segment_numbers:
+            description = seg.get_segment_description(number)
+            label = segment_label(description)
+            names[number] = self.label_name(label)
+            refs[number] = (
+                names[number],
+                (
+                    ("seg_sop_instance_uid", obj.sop_uid),
+                    ("segment_number", str(number)),
+                    ("segment_label", label),
+                    (
+                        "segmented_property_category",
+                        concept(description.segmented_property_category),
+                    ),
+                    ("segmented_property_type", concept(description.segmented_property_type)),
+                    ("segment_algorithm_type", description.algorithm_type.value),
+                ),
+            )
+        largest = float(seg.get("MaximumFractionalValue", 1) or 1)
+        painted: set[int] = set()
+        for index in range(seg.number_of_frames):
+            k = self.frame_slice(seg, index, series, path)
+            frame = seg.get_stored_frame(index, as_index=True)
+            if kind == "LABELMAP":
+                present = [int(v) for v in np.unique(frame) if v]
+                masks = {n: frame == n for n in present}
+            else:
+                identification = functional_group(seg, index, "SegmentIdentificationSequence")
+                if identification is None:
+                    raise InputError(path, f"frame {index + 1} names no segment")
+                number = int(identification.ReferencedSegmentNumber)
+                if kind == "FRACTIONAL":
+                    masks = {number: frame > MASK_THRESHOLD * largest}
+                else:
+                    masks = {number: frame > 0}
+            for number, mask in masks.items():
+                if number not in names:
+                    raise InputError(
+                        path, f"frame {index + 1} holds segment {number}, which is not described"
+                    )
+                if names[number] is None or not mask.any():
+                    continue
+                labels.paint(names[number], (slice(None), slice(None), k), mask.T)
+                painted.add(number)
+        out: dict[str, list[tuple[str, str]]] = {}
+        for number in sorted(painted):
+            name, pairs = refs[number]
+            out.setdefault(name, []).extend(pairs)
+        return {name: tuple(pairs) for name, pairs in out.items()}
+
+    @staticmethod
+    def frame_slice(seg: Any, index: int, series: dicom.Series, path) -> int:
+        """The series slice of one SEG frame: by its source instance, else by its position."""
+        source = None
+        derivation = functional_group(seg, index, "DerivationImageSequence")
+        named = [
+            dicom.text(item, "ReferencedSOPInstanceUID")
+            for item in (derivation.get("SourceImageSequence", []) if derivation else [])
+        ]
+        if named:
+            hits = [series.slice_of_sop[uid] for uid in named if uid in series.slice_of_sop]
+            if not hits:
+                raise InputError(
+                    path,
+                    f"frame {index + 1} references SOP instance {named[0]}, which is not a slice "
+                    f"of series {series.uid}",
+                )
+            source = hits[0]
+        position = functional_group(seg, index, "PlanePositionSequence")
+        orientation = functional_group(seg, index, "PlaneOrientationSequence")
+        placed = None
+        if position is not None and orientation is not None:
+            placed = series.geometry.slice_at(
+                [float(v) for v in position.ImagePositionPatient],
+                [float(v) for v in orientation.ImageOrientationPatient],
+            )
+        if source is not None and placed is not None and placed != source:
+            raise InputError(
+                path,
+                f"frame {index + 1} references slice {source} ({series.files[source].name}) but "
+                f"its plane position lies on slice {placed} ({series.files[placed].name})",
+            )
+        if source is None and placed is None:
+            where = list(position.ImagePositionPatient) if position is not None else "none"
+            raise InputError(
+                path,
+                f"frame {index + 1} references no source image and its plane position ({where}) "
+                f"is on no slice of series {series.uid}",
+            )
+        return source if source is not None else placed
