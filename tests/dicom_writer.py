@@ -290,3 +290,37 @@ def write_rtstruct(
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return ds
+
+
+def ct_phantom(
+    shape: tuple[int, int, int] = (64, 56, 24),
+    spacing: tuple[float, float, float] = (0.8, 0.8, 2.5),
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An abdomen-like CT in HU, its label map and its RAS affine (axes L, P, S like a scanner's
+    axial series): the liver (1) on the patient's right with a lesion (2) inside it, a kidney
+    (3) on the left, a vertebra behind them, air around the body."""
+    rng = np.random.default_rng(seed)
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = [spacing[0] * shape[0] / 2, spacing[1] * shape[1] / 2, -20.0]
+    grid = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    x, y, z = grid  # x grows towards the patient's left (axis L), y posterior
+
+    def ellipsoid(cx, cy, cz, rx, ry, rz):
+        return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1
+
+    body = (x / 0.9) ** 2 + (y / 0.8) ** 2 <= 1
+    liver = ellipsoid(-0.45, -0.1, 0.0, 0.35, 0.4, 0.8) & body
+    lesion = ellipsoid(-0.5, -0.1, 0.1, 0.12, 0.14, 0.35)
+    kidney = ellipsoid(0.5, 0.35, -0.1, 0.14, 0.2, 0.6)
+    bone = ellipsoid(0.0, 0.55, 0.0, 0.12, 0.12, 2.0)
+    hu = np.where(body, 40, -1000) + rng.integers(-15, 16, size=shape)
+    hu = np.where(liver, 60, hu)
+    hu = np.where(lesion, 15, hu)
+    hu = np.where(kidney, 30, hu)
+    hu = np.where(bone, 700, hu).astype(np.int16)
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[liver] = 1
+    labels[lesion] = 2
+    labels[kidney] = 3
+    return hu, labels, affine
