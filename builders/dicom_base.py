@@ -24,6 +24,7 @@ from medground_hf.source import LabelSpec, SourceInfo
 from medground_hf.volumes import Target, VolumeCase, canonical_transform, reorient
 
 from .base import CustomSourceConfig, Item
+from .label_map import mapped, normalise
 from .volume_base import CaseChannel, VolumeBuilder, VolumeConfig, slug
 
 logger = logging.getLogger("medground_hf")
@@ -62,9 +63,7 @@ class DicomConfig(VolumeConfig, CustomSourceConfig):
                 "modalities is not an option of the DICOM sources: the image is the series the "
                 "segmentation references"
             )
-        self.label_map = {
-            str(k): (None if v is None else str(v)) for k, v in dict(self.label_map).items()
-        }
+        self.label_map = normalise(self.label_map)
         self.single_region_labels = tuple(slug(n) for n in self.single_region_labels)
         self.context_labels = tuple(slug(n) for n in self.context_labels)
 
@@ -136,22 +135,11 @@ class DicomBuilder(VolumeBuilder):
             "the object with its series reference"
         )
 
-    # ---- names --------------------------------------------------------------------------------
+    # ---- names ----------------------------------------------------------------------------
     def label_name(self, name: str) -> str | None:
         """A structure's label (id form) after ``label_map``; None when left out."""
-        table = self.config.label_map
-        for key in (name, *(k for k in table if slug(k) == slug(name))):
-            if key in table:
-                mapped = table[key]
-                return None if mapped is None else slug(mapped) or None
-        return slug(name) or None
-
-    def _display(self, name: str) -> str:
-        table = self.config.label_map
-        for key, mapped in table.items():
-            if mapped is not None and (key == name or slug(key) == slug(name)):
-                return mapped.strip().replace("_", " ")
-        return name.strip().replace("_", " ")
+        hit = mapped(name, self.config.label_map)
+        return hit[0] if hit else None
 
     @property
     def source(self) -> SourceInfo:
@@ -194,9 +182,9 @@ class DicomBuilder(VolumeBuilder):
                 case = by_series.setdefault(uid, DicomCase(study, uid, [], problem))
                 case.objects.append(obj)
                 for name in self.structure_names(obj):
-                    label = self.label_name(name)
-                    if label is not None and label not in self.config.context_labels:
-                        names.setdefault(label, self._display(name))
+                    hit = mapped(name, self.config.label_map)
+                    if hit and hit[0] not in self.config.context_labels:
+                        names.setdefault(*hit)
                 images = study.series(uid) if uid else []
                 if images:
                     modalities.setdefault(record_modality(images[0].modality))
