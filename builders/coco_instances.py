@@ -170,18 +170,6 @@ class CocoInstances(MedGroundBuilder):
         "nesting, or --set annotation_files='[...]') and the images their file_name fields name "
         "(or --set image_dir=...)."
     )
-    SOURCE = SourceInfo(
-        name="coco_instances",
-        title="COCO instances",
-        license="unknown",
-        license_url="",
-        commercial_use=False,
-        homepage="",
-        citation="",
-        modality="unknown",
-        body_part="unknown",
-        description="Images with COCO instance annotations.",
-    )
     files: list[CocoFile]
     root: Path
 
@@ -208,7 +196,7 @@ class CocoInstances(MedGroundBuilder):
     def source(self) -> SourceInfo:
         """The options' metadata; labels (and a licence all images share) once files are read."""
         if "files" not in self.__dict__:
-            return self.SOURCE
+            return self.config.source_info((), "images with COCO instances")
         info = self.config.source_info(tuple(self.labels.values()), "images with COCO instances")
         if self.config.license != "unknown":
             return info

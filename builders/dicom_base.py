@@ -83,7 +83,6 @@ class DicomBuilder(VolumeBuilder):
 
     BUILDER_CONFIG_CLASS = DicomConfig
     OBJECT_MODALITY = ""
-    SOURCE: SourceInfo
     root: Path
     cases: dict[str, DicomCase]
     names: dict[str, str]  # label name (id form) -> display name, in order of first appearance
@@ -143,11 +142,9 @@ class DicomBuilder(VolumeBuilder):
 
     @property
     def source(self) -> SourceInfo:
-        """Static metadata until the scan (``list_items``) has found the labels."""
-        if "names" not in self.__dict__:
-            return self.SOURCE
+        """The options' metadata, with the labels and modalities the scan (``list_items``) found."""
         cfg = self.config
-        labels = tuple(self.spec(name) for name in self.names)
+        labels = tuple(self.spec(name) for name in self.__dict__.get("names", {}))
         info = cfg.source_info(labels, f"DICOM series with {self.OBJECT_MODALITY} objects")
         return replace(info, modality=cfg.modality or "/".join(self.modalities) or "unknown")
 

@@ -22,25 +22,10 @@ from medground_hf import dicom
 from medground_hf.errors import InputError
 from medground_hf.geometry import even_odd_fill
 from medground_hf.overlaps import OverlapLabels
-from medground_hf.source import SourceInfo
 
 from .dicom_base import DicomBuilder, DicomConfig, Refs
 
 logger = logging.getLogger("medground_hf")
-
-SOURCE = SourceInfo(
-    name="dicom_rtstruct",
-    title="DICOM series with RT structure sets",
-    license="unknown",
-    license_url="",
-    commercial_use=False,
-    homepage="",
-    citation="",
-    modality="CT/MRI",
-    body_part="unknown",
-    description="CT/MR series with RT Structure Set contours, rendered as slices in the "
-    "radiological convention with the patient side of every target.",
-)
 
 
 @dataclass
@@ -56,7 +41,6 @@ class DicomRtstruct(DicomBuilder):
     BUILDER_CONFIG_CLASS = DicomRtstructConfig
     BUILDER_CONFIGS = [DicomRtstructConfig(name="default", version=VERSION)]
     OBJECT_MODALITY = "RTSTRUCT"
-    SOURCE = SOURCE
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point --data-dir at a folder holding your studies (one folder per study, any nesting) "
         "as exported from a planning system or archive: each image series as single-frame CT/MR "

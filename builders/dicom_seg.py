@@ -19,24 +19,9 @@ import numpy as np
 from medground_hf import dicom
 from medground_hf.errors import InputError
 from medground_hf.overlaps import OverlapLabels
-from medground_hf.source import SourceInfo
 from medground_hf.volumes import MASK_THRESHOLD
 
 from .dicom_base import DicomBuilder, DicomConfig, Refs
-
-SOURCE = SourceInfo(
-    name="dicom_seg",
-    title="DICOM series with DICOM-SEG segmentations",
-    license="unknown",
-    license_url="",
-    commercial_use=False,
-    homepage="",
-    citation="",
-    modality="CT/MRI",
-    body_part="unknown",
-    description="CT/MR series with DICOM Segmentation objects, rendered as slices in the "
-    "radiological convention with the patient side of every target.",
-)
 
 
 @dataclass
@@ -73,7 +58,6 @@ class DicomSeg(DicomBuilder):
     BUILDER_CONFIG_CLASS = DicomSegConfig
     BUILDER_CONFIGS = [DicomSegConfig(name="default", version=VERSION)]
     OBJECT_MODALITY = "SEG"
-    SOURCE = SOURCE
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point --data-dir at a folder holding your studies (one folder per study, any nesting) "
         "as exported from an archive or PACS: each image series as single-frame CT/MR files and "
