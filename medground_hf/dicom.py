@@ -454,7 +454,9 @@ def read_series(uid: str, paths: Sequence[Path]) -> Series:
     geometry, order = series_geometry(headers)
     modality = text(headers[0][1], "Modality").upper()
     sop_uids = [text(headers[i][1], "SOPInstanceUID") for i in order]
-    volume = np.empty(geometry.shape, dtype=np.float32)
+    # slices as decoded, (slice, row, column); its transpose is the [column, row, slice] volume,
+    # column-fastest in memory like a NIfTI array, and each slice is one contiguous write
+    slabs = np.empty((geometry.count, geometry.rows, geometry.columns), dtype=np.float32)
     for k, index in enumerate(order):
         path, ds = headers[index]
         photometric = text(ds, "PhotometricInterpretation")
@@ -471,12 +473,13 @@ def read_series(uid: str, paths: Sequence[Path]) -> Series:
             raise InputError(path, f"cannot decode pixel data: {exc}") from exc
         slope = float(getattr(ds, "RescaleSlope", 1) or 1)
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        volume[:, :, k] = (pixels.astype(np.float32) * slope + intercept).T
+        np.multiply(pixels, slope, out=slabs[k], casting="unsafe")
+        slabs[k] += intercept
         headers[index] = (path, None)  # the decoded file is not needed any more
     return Series(
         uid=uid,
         modality=modality,
-        volume=volume,
+        volume=slabs.transpose(2, 1, 0),
         geometry=geometry,
         files=[paths[i] for i in order],
         sop_uids=sop_uids,

@@ -52,9 +52,10 @@ def ct_window(preset: str) -> Window:
 
 def sample_voxels(volume: np.ndarray, limit: int = SAMPLE_VOXELS) -> np.ndarray:
     """About ``limit`` voxels taken at a regular stride (deterministic, cheap on big volumes)."""
-    flat = np.asarray(volume).reshape(-1)
-    step = max(1, flat.size // limit)
-    return flat[::step]
+    volume = np.asarray(volume)
+    step = max(1, volume.size // limit)
+    # picked through .flat (C order): a reoriented (flipped, transposed) view is never copied
+    return volume.flat[np.arange(0, volume.size, step)]
 
 
 def background_value(sample: np.ndarray) -> float | None:

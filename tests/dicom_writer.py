@@ -303,7 +303,7 @@ def ct_phantom(
     rng = np.random.default_rng(seed)
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
     affine[:3, 3] = [spacing[0] * shape[0] / 2, spacing[1] * shape[1] / 2, -20.0]
-    grid = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    grid = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij", sparse=True)
     x, y, z = grid  # x grows towards the patient's left (axis L), y posterior
 
     def ellipsoid(cx, cy, cz, rx, ry, rz):
@@ -314,13 +314,13 @@ def ct_phantom(
     lesion = ellipsoid(-0.5, -0.1, 0.1, 0.12, 0.14, 0.35)
     kidney = ellipsoid(0.5, 0.35, -0.1, 0.14, 0.2, 0.6)
     bone = ellipsoid(0.0, 0.55, 0.0, 0.12, 0.12, 2.0)
-    hu = np.where(body, 40, -1000) + rng.integers(-15, 16, size=shape)
+    hu = np.where(body, np.int16(40), np.int16(-1000)) + rng.integers(-15, 16, shape, np.int16)
     hu = np.where(liver, 60, hu)
     hu = np.where(lesion, 15, hu)
     hu = np.where(kidney, 30, hu)
     hu = np.where(bone, 700, hu).astype(np.int16)
     labels = np.zeros(shape, dtype=np.uint8)
-    labels[liver] = 1
-    labels[lesion] = 2
-    labels[kidney] = 3
+    labels[np.broadcast_to(liver, shape)] = 1
+    labels[np.broadcast_to(lesion, shape)] = 2
+    labels[np.broadcast_to(kidney, shape)] = 3
     return hu, labels, affine
