@@ -47,7 +47,7 @@ def write_study(root: Path, slices: int, size: int) -> Path:
 def bare_read(files: list[Path]) -> float:
     start = time.perf_counter()
     for path in files:
-        pydicom.dcmread(path).pixel_array
+        _ = pydicom.dcmread(path).pixel_array
     return time.perf_counter() - start
 
 
@@ -62,6 +62,7 @@ def series_read(files: list[Path]) -> float:
 def pipeline(data: Path, cache: Path) -> tuple[float, float, int, int]:
     """Seconds for list + load of the case, and for rendering it into records."""
     from medground_hf.builders import get_builder_class
+
     from medground_hf.sample import sample_to_records
     from medground_hf.volumes import render_case
 

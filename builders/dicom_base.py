@@ -103,7 +103,8 @@ class DicomBuilder(VolumeBuilder):
     def paint(
         self, obj: dicom.DicomFile, series: dicom.Series, labels: OverlapLabels
     ) -> dict[str, Refs]:
-        """Paint the object's structures (by label name); returns each label's source refs."""
+        """Paint the object's structures (by label name) slice by slice, ``labels.paint(label,
+        (k,), mask)`` with a (rows, columns) mask; returns each label's source refs."""
         raise NotImplementedError
 
     def referenced_series(self, obj: dicom.DicomFile, study: dicom.Study) -> tuple[str | None, str]:
@@ -245,14 +246,17 @@ class DicomBuilder(VolumeBuilder):
                 f"under {case.study.folder}",
             )
         series = dicom.read_series(case.series_uid, paths)
-        painted = OverlapLabels(series.geometry.shape)
+        # painted slice by slice as frames are stored, (slice, row, column); its transpose is
+        # the [column, row, slice] grid of the series volume
+        geometry = series.geometry
+        painted = OverlapLabels((geometry.count, geometry.rows, geometry.columns))
         refs: dict[str, list[tuple[str, str]]] = {}
         for obj in case.objects:
             for label, pairs in self.paint(obj, series, painted).items():
                 refs.setdefault(label, []).extend(pairs)
         affine_ras = series.geometry.ras_affine
         transform = canonical_transform(affine_ras)
-        labels, affine = reorient(painted.labels, affine_ras, transform)
+        labels, affine = reorient(painted.labels.transpose(2, 1, 0), affine_ras, transform)
         volume = reorient(series.volume, affine_ras, transform)[0]
         present = painted.names()
         context = {

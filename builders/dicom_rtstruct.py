@@ -90,7 +90,7 @@ class DicomRtstruct(DicomBuilder):
                 continue
             slices = self.rasterise(roi, names[number], series, path)
             for k, mask in slices.items():
-                labels.paint(label, (slice(None), slice(None), k), mask.T)
+                labels.paint(label, (k,), mask)
             if any(mask.any() for mask in slices.values()):
                 out.setdefault(label, []).extend(
                     [

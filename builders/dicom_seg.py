@@ -6,6 +6,10 @@ record's ``provenance.source_refs``. Each frame is placed on the slice of the se
 its derivation (ReferencedSOPInstanceUID) and, where it names none, on the slice at its plane
 position; a frame that names one slice and lies on another is refused. Fractional frames count
 where the fraction exceeds one half. Segments may overlap (see :mod:`medground_hf.overlaps`).
+
+pydicom decodes the frames one at a time; highdicom reads the segment descriptions and their
+coded concepts. (highdicom's whole ``Segmentation`` object would first index every frame, which
+takes seconds on a large SEG and is not needed to place frames on a known series.)
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ def functional_group(seg: Any, index: int, keyword: str) -> Any:
     return None
 
 
+SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+
+
 class DicomSeg(DicomBuilder):
     """DICOM image series with DICOM-SEG objects: one case per study and referenced series."""
 
@@ -79,11 +86,15 @@ class DicomSeg(DicomBuilder):
         self, obj: dicom.DicomFile, series: dicom.Series, labels: OverlapLabels
     ) -> dict[str, Refs]:
         hd = dicom.optional_module("highdicom", self.name)
+        pydicom = dicom.pydicom_module(self.name)
         path = obj.path
         try:
-            seg = hd.seg.segread(path, lazy_frame_retrieval=True)
-        except Exception as exc:  # highdicom refuses a malformed SEG with many error types
-            raise InputError(path, f"not a readable DICOM-SEG: {exc}") from exc
+            seg = pydicom.dcmread(path)
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            raise InputError(path, f"unreadable DICOM-SEG: {exc}") from exc
+        kind = dicom.text(seg, "SegmentationType")
+        if kind not in SEGMENTATION_TYPES or "PixelData" not in seg:
+            raise InputError(path, f"not a DICOM-SEG with frames (SegmentationType {kind!r})")
         dicom.check_decodable(path, seg)
         geometry = series.geometry
         if (int(seg.Rows), int(seg.Columns)) != (geometry.rows, geometry.columns):
@@ -93,16 +104,13 @@ class DicomSeg(DicomBuilder):
                 f"{series.uid} are {geometry.columns}x{geometry.rows}: a SEG on another pixel "
                 "grid is not supported",
             )
-        kind = seg.segmentation_type.value
         names: dict[int, str | None] = {}
-        refs: dict[int, tuple[str, Refs]] = {}
-        for number in seg.segment_numbers:
-            description = seg.get_segment_description(number)
-            label = segment_label(description)
-            names[number] = self.label_name(label)
-            refs[number] = (
-                names[number],
-                (
+        refs: dict[int, tuple[str | None, Refs]] = {}
+        for item in seg.get("SegmentSequence", []):
+            try:
+                description = hd.seg.SegmentDescription.from_dataset(item, copy=False)
+                number, label = description.segment_number, segment_label(description)
+                pairs = (
                     ("seg_sop_instance_uid", obj.sop_uid),
                     ("segment_number", str(number)),
                     ("segment_label", label),
@@ -112,25 +120,24 @@ class DicomSeg(DicomBuilder):
                     ),
                     ("segmented_property_type", concept(description.segmented_property_type)),
                     ("segment_algorithm_type", description.algorithm_type.value),
-                ),
-            )
+                )
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise InputError(path, f"segment description unreadable: {exc}") from exc
+            names[number] = self.label_name(label)
+            refs[number] = (names[number], pairs)
         largest = float(seg.get("MaximumFractionalValue", 1) or 1)
         painted: set[int] = set()
-        for index in range(seg.number_of_frames):
+        for index, frame in enumerate(pydicom.pixels.iter_pixels(seg)):
             k = self.frame_slice(seg, index, series, path)
-            frame = seg.get_stored_frame(index, as_index=True)
             if kind == "LABELMAP":
-                present = [int(v) for v in np.unique(frame) if v]
-                masks = {n: frame == n for n in present}
+                masks = {int(n): frame == n for n in np.unique(frame) if n}
             else:
                 identification = functional_group(seg, index, "SegmentIdentificationSequence")
                 if identification is None:
                     raise InputError(path, f"frame {index + 1} names no segment")
                 number = int(identification.ReferencedSegmentNumber)
-                if kind == "FRACTIONAL":
-                    masks = {number: frame > MASK_THRESHOLD * largest}
-                else:
-                    masks = {number: frame > 0}
+                threshold = MASK_THRESHOLD * largest if kind == "FRACTIONAL" else 0
+                masks = {number: frame > threshold}
             for number, mask in masks.items():
                 if number not in names:
                     raise InputError(
@@ -138,7 +145,7 @@ class DicomSeg(DicomBuilder):
                     )
                 if names[number] is None or not mask.any():
                     continue
-                labels.paint(names[number], (slice(None), slice(None), k), mask.T)
+                labels.paint(names[number], (k,), mask)
                 painted.add(number)
         out: dict[str, list[tuple[str, str]]] = {}
         for number in sorted(painted):

@@ -238,9 +238,13 @@ class SeriesGeometry:
         """
         return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.lps_affine
 
+    @cached_property
+    def voxels_from_lps(self) -> np.ndarray:
+        return np.linalg.inv(self.lps_affine)
+
     def to_voxels(self, points_lps: np.ndarray) -> np.ndarray:
         """Voxel coordinates ``(column, row, slice)`` of LPS points, shape (N, 3)."""
-        inverse = np.linalg.inv(self.lps_affine)
+        inverse = self.voxels_from_lps
         return np.asarray(points_lps, dtype=np.float64) @ inverse[:3, :3].T + inverse[:3, 3]
 
     def slice_at(self, position: Sequence[float], orientation: Sequence[float]) -> int | None:
@@ -473,8 +477,12 @@ def read_series(uid: str, paths: Sequence[Path]) -> Series:
             raise InputError(path, f"cannot decode pixel data: {exc}") from exc
         slope = float(getattr(ds, "RescaleSlope", 1) or 1)
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        np.multiply(pixels, slope, out=slabs[k], casting="unsafe")
-        slabs[k] += intercept
+        slab = slabs[k]
+        slab[...] = pixels
+        if slope != 1:
+            slab *= np.float32(slope)
+        if intercept:
+            slab += np.float32(intercept)
         headers[index] = (path, None)  # the decoded file is not needed any more
     return Series(
         uid=uid,

@@ -38,11 +38,13 @@ class OverlapLabels:
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
-        region = self.labels[where]
-        old, inverse = np.unique(region[mask], return_inverse=True)
-        new = np.array([self._code(self.sets[int(v)] | {name}) for v in old])
-        region = self.labels[where]  # _code may have widened the array
-        region[mask] = new.astype(region.dtype)[inverse]
+        old = self.labels[where][mask]
+        if (old == old[0]).all():  # the usual case: the structure covers one set (e.g. none)
+            self.labels[where][mask] = self._code(self.sets[int(old[0])] | {name})
+            return
+        values, inverse = np.unique(old, return_inverse=True)
+        new = np.array([self._code(self.sets[int(v)] | {name}) for v in values])
+        self.labels[where][mask] = new.astype(self.labels.dtype)[inverse]
 
     def values(self, names: Collection[str]) -> tuple[int, ...]:
         """Every label value whose set holds one of ``names``: together, their union."""
