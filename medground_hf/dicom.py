@@ -329,32 +329,36 @@ def series_geometry(
     positions = positions[order]
     steps = np.diff(depth)
     if steps.size:
-        same = np.flatnonzero(steps < SAME_POSITION_MM)
-        if same.size:
-            i = int(same[0])
-            raise InputError(
-                paths[i + 1],
-                f"mixed series: at the same position ({depth[i]:.3f} mm along the slice normal) "
-                f"as {paths[i].name}: a duplicate file, or two acquisitions in one series",
-            )
         usual = float(np.median(steps))
-        gaps = np.flatnonzero(steps >= GAP_FACTOR * usual)
-        if gaps.size:
-            i = int(gaps[0])
-            raise InputError(
-                paths[i + 1],
-                f"missing slices: {steps[i]:.3g} mm from {paths[i].name} to this slice where "
-                f"the series steps {usual:.3g} mm (about {round(steps[i] / usual) - 1} slice(s) "
-                "missing)",
-            )
-        uneven = np.flatnonzero(np.abs(steps - usual) > STEP_TOLERANCE * usual)
-        if uneven.size:
-            i = int(uneven[0])
-            raise InputError(
-                paths[i + 1],
-                f"inconsistent spacing: {steps[i]:.4g} mm from {paths[i].name} to this slice "
-                f"where the series steps {usual:.4g} mm",
-            )
+        checks = (
+            (
+                steps < SAME_POSITION_MM,
+                lambda i: (
+                    f"mixed series: at the same position ({depth[i]:.3f} mm along the "
+                    f"slice normal) as {paths[i].name}: a duplicate file, or two acquisitions "
+                    "in one series"
+                ),
+            ),
+            (
+                steps >= GAP_FACTOR * usual,
+                lambda i: (
+                    f"missing slices: {steps[i]:.3g} mm from {paths[i].name} to this slice "
+                    f"where the series steps {usual:.3g} mm (about {round(steps[i] / usual) - 1} "
+                    "slice(s) missing)"
+                ),
+            ),
+            (
+                np.abs(steps - usual) > STEP_TOLERANCE * usual,
+                lambda i: (
+                    f"inconsistent spacing: {steps[i]:.4g} mm from {paths[i].name} to this "
+                    f"slice where the series steps {usual:.4g} mm"
+                ),
+            ),
+        )
+        for bad, problem in checks:  # in this order: a duplicate is no gap, a gap no unevenness
+            hits = np.flatnonzero(bad)
+            if hits.size:
+                raise InputError(paths[int(hits[0]) + 1], problem(int(hits[0])))
         step = (positions[-1] - positions[0]) / (len(positions) - 1)
         drift = positions - (positions[0] + np.arange(len(positions))[:, None] * step)
         off = np.abs(drift).max(axis=1)

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+from built_rows import build_rows, rows
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -34,19 +34,6 @@ NOT_IN_COCO = (
     "body_part",
 )
 IDENTITY = ("id", "image_id", "source", "case_id", "group_id", "provenance", "queries")
-
-
-def rows(out: Path) -> list[dict]:
-    return [
-        row
-        for shard in sorted((out / "grounding").glob("*.parquet"))
-        for row in pq.read_table(shard).to_pylist()
-    ]
-
-
-def build_rows(source: str, data: Path, out: Path, **options) -> list[dict]:
-    build(source, data, out, generator="none", derived_configs=[], options=options)
-    return rows(out)
 
 
 def comparable(row: dict, context: set[str]) -> dict:

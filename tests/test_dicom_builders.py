@@ -14,7 +14,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -24,8 +23,8 @@ pytest.importorskip(
 
 import dicom_writer as w  # noqa: E402
 import pydicom  # noqa: E402
+from built_rows import build_rows  # noqa: E402
 
-from medground_hf.build import build  # noqa: E402
 from medground_hf.dicom import SeriesGeometry  # noqa: E402
 from medground_hf.geometry import decode_rle  # noqa: E402
 
@@ -62,19 +61,6 @@ PROVENANCE_FIELDS = (
     "queries",
     "image",
 )
-
-
-def rows(out: Path) -> list[dict]:
-    return [
-        row
-        for shard in sorted((out / "grounding").glob("*.parquet"))
-        for row in pq.read_table(shard).to_pylist()
-    ]
-
-
-def build_rows(source: str, data: Path, out: Path, **options) -> list[dict]:
-    build(source, data, out, generator="none", derived_configs=[], options=options)
-    return rows(out)
 
 
 def by_target(records: list[dict]) -> dict[tuple, dict]:
