@@ -187,14 +187,21 @@ def write_seg(
     masks: Mapping[str, np.ndarray],
     *,
     fractional: Mapping[str, np.ndarray] | None = None,
+    labelmap: bool = False,
 ) -> hd.seg.Segmentation:
     """A SEG over ``series`` with one segment per mask (masks ``[column, row, slice]`` on the
-    series' grid; they may overlap). ``fractional`` gives values in [0, 1] instead (FRACTIONAL)."""
+    series' grid; they may overlap). ``fractional`` gives values in [0, 1] instead (FRACTIONAL);
+    ``labelmap`` stores non-overlapping masks as one label map (LABELMAP, segment numbers)."""
     arrays = fractional if fractional is not None else masks
     names = list(arrays)
     stack = np.stack([np.transpose(arrays[n], (2, 1, 0)) for n in names], axis=-1)
     if fractional is not None:
         kind, stack = hd.seg.SegmentationTypeValues.FRACTIONAL, stack.astype(np.float32)
+    elif labelmap:
+        assert stack.sum(axis=-1).max() <= 1, "a label map cannot hold overlapping masks"
+        numbers = np.arange(1, len(names) + 1, dtype=np.uint8)
+        kind, stack = hd.seg.SegmentationTypeValues.LABELMAP, (stack * numbers).sum(axis=-1)
+        stack = stack.astype(np.uint8)
     else:
         kind, stack = hd.seg.SegmentationTypeValues.BINARY, stack.astype(bool)
     seg = hd.seg.Segmentation(

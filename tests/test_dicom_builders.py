@@ -344,6 +344,55 @@ def test_fractional_seg_counts_where_more_than_half(phantom, tmp_path):
     assert_same_targets(ref, got, "ct")
 
 
+def test_labelmap_seg_reads_like_binary(phantom, tmp_path):
+    hu, labels, affine = phantom
+    ct_study(tmp_path / "lab" / "ct", hu, labels, affine, labelmap=True)
+    ct_study(tmp_path / "bin" / "ct", hu, labels, affine)
+    seg = pydicom.dcmread(tmp_path / "lab" / "ct" / "SEG" / "seg.dcm", stop_before_pixels=True)
+    assert seg.SegmentationType == "LABELMAP"
+    got = build_rows("dicom_seg", tmp_path / "lab", tmp_path / "lout", **CT_OPTIONS)
+    ref = build_rows("dicom_seg", tmp_path / "bin", tmp_path / "bout", **CT_OPTIONS)
+    assert_same_targets(ref, got, "ct")
+
+
+@pytest.mark.parametrize("axis", ["coronal", "sagittal"])
+def test_every_slicing_axis_matches_nifti(phantom, tmp_path, axis):
+    hu, labels, affine = phantom
+    options = {**CT_OPTIONS, "axis": axis, "max_slices": 6}
+    ref = build_rows(
+        "nifti_labelmap",
+        write_nifti_ct(tmp_path / "nifti", hu, labels, affine),
+        tmp_path / "nout",
+        modality="CT",
+        label_names=CT_NAMES,
+        **options,
+    )
+    ct_study(tmp_path / "data" / "ct", hu, labels, affine, axcodes=("P", "I", "L"))
+    got = build_rows("dicom_seg", tmp_path / "data", tmp_path / "out", **options)
+    assert {r["slice_axis"] for r in got} == {axis}
+    assert_same_targets(ref, got, "ct")
+
+
+def test_rtstruct_label_map_merges_rois(phantom, tmp_path):
+    hu, labels, affine = phantom
+    study, series, masks, _ = ct_study(tmp_path / "data" / "ct", hu, labels, affine)
+    w.write_rtstruct(tmp_path / "data" / "ct" / "RT" / "rt.dcm", study, series, masks)
+    got = build_rows(
+        "dicom_rtstruct",
+        tmp_path / "data",
+        tmp_path / "out",
+        label_map={"liver": "organ", "kidney": "organ", "lesion": None},
+        **CT_OPTIONS,
+    )
+    assert {r["label"] for r in got} == {"organ"}
+    roi_names = {
+        p["value"] for r in got for p in r["provenance"]["source_refs"] if p["key"] == "roi_name"
+    }
+    assert roi_names <= {"liver", "kidney"} and "liver" in roi_names
+    sides = {r["spatial"]["patient_side"] for r in got}
+    assert sides == {"right", "left"}  # the liver on the right, the kidney on the left
+
+
 def test_seg_frames_without_source_references_are_placed_by_position(phantom, tmp_path):
     hu, labels, affine = phantom
     ct_study(tmp_path / "ref" / "ct", hu, labels, affine, axcodes=("P", "I", "L"))
