@@ -1,14 +1,16 @@
 """COCO instance files as input: ``instances*.json`` and the images they describe.
 
-``--data-dir`` holds one or more instance files (every ``instances*.json`` below it, or those
-named by ``annotation_files``). An image's ``file_name`` is looked up under ``image_dir`` when
-given, else in turn under the instance file's folder, the data dir, ``<data dir>/<split>``,
-``<data dir>/images`` and ``<data dir>/images/<split>``.
+``--data-dir`` holds one or more instance files: those named by ``annotation_files``, else every
+``instances_<split>.json`` below it, or every ``instances*.json`` when there is none of those.
+An image's ``file_name`` is looked up under ``image_dir`` when given, else in turn under the
+instance file's folder, the data dir, ``<data dir>/<split>``, ``<data dir>/images`` and
+``<data dir>/images/<split>``.
 
 * Categories are labels (``label_map`` renames, merges or leaves them out); every annotation
   that is not ``iscrowd`` is one target, its mask exactly as the COCO API decodes it (polygons,
-  uncompressed or compressed RLE), whatever its connectivity. Instances of a label are numbered
-  by the raster position of their first pixel, so ids do not depend on annotation order.
+  uncompressed or compressed RLE; a list of RLEs, the refer API's layout, as their union),
+  whatever its connectivity. Instances of a label are numbered by the raster position of their
+  first pixel, so ids do not depend on annotation order.
 * ``iscrowd`` regions are context, never targets: named by their category, they take part in
   "inside" and "next to" relations.
 * The split is the instance file's (``instances_<split>.json``, renamed by ``split_names``,
@@ -126,8 +128,16 @@ def read_instances(path: Path, split_names: Mapping[str, str]) -> CocoFile:
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A mask as ``pycocotools`` (the COCO API's ``annToMask``) decodes it; ValueError when the
-    segmentation is malformed or of another size than its image."""
+    """A mask as ``pycocotools`` (the COCO API's ``annToMask``) decodes it, or, for a list of
+    RLEs (the refer API's layout), their union as ``REFER.getMask`` takes it; ValueError when
+    the segmentation is malformed or of another size than its image."""
+    if (
+        isinstance(segmentation, list)
+        and segmentation
+        and all(isinstance(p, dict) for p in segmentation)
+    ):  # the refer API's layout: a list of RLEs, united
+        masks = [decode_segmentation(rle, height, width) for rle in segmentation]
+        return np.logical_or.reduce(masks)
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if isinstance(p, list)]
         if not polygons or len(polygons) != len(segmentation):
@@ -213,13 +223,18 @@ class CocoInstances(MedGroundBuilder):
 
     # ---- items --------------------------------------------------------------------------------
     def instance_files(self, data_dir: Path) -> list[Path]:
+        """The files named by ``annotation_files``; else every ``instances_<split>.json`` below
+        the data dir, or, when there is none, every ``instances*.json``. (A split file and an
+        all-splits file of the same images, as this project's export writes them, would list
+        every image twice.)"""
         if self.config.annotation_files:
             paths = [data_dir / p for p in self.config.annotation_files]
             for path in paths:
                 if not path.is_file():
                     raise InputError(path, "annotation file does not exist")
             return paths
-        return sorted(p for p in data_dir.rglob(INSTANCES_GLOB) if not p.name.startswith("."))
+        found = sorted(p for p in data_dir.rglob(INSTANCES_GLOB) if not p.name.startswith("."))
+        return [p for p in found if SPLIT_OF_FILE.match(p.name)] or found
 
     def list_items(self, data_dir: Path) -> list[Item]:
         self.files = [

@@ -75,6 +75,29 @@ def test_kvasir_round_trip(built_kvasir, tmp_path):
     assert max(r["num_candidates"] for r in back) >= 2  # several polyps: instances kept apart
 
 
+def test_refer_layout_gives_the_same_targets(built_kvasir, tmp_path):
+    """The export's ``refcoco/instances.json`` (every split, segmentation as a list of RLEs)
+    gives the targets of its per-split files; with no split in its name, images split by group."""
+    export(built_kvasir, "coco", tmp_path / "coco")
+    options = {"min_size": 32, "modality": "endoscopy"}
+    per_split = build_rows("coco_instances", tmp_path / "coco", tmp_path / "a", **options)
+    refer = build_rows(
+        "coco_instances",
+        tmp_path / "coco",
+        tmp_path / "b",
+        annotation_files=["refcoco/instances.json"],
+        **options,
+    )
+
+    def targets(records):
+        return sorted(
+            (r["case_id"], r["label"], r["instance"], r["mask"]["counts"], r["num_candidates"])
+            for r in records
+        )
+
+    assert targets(refer) == targets(per_split) and len(refer) == 50
+
+
 def test_hc18_round_trip(built_hc18, tmp_path):
     assert_round_trip(built_hc18, tmp_path, modality="ultrasound")
 
