@@ -3,8 +3,8 @@ referenced series, structures (segments or ROIs) renamed or merged by ``label_ma
 context, and the case handed to the volume pipeline in canonical RAS like a NIfTI case.
 
 A subclass names the object it reads (``OBJECT_MODALITY``), the structures an object holds
-(``structure_names``), the series it references (``referenced_series``) and paints its
-structures on the series' grid (``paint``).
+(``structure_names``), the series and frames of reference it names (``references``) and paints
+its structures on the series' grid (``paint``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medground_hf import dicom
-from medground_hf.errors import InputError
+from medground_hf.errors import InputError, SkipReport
 from medground_hf.overlaps import OverlapLabels
 from medground_hf.source import LabelSpec, SourceInfo
 from medground_hf.volumes import Target, VolumeCase, canonical_transform, reorient
@@ -166,7 +166,13 @@ class DicomBuilder(VolumeBuilder):
         names: dict[str, str] = {}
         modalities: dict[str, None] = {}
         without = []
-        found = dicom.studies(dicom.scan(data_dir))
+        report = SkipReport(self.config.report_dir)
+
+        def unreadable(error: InputError) -> None:  # reported, not an item: counts stay exact
+            report.add(error.path or "", error.path, "scan", error.problem)
+
+        skip = self.config.on_error == "skip"
+        found = dicom.studies(dicom.scan(data_dir, unreadable if skip else None))
         study_keys = self._study_keys(found, data_dir)
         items = []
         for study in found:

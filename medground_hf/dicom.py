@@ -27,7 +27,7 @@ import importlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -129,7 +129,7 @@ def read_header(path: Path) -> DicomFile | None:
     if missing:
         if text(ds, "SOPClassUID") == pydicom.uid.MediaStorageDirectoryStorage:
             return None  # a DICOMDIR index, not an instance
-        raise InputError(path, f"DICOM file without {', '.join(missing)}")
+        raise InputError(path, f"DICOM file without {', '.join(missing)} (truncated?)")
     is_image = "Rows" in ds
     return DicomFile(
         path=path,
@@ -145,8 +145,12 @@ def read_header(path: Path) -> DicomFile | None:
     )
 
 
-def scan(root: Path) -> list[DicomFile]:
-    """Every DICOM file under ``root`` (any nesting), headers only; other files are logged."""
+def scan(root: Path, unreadable: Callable[[InputError], None] | None = None) -> list[DicomFile]:
+    """Every DICOM file under ``root`` (any nesting), headers only; other files are logged.
+
+    A file that looks like DICOM but cannot be read raises, or, given ``unreadable``, is handed
+    to it (to report and go on: its study then fails on its own, e.g. with a missing slice).
+    """
     found: list[DicomFile] = []
     other = 0
     for folder, dirs, names in os.walk(root):
@@ -154,7 +158,13 @@ def scan(root: Path) -> list[DicomFile]:
         for name in sorted(names):
             if name.startswith("."):
                 continue
-            header = read_header(Path(folder) / name)
+            try:
+                header = read_header(Path(folder) / name)
+            except InputError as error:
+                if unreadable is None:
+                    raise
+                unreadable(error)
+                continue
             if header is None:
                 other += 1
             else:

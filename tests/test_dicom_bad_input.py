@@ -278,3 +278,21 @@ def test_missing_extra_is_one_line(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("medground build: error: dicom_seg needs the optional 'dicom'")
     assert "pip install -e '.[dicom]'" in last
+
+
+def test_unreadable_file_is_reported_and_its_study_fails_alone(root, tmp_path):
+    _, series, folder, _ = study(root, "bad")
+    path = slice_file(folder / "CT", series[4])
+    path.write_bytes(path.read_bytes()[:300])  # cut inside the header
+    with pytest.raises(InputError) as raised:
+        build("dicom_seg", root, tmp_path / "raise", generator="none", options=OPTIONS)
+    assert raised.value.path == str(path)
+    assert "DICOM file without SOPInstanceUID" in raised.value.problem
+    manifest = build(
+        "dicom_seg", root, tmp_path / "skip", generator="none", on_error="skip", options=OPTIONS
+    )
+    counts = manifest["counts"]
+    assert (counts["items_read"], counts["items_built"], counts["items_skipped"]) == (2, 1, 1)
+    stages = {(s["stage"], s["path"]) for s in manifest["skipped"]}
+    assert ("scan", str(path)) in stages  # the file, reported where it was found
+    assert ("input", str(slice_file(folder / "CT", series[5]))) in stages  # then a gap there
