@@ -69,7 +69,6 @@ SCAN_TAGS = [
     "SegmentSequence",
     "ReferencedSeriesSequence",
     "StructureSetROISequence",
-    "RTROIObservationsSequence",
     "ReferencedFrameOfReferenceSequence",
 ]
 # Large elements (pixel data, RT contour data) stay on disk until used.
@@ -130,7 +129,7 @@ def read_header(path: Path) -> DicomFile | None:
         if text(ds, "SOPClassUID") == pydicom.uid.MediaStorageDirectoryStorage:
             return None  # a DICOMDIR index, not an instance
         raise InputError(path, f"DICOM file without {', '.join(missing)} (truncated?)")
-    is_image = "Rows" in ds
+    is_image = "Rows" in ds and text(ds, "Modality").upper() not in ("SEG", "RTSTRUCT")
     return DicomFile(
         path=path,
         sop_class=text(ds, "SOPClassUID"),
@@ -140,8 +139,8 @@ def read_header(path: Path) -> DicomFile | None:
         modality=text(ds, "Modality").upper(),
         patient_id=text(ds, "PatientID"),
         frame_of_reference=text(ds, "FrameOfReferenceUID"),
-        is_image=is_image and text(ds, "Modality").upper() not in ("SEG", "RTSTRUCT"),
-        header=None if is_image and "SegmentSequence" not in ds else ds,
+        is_image=is_image,
+        header=None if is_image else ds,
     )
 
 
