@@ -64,12 +64,8 @@ class DicomRtstruct(DicomBuilder):
     def paint(
         self, obj: dicom.DicomFile, series: dicom.Series, labels: OverlapLabels
     ) -> dict[str, Refs]:
-        pydicom = dicom.pydicom_module(self.name)
         path = obj.path
-        try:
-            ds = pydicom.dcmread(path)
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
-            raise InputError(path, f"unreadable RT structure set: {exc}") from exc
+        ds = dicom.read_dataset(path)
         names = {
             int(r.ROINumber): dicom.text(r, "ROIName")
             for r in ds.get("StructureSetROISequence", [])

@@ -88,10 +88,7 @@ class DicomSeg(DicomBuilder):
         hd = dicom.optional_module("highdicom", self.name)
         pydicom = dicom.pydicom_module(self.name)
         path = obj.path
-        try:
-            seg = pydicom.dcmread(path)
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
-            raise InputError(path, f"unreadable DICOM-SEG: {exc}") from exc
+        seg = dicom.read_dataset(path)
         kind = dicom.text(seg, "SegmentationType")
         if kind not in SEGMENTATION_TYPES or "PixelData" not in seg:
             raise InputError(path, f"not a DICOM-SEG with frames (SegmentationType {kind!r})")

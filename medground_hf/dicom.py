@@ -457,15 +457,20 @@ class Series:
         return {uid: k for k, uid in enumerate(self.sop_uids)}
 
 
+def read_dataset(path: Path, **options: Any) -> Any:
+    """A whole DICOM file (``pydicom.dcmread`` options, e.g. ``defer_size``); problems name it."""
+    pydicom = pydicom_module()
+    try:
+        return pydicom.dcmread(path, **options)
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise InputError(path, f"unreadable DICOM file: {exc}") from exc
+
+
 def read_series(uid: str, paths: Sequence[Path]) -> Series:
     """Read, check and sort one series; pixels are decoded once, after every check passed."""
-    pydicom = pydicom_module()
     headers = []
     for path in paths:
-        try:
-            ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as exc:
-            raise InputError(path, f"unreadable DICOM file: {exc}") from exc
+        ds = read_dataset(path, defer_size=DEFER_SIZE)
         check_single_frame(path, ds)
         headers.append((path, ds))
     geometry, order = series_geometry(headers)

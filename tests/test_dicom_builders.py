@@ -202,11 +202,19 @@ def test_one_patient_one_split(brats_seg):
 
 
 # ---- a CT phantom in HU -------------------------------------------------------------------------
-def write_nifti_ct(root: Path, hu: np.ndarray, labels: np.ndarray, affine: np.ndarray) -> Path:
+def nifti_ct(root: Path, hu, labels, affine, **options) -> list[dict]:
+    """The reference: a CT volume and its label map as NIfTI, built with ``nifti_labelmap``."""
     for sub, data in (("images", hu), ("labels", labels)):
-        (root / sub).mkdir(parents=True)
-        nib.save(nib.Nifti1Image(data, affine), root / sub / "ct.nii.gz")
-    return root
+        (root / "nifti" / sub).mkdir(parents=True)
+        nib.save(nib.Nifti1Image(data, affine), root / "nifti" / sub / "ct.nii.gz")
+    return build_rows(
+        "nifti_labelmap",
+        root / "nifti",
+        root / "nifti-out",
+        modality="CT",
+        label_names=CT_NAMES,
+        **{**CT_OPTIONS, **options},
+    )
 
 
 def ct_study(
@@ -238,12 +246,7 @@ def phantom():
 
 @pytest.fixture(scope="module")
 def ct_nifti(phantom, tmp_path_factory) -> list[dict]:
-    hu, labels, affine = phantom
-    data = write_nifti_ct(tmp_path_factory.mktemp("ct_nifti"), hu, labels, affine)
-    out = tmp_path_factory.mktemp("out") / "ct_nifti"
-    return build_rows(
-        "nifti_labelmap", data, out, modality="CT", label_names=CT_NAMES, **CT_OPTIONS
-    )
+    return nifti_ct(tmp_path_factory.mktemp("ct_nifti"), *phantom)
 
 
 def test_ct_in_hounsfield_units_matches_nifti(phantom, ct_nifti, tmp_path):
@@ -267,15 +270,7 @@ def test_rescale_slope_is_applied(phantom, ct_nifti, tmp_path):
     stored = pydicom.dcmread(next((study_dir / "CT").iterdir()))
     assert float(stored.RescaleSlope) == 2.0
     got = build_rows("dicom_seg", tmp_path / "data", tmp_path / "out", **CT_OPTIONS)
-    nifti_dir = write_nifti_ct(tmp_path / "nifti", even, labels, affine)
-    ref = build_rows(
-        "nifti_labelmap",
-        nifti_dir,
-        tmp_path / "nout",
-        modality="CT",
-        label_names=CT_NAMES,
-        **CT_OPTIONS,
-    )
+    ref = nifti_ct(tmp_path, even, labels, affine)
     assert_same_targets(ref, got, "ct")
 
 
@@ -284,14 +279,7 @@ def test_oblique_acquisition_matches_nifti_of_the_same_grid(phantom, tmp_path):
     hu, labels, affine = phantom
     volume, tilted = w.acquire(hu, affine, ("L", "P", "S"), rotate_deg=12)
     label_map = w.acquire(labels, affine, ("L", "P", "S"))[0]
-    ref = build_rows(
-        "nifti_labelmap",
-        write_nifti_ct(tmp_path / "nifti", volume, label_map, tilted),
-        tmp_path / "nout",
-        modality="CT",
-        label_names=CT_NAMES,
-        **CT_OPTIONS,
-    )
+    ref = nifti_ct(tmp_path, volume, label_map, tilted)
     ct_study(tmp_path / "data" / "ct", hu, labels, affine, rotate_deg=12)
     got = build_rows("dicom_seg", tmp_path / "data", tmp_path / "out", **CT_OPTIONS)
     assert_same_targets(ref, got, "ct")
@@ -331,26 +319,22 @@ def test_overlapping_segments_each_keep_their_voxels(phantom, tmp_path):
         assert "liver" in s["lesion"]["relations"]["inside"]
 
 
-def test_fractional_seg_counts_where_more_than_half(phantom, tmp_path):
+@pytest.mark.parametrize("kind", ["FRACTIONAL", "LABELMAP"])
+def test_fractional_and_labelmap_segs_read_like_binary(phantom, tmp_path, kind):
+    """Fractional frames count where the fraction exceeds one half (0.4 of the kidney in the
+    liver segment is not liver); a label-map SEG holds segment numbers."""
     hu, labels, affine = phantom
-    fractions = {name: (labels == v) * 0.9 for v, name in CT_NAMES.items()}
-    fractions["liver"] = np.where(labels == 3, 0.4, fractions["liver"])  # below half: not liver
-    ct_study(tmp_path / "frac" / "ct", hu, labels, affine, fractional=fractions)
+    if kind == "FRACTIONAL":
+        fractions = {name: (labels == v) * 0.9 for v, name in CT_NAMES.items()}
+        fractions["liver"] = np.where(labels == 3, 0.4, fractions["liver"])
+        stored = {"fractional": fractions}
+    else:
+        stored = {"labelmap": True}
+    ct_study(tmp_path / "kind" / "ct", hu, labels, affine, **stored)
     ct_study(tmp_path / "bin" / "ct", hu, labels, affine)
-    seg = pydicom.dcmread(tmp_path / "frac" / "ct" / "SEG" / "seg.dcm", stop_before_pixels=True)
-    assert seg.SegmentationType == "FRACTIONAL"
-    got = build_rows("dicom_seg", tmp_path / "frac", tmp_path / "fout", **CT_OPTIONS)
-    ref = build_rows("dicom_seg", tmp_path / "bin", tmp_path / "bout", **CT_OPTIONS)
-    assert_same_targets(ref, got, "ct")
-
-
-def test_labelmap_seg_reads_like_binary(phantom, tmp_path):
-    hu, labels, affine = phantom
-    ct_study(tmp_path / "lab" / "ct", hu, labels, affine, labelmap=True)
-    ct_study(tmp_path / "bin" / "ct", hu, labels, affine)
-    seg = pydicom.dcmread(tmp_path / "lab" / "ct" / "SEG" / "seg.dcm", stop_before_pixels=True)
-    assert seg.SegmentationType == "LABELMAP"
-    got = build_rows("dicom_seg", tmp_path / "lab", tmp_path / "lout", **CT_OPTIONS)
+    seg = pydicom.dcmread(tmp_path / "kind" / "ct" / "SEG" / "seg.dcm", stop_before_pixels=True)
+    assert seg.SegmentationType == kind
+    got = build_rows("dicom_seg", tmp_path / "kind", tmp_path / "kout", **CT_OPTIONS)
     ref = build_rows("dicom_seg", tmp_path / "bin", tmp_path / "bout", **CT_OPTIONS)
     assert_same_targets(ref, got, "ct")
 
@@ -359,14 +343,7 @@ def test_labelmap_seg_reads_like_binary(phantom, tmp_path):
 def test_every_slicing_axis_matches_nifti(phantom, tmp_path, axis):
     hu, labels, affine = phantom
     options = {**CT_OPTIONS, "axis": axis, "max_slices": 6}
-    ref = build_rows(
-        "nifti_labelmap",
-        write_nifti_ct(tmp_path / "nifti", hu, labels, affine),
-        tmp_path / "nout",
-        modality="CT",
-        label_names=CT_NAMES,
-        **options,
-    )
+    ref = nifti_ct(tmp_path, hu, labels, affine, **options)
     ct_study(tmp_path / "data" / "ct", hu, labels, affine, axcodes=("P", "I", "L"))
     got = build_rows("dicom_seg", tmp_path / "data", tmp_path / "out", **options)
     assert {r["slice_axis"] for r in got} == {axis}
