@@ -285,7 +285,7 @@ class CocoInstances(MedGroundBuilder):
         entry = coco.images[image_id]
         name = str(entry["file_name"])
         path = self.image_path(coco, name)
-        pixels, data = load_image(path)
+        pixels, data, converted = load_image(path)
         height, width = int(entry["height"]), int(entry["width"])
         if pixels.shape[:2] != (height, width):
             raise InputError(
@@ -333,6 +333,7 @@ class CocoInstances(MedGroundBuilder):
             source_files=[coco.path.name, name],
             modality=self.config.modality,
             context=context,
+            image_converted=converted,
             masks_are_instances=True,
             refs=(("coco_image_id", str(image_id)), ("file_name", name)),
             mask_refs=[refs for *_, refs in targets],

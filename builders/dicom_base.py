@@ -63,6 +63,11 @@ class DicomConfig(VolumeConfig, CustomSourceConfig):
                 "modalities is not an option of the DICOM sources: the image is the series the "
                 "segmentation references"
             )
+        if self.orientation:
+            raise ValueError(
+                "orientation is not an option of the DICOM sources: every slice states its own "
+                "(ImageOrientationPatient)"
+            )
         self.label_map = normalise(self.label_map)
         self.single_region_labels = tuple(slug(n) for n in self.single_region_labels)
         self.context_labels = tuple(slug(n) for n in self.context_labels)
