@@ -76,8 +76,13 @@ class Generator(_Worker):
     """Writes referring expressions for targets; identical inputs give identical outputs."""
 
     @abstractmethod
-    def generate(self, targets: Sequence[Target]) -> list[Generated]:
-        """One :class:`Generated` per target, in order."""
+    def generate(self, targets: Sequence[Target]) -> list[Generated | Exception]:
+        """One :class:`Generated` per target, in order.
+
+        A failure on one target is that target's alone: put the exception in its slot (or
+        raise it; the pipeline then retries the targets one by one) and the target is rejected
+        at ``generation`` with the exception's message. Raise :class:`GenerationError` only for
+        what stops every target (service down after retries, bad credentials)."""
 
     def prefetch(self, targets: Iterable[Target]) -> None:  # noqa: B027 - optional hook
         """Hook for bulk modes (Message Batches): fill the request cache before generating."""

@@ -23,7 +23,7 @@ from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.source import LabelSpec
 
 from . import vocab
-from .base import Generated, Generator, Judge, Target, Usage
+from .base import Generated, GenerationError, Generator, Judge, Target, Usage
 from .verify import STAGES, Verdict, Verifier, first_failure
 
 REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
@@ -147,7 +147,7 @@ class Stage:
         target_checks = [self.target_checks(r) for r in records]
         failures = [_failure(checks) for checks in target_checks]
         answers = iter(
-            self.generator.generate([t for t, f in zip(targets, failures, strict=True) if not f])
+            self.generate([t for t, f in zip(targets, failures, strict=True) if not f])
         )
         generated = [Generated() if failure else next(answers) for failure in failures]
         queries = [
@@ -159,6 +159,29 @@ class Stage:
         for target, gen, failure, qs in zip(targets, generated, failures, queries, strict=True):
             out += self.assemble(target.record, gen, failure, qs)
         return _columns(out)
+
+    def generate(self, targets: list[Target]) -> list[Generated]:
+        """The generator's output, one per target, where one target's failure is that target's
+        alone: an exception raised for a batch is retried target by target, and a target whose
+        own call raises (or whose slot in the answer holds an exception) gets a ``generation``
+        failure with the exception as its reason. Only a :class:`GenerationError` (service down
+        after retries, bad credentials: nothing would succeed) stops the run."""
+        if not targets:
+            return []
+        try:
+            answers = self.generator.generate(targets)
+        except GenerationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any per-target failure becomes a reject
+            if len(targets) == 1:
+                return [_failed(exc)]
+            return [answer for target in targets for answer in self.generate([target])]
+        if len(answers) != len(targets):
+            raise GenerationError(
+                f"generator {self.generator.name!r} answered {len(answers)} of "
+                f"{len(targets)} targets"
+            )
+        return [_failed(a) if isinstance(a, Exception) else a for a in answers]
 
     def check(self, target: Target, gen: Generated, target_checks: dict) -> list[dict]:
         record = target.record
@@ -234,6 +257,17 @@ class Stage:
             reason = f"all {n} queries rejected"
             out.append(row("target", [], "verification", reason, n))
         return out
+
+
+MAX_REASON_CHARS = 300
+
+
+def _failed(exc: Exception) -> Generated:
+    """A target the generator failed on: rejected at ``generation`` with the error's message."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 3] + "..."
+    return Generated(failure=("generation", reason))
 
 
 def _failure(target_checks: Mapping[str, list[Verdict]]) -> Verdict | None:
