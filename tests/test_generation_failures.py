@@ -112,9 +112,8 @@ def test_a_generator_failing_on_one_target_rejects_only_that_target(built_kvasir
     ]
     assert [r["id"] for r in failed] == [lone]
     assert failed[0]["rejected_reason"] == "RuntimeError: server said: 400 image too large"
-    assert {"stage": "generation", "reason": failed[0]["rejected_reason"], "count": 1} in v[
-        "reasons"
-    ]
+    reason = "RuntimeError: server said: # image too large"  # numbers masked in the stats
+    assert {"stage": "generation", "reason": reason, "count": 1} in v["reasons"]
     if mode == "raise":  # the failing batch was retried one target at a time
         assert flaky.calls > len(splits)
 
