@@ -24,7 +24,7 @@ from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport, logger
 from medground_hf.progress import ProcessBar
 from medground_hf.record import GROUNDING_FEATURES
 from medground_hf.sample import Sample, sample_to_records
-from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.source import LabelSpec, SourceInfo, check_display_names, display_name
 from medground_hf.splits import DEFAULT_RATIOS, assign_split, validate_ratios
 from medground_hf.staging import fault
 
@@ -69,7 +69,38 @@ class MedGroundConfig(datasets.BuilderConfig):
 
 
 @dataclass
-class CustomSourceConfig(MedGroundConfig):
+class LabelOptions:
+    """How a builder whose labels are only names (a label map, ``dataset.json``) words them.
+
+    ``label_display`` maps a label name to the clinical name queries use (default: the name
+    humanised, ``right-cerebral-white-matter`` -> "right cerebral white matter"); a name that no
+    English query can use ("et", "L1") stops the build at its start, naming this option.
+    ``single_region_labels`` keep each of those labels as one region per image;
+    ``fragment_labels`` are labels whose components are pieces of one structure (named
+    "regions of ..." when there are several).
+    """
+
+    label_display: Mapping[str, str] = field(default_factory=dict)
+    single_region_labels: tuple[str, ...] = ()
+    fragment_labels: tuple[str, ...] = ()
+
+    def label_spec(self, label_id: int, name: str, raw: str | None = None, **kwargs) -> LabelSpec:
+        """The LabelSpec of label ``name`` (``raw``: the source's own spelling of it)."""
+        return LabelSpec(
+            id=label_id,
+            name=name,
+            display=display_name(name, self.label_display, *([raw] if raw else [])),
+            single_region=name in self.single_region_labels,
+            fragments=name in self.fragment_labels,
+            **kwargs,
+        )
+
+
+LABEL_DISPLAY_OPTION = '--set label_display=\'{{"{name}": "{example}"}}\''
+
+
+@dataclass
+class CustomSourceConfig(LabelOptions, MedGroundConfig):
     """Provenance options of the generic builders, whose source is the user's own corpus."""
 
     source_name: str = "custom"
@@ -167,6 +198,15 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
                 data_dir,
                 f"no {self.source.title} items found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}",
             )
+        option = (
+            LABEL_DISPLAY_OPTION
+            if isinstance(self.config, LabelOptions)
+            else f"the display of the {{name}} LabelSpec in the {self.name} builder"
+        )
+        try:
+            check_display_names(self.source.labels, option)
+        except ValueError as exc:
+            raise InputError(None, str(exc)) from None
         items = self.mark_shared_keys(items)
         by_split: dict[str, list[Item]] = {}
         for item in items:

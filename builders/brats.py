@@ -20,6 +20,11 @@ from .volume_base import CaseFiles, ChannelFile, VolumeBuilder, VolumeConfig
 MODALITY_NAMES = {"flair": "MRI FLAIR", "t1c": "MRI T1c", "t1": "MRI T1", "t2": "MRI T2"}
 MRI_MODALITIES = ("MRI", *MODALITY_NAMES.values())
 
+# What shows each label (BraTS: enhancing tumour and the necrotic / non-enhancing core against
+# the enhancing rim on T1c, edema and the whole tumour as FLAIR / T2 hyperintensity).
+POST_CONTRAST = ("MRI T1c",)
+FLUID_SENSITIVE = ("MRI FLAIR", "MRI T2")
+
 NECROSIS = LabelSpec(
     id=1,
     name="necrosis",
@@ -27,6 +32,9 @@ NECROSIS = LabelSpec(
     synonyms=("necrosis", "necrotic core"),
     modalities=MRI_MODALITIES,
     description="Necrotic (non-enhancing, fluid-like) centre of a glioma.",
+    visible_in=(*POST_CONTRAST, "MRI T2"),
+    fragments=True,
+    piece_names=("focus of necrosis", "foci of necrosis"),
 )
 EDEMA = LabelSpec(
     id=2,
@@ -36,6 +44,7 @@ EDEMA = LabelSpec(
     single_region=True,
     modalities=MRI_MODALITIES,
     description="Vasogenic edema around the tumour; diffuse, kept as one region per slice.",
+    visible_in=FLUID_SENSITIVE,
 )
 NON_ENHANCING = LabelSpec(
     id=3,
@@ -44,6 +53,9 @@ NON_ENHANCING = LabelSpec(
     synonyms=("non-enhancing tumor",),
     modalities=MRI_MODALITIES,
     description="Solid tumour that does not take up contrast on T1c.",
+    visible_in=POST_CONTRAST,
+    fragments=True,
+    piece_names=("non-enhancing region", "non-enhancing regions"),
 )
 ENHANCING = LabelSpec(
     id=4,
@@ -52,6 +64,9 @@ ENHANCING = LabelSpec(
     synonyms=("contrast-enhancing tumor", "enhancing tumor component"),
     modalities=MRI_MODALITIES,
     description="Tumour that enhances on post-contrast T1 (T1c).",
+    visible_in=POST_CONTRAST,
+    fragments=True,
+    piece_names=("enhancing focus", "enhancing foci"),
 )
 WHOLE_TUMOUR = LabelSpec(
     id=5,
@@ -61,6 +76,7 @@ WHOLE_TUMOUR = LabelSpec(
     single_region=True,
     modalities=MRI_MODALITIES,
     description="Union of labels 1-4 (necrosis, edema, non-enhancing and enhancing tumour).",
+    visible_in=FLUID_SENSITIVE,
 )
 PART_TARGETS = (
     Target(NECROSIS, (1,)),
@@ -95,9 +111,14 @@ SOURCE = SourceInfo(
 
 @dataclass
 class BratsConfig(VolumeConfig):
-    """Which sequences to render and whether to add a whole-tumour target."""
+    """Which sequences to render and whether to add a whole-tumour target.
 
-    modalities: tuple[str, ...] = ("flair",)
+    By default FLAIR and T1c are rendered as separate images, each carrying the labels it shows
+    (:attr:`LabelSpec.visible_in`): edema on FLAIR, the tumour core's parts on T1c.
+    """
+
+    modalities: tuple[str, ...] = ("flair", "t1c")
+    layout: str = "per_record"
     whole_tumour: bool = False
     every_k: int = 10
     min_area_px: int = 100
@@ -138,22 +159,31 @@ def matches(path: Path, patterns: Sequence[str]) -> bool:
 class Brats(VolumeBuilder):
     """BraTS 2013/2015 gliomas: necrosis, edema, non-enhancing and enhancing tumour per slice."""
 
-    VERSION = datasets.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Axial slices, radiological convention, patient side per target."}
+    VERSION = datasets.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Axial slices, radiological convention, patient side per target.",
+        "1.1.0": "Every label on the sequence that shows it (FLAIR: edema; T1c: tumour core).",
+    }
     BUILDER_CONFIG_CLASS = BratsConfig
     BUILDER_CONFIGS = [
-        BratsConfig(name="default", version=VERSION, description="FLAIR; tumour parts."),
+        BratsConfig(
+            name="default",
+            version=VERSION,
+            description="Tumour parts, each on the sequence that shows it: edema on FLAIR; "
+            "necrosis, non-enhancing and enhancing tumour on T1c.",
+        ),
         BratsConfig(
             name="whole_tumour",
             version=VERSION,
             whole_tumour=True,
-            description="FLAIR; tumour parts plus the whole tumour (labels 1-4) as one target.",
+            description="As default, plus the whole tumour (labels 1-4) as one target on FLAIR.",
         ),
         BratsConfig(
             name="multimodal",
             version=VERSION,
-            modalities=("flair", "t1c"),
-            description="FLAIR and T1c side by side; tumour parts.",
+            layout="side_by_side",
+            description="FLAIR and T1c side by side in one image (masks on the FLAIR panel); "
+            "tumour parts.",
         ),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (

@@ -26,6 +26,9 @@ FETAL_HEAD = LabelSpec(
     area_mm2_range=(100.0, 15000.0),
     modalities=("ultrasound",),
     description="Fetal skull outline (ellipse) in a standard trans-thalamic plane, filled.",
+    # head size is biometry against a gestational-age norm: "a small fetal head" would read as
+    # microcephaly, so queries carry no size word
+    biometric=True,
 )
 
 SOURCE = SourceInfo(

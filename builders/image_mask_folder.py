@@ -95,7 +95,6 @@ class ImageMaskFolderConfig(CustomSourceConfig):
     colour_map: Mapping[str, str] = field(default_factory=dict)
     colour_tolerance: int = 0
     min_size: int = 16
-    single_region_labels: tuple[str, ...] = ()
     source_name: str = "image_mask_folder"
     source_title: str = "Image/mask folder"
 
@@ -132,13 +131,7 @@ class ImageMaskFolder(MedGroundBuilder):
     def label_specs(self) -> tuple[LabelSpec, ...]:
         cfg = self.config
         return tuple(
-            LabelSpec(
-                id=index,
-                name=name,
-                display=name.replace("_", " "),
-                single_region=name in cfg.single_region_labels,
-                min_size=cfg.min_size,
-            )
+            cfg.label_spec(index, name, min_size=cfg.min_size)
             for index, name in enumerate(self.label_names, start=1)
         )
 

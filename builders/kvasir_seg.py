@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datasets
 
-from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.source import POLYP_SIZE_CLASSES, LabelSpec, SourceInfo
 
 from .image_mask_folder import ImageMaskFolder, ImageMaskFolderConfig
 
@@ -16,6 +16,9 @@ POLYP = LabelSpec(
     min_size=32,
     modalities=("endoscopy",),
     description="Colorectal polyp outlined by endoscopists.",
+    # diminutive / small / large by mm where the spacing is known (Kvasir-SEG gives none, so
+    # its queries word size as a share of the frame)
+    size_classes=POLYP_SIZE_CLASSES,
 )
 
 SOURCE = SourceInfo(

@@ -9,6 +9,7 @@ percentile window. The left/right midline is the body found in the first channel
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +20,7 @@ from medground_hf.errors import InputError
 from medground_hf.source import SourceInfo
 from medground_hf.volumes import Target
 
-from .base import Item
+from .base import Item, LabelOptions
 from .volume_base import (
     CaseFiles,
     ChannelFile,
@@ -31,9 +32,14 @@ from .volume_base import (
 )
 
 DATASET_JSON = "dataset.json"
+# Labels named for (non-)enhancement, and the channel names of post-contrast MR sequences
+# (MSD BrainTumour: "t1gd").
+ENHANCEMENT = re.compile(r"enhanc")
+POST_CONTRAST = re.compile(r"gd\b|t1c|t1ce|contrast|\bpost", re.I)
 REQUIRED_KEYS = ("labels", "modality", "training")
 BODY_PARTS = {
     "braintumour": "brain",
+    "brats": "brain",
     "heart": "heart",
     "liver": "liver",
     "hippocampus": "brain",
@@ -127,10 +133,8 @@ def read_dataset_json(data_dir: Path) -> MsdTask:
 
 
 @dataclass
-class MsdConfig(VolumeConfig):
-    """``single_region_labels`` keeps those labels (by name) as one region per slice."""
-
-    single_region_labels: tuple[str, ...] = ()
+class MsdConfig(LabelOptions, VolumeConfig):
+    """Label wording options (:class:`~.base.LabelOptions`) over the volume options."""
 
 
 class MedicalSegmentationDecathlon(VolumeBuilder):
@@ -160,18 +164,32 @@ class MedicalSegmentationDecathlon(VolumeBuilder):
             name=f"msd_{slug(task.name)}",
             title=f"Medical Segmentation Decathlon: {task.name}",
             modality="/".join(dict.fromkeys(map(record_modality, task.modalities.values()))),
-            body_part=BODY_PARTS.get(slug(task.name).replace("_", ""), task.name.lower()),
+            # an unknown task has no body part: queries never name one they cannot know
+            body_part=BODY_PARTS.get(slug(task.name).replace("_", ""), ""),
             labels=tuple(t.spec for t in self.targets()),
         )
 
     def targets(self) -> list[Target]:
-        return named_targets(
-            self.task.labels,
-            display=lambda name: name.strip().lower(),
-            single_region=set(self.config.single_region_labels),
-            min_size=self.config.min_size,
-            modalities=tuple(dict.fromkeys(map(record_modality, self.task.modalities.values()))),
+        modalities = tuple(dict.fromkeys(map(record_modality, self.task.modalities.values())))
+        contrast = tuple(m for m in modalities if POST_CONTRAST.search(m))
+        targets = named_targets(
+            self.task.labels, self.config, min_size=self.config.min_size, modalities=modalities
         )
+        # (non-)enhancement is seen only against a post-contrast channel; the pieces of a
+        # tumour's (non-)enhancing part are fragments of one lesion, not several lesions
+        return [
+            replace(
+                t,
+                spec=replace(
+                    t.spec,
+                    visible_in=contrast or ("post-contrast MRI",),
+                    fragments=t.spec.fragments or not t.spec.single_region,
+                ),
+            )
+            if ENHANCEMENT.search(t.spec.name)
+            else t
+            for t in targets
+        ]
 
     def list_items(self, data_dir: Path) -> list[Item]:
         known = [slug(name) for name in self.task.modalities.values()]

@@ -75,7 +75,6 @@ class NiftiLabelmapConfig(VolumeConfig, CustomSourceConfig):
     image_pattern: str | None = None
     label_names: Mapping[int, str] = field(default_factory=dict)
     label_names_file: str | None = None
-    single_region_labels: tuple[str, ...] = ()
     modality: str = "MRI"
     source_name: str = "nifti_labelmap"
     source_title: str = "NIfTI label-map volumes"
@@ -117,8 +116,7 @@ class NiftiLabelmap(VolumeBuilder):
     def targets(self) -> list[Target]:
         return named_targets(
             self.names,
-            display=lambda name: name.strip().replace("_", " "),
-            single_region=set(self.config.single_region_labels),
+            self.config,
             min_size=self.config.min_size,
             modalities=(self.config.modality,),
         )

@@ -9,7 +9,7 @@ is validated before any slice is rendered.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +20,6 @@ from medground_hf.errors import InputError, logger
 from medground_hf.intensity import DEFAULT_PERCENTILES, window_for
 from medground_hf.sample import Sample
 from medground_hf.slices import MAX_HISTOGRAM, SlicePolicy
-from medground_hf.source import LabelSpec
 from medground_hf.volumes import (
     AFFINE_ATOL_MM,
     MIDLINE_BAND_MM,
@@ -45,7 +44,7 @@ from medground_hf.volumes import (
     stated_affine,
 )
 
-from .base import Item, MedGroundBuilder, MedGroundConfig
+from .base import Item, LabelOptions, MedGroundBuilder, MedGroundConfig
 
 
 @dataclass
@@ -140,24 +139,14 @@ def check_known_values(labels: np.ndarray, known: Sequence[int], path: Path) -> 
 
 
 def named_targets(
-    names: Mapping[int, str],
-    *,
-    display: Callable[[str], str],
-    single_region: Collection[str],
-    min_size: int,
-    modalities: tuple[str, ...],
+    names: Mapping[int, str], options: LabelOptions, *, min_size: int, modalities: tuple[str, ...]
 ) -> list[Target]:
     """One target per declared label value (0 is background) of a source that names its labels
     (``dataset.json``, a label-names file): its id-safe name, clinical wording and options."""
     return [
         Target(
-            LabelSpec(
-                id=value,
-                name=slug(name),
-                display=display(name),
-                single_region=slug(name) in single_region,
-                min_size=int(min_size),
-                modalities=modalities,
+            options.label_spec(
+                value, slug(name), name, min_size=int(min_size), modalities=modalities
             ),
             (value,),
         )

@@ -56,6 +56,8 @@ class Target:
     spec: LabelSpec
     structures: Mapping[str, str]  # relation name -> display term
     vocabulary: Mapping[str, str] = field(default_factory=dict)  # any structure term -> name
+    # light cues of the other targets in the image (every label), for comparisons
+    siblings: Sequence[Mapping] = ()
 
 
 class _Worker(ABC):

@@ -20,7 +20,7 @@ from datasets import Dataset, Features, Image, Value
 
 from medground_hf.progress import phase_bar
 from medground_hf.record import GROUNDING_FEATURES
-from medground_hf.source import LabelSpec
+from medground_hf.source import LabelSpec, SizeClass
 
 from . import vocab
 from .base import Generated, GenerationError, Generator, Judge, Target, Usage
@@ -33,6 +33,7 @@ _RAW = Features({**GROUNDING_FEATURES, "image": Image(decode=False)})
 _OUT = Features({**_RAW, **REJECTED_COLUMNS, _KIND: Value("string"), _GENERATED: Value("int32")})
 _LIGHT = [
     "id",
+    "bbox_xyxy",
     "image_id",
     "source",
     "label",
@@ -131,7 +132,12 @@ class Stage:
         if source not in self.labels or record["label"] not in self.labels[source]:
             raise KeyError(f"{record['id']}: no label spec for {source}/{record['label']}")
         spec = self.labels[source][record["label"]]
-        return Target(record, spec, self.structures[source], self.verifiers[source].structures)
+        siblings = [
+            s for s in self.siblings.by_image.get(record["image_id"], []) if s["id"] != record["id"]
+        ]
+        return Target(
+            record, spec, self.structures[source], self.verifiers[source].structures, siblings
+        )
 
     def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
         return self.verifiers[record["source"]].target_checks(record)
@@ -146,9 +152,7 @@ class Stage:
         targets = [self.target(r) for r in records]
         target_checks = [self.target_checks(r) for r in records]
         failures = [_failure(checks) for checks in target_checks]
-        answers = iter(
-            self.generate([t for t, f in zip(targets, failures, strict=True) if not f])
-        )
+        answers = iter(self.generate([t for t, f in zip(targets, failures, strict=True) if not f]))
         generated = [Generated() if failure else next(answers) for failure in failures]
         queries = [
             self.check(t, g, c) for t, g, c in zip(targets, generated, target_checks, strict=True)
@@ -452,8 +456,13 @@ def labels_of(sources: list) -> dict[str, dict[str, LabelSpec]]:
 
 
 def _spec_from_dict(data: Mapping) -> LabelSpec:
+    """A LabelSpec from its manifest entry (JSON lists back to tuples; fields an older manifest
+    lacks take their defaults)."""
     known = {f for f in LabelSpec.__dataclass_fields__}
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+    values["size_classes"] = tuple(
+        c if isinstance(c, SizeClass) else SizeClass(**c) for c in values.get("size_classes", ())
+    )
     return LabelSpec(**values)
 
 

@@ -1,11 +1,18 @@
-"""The offline template generator: varied referring expressions built only from verified cues.
+"""The offline template generator: referring expressions a clinician would sign, built only from
+claims that a viewer looking at the image would agree with.
 
-Every word that states a fact comes from :mod:`.vocab`, whose predicates the verifier also uses,
-so a template query says nothing its cues do not support. Wording is drawn with a random
-generator seeded from ``(seed, record id)``: the same seed gives the same queries whatever the
-batch order or process. Image sides are always "of the image"; patient sides always
-"the patient's left/right" (volumes only). Targets that share their label with other candidates
-in the image always get a disambiguating relation (largest, leftmost, second largest, ...).
+Every position, comparison and size claim is decided by the viewer rules of
+:mod:`medground_hf.margins` (clear margins, never a pixel's difference); the label's
+:class:`~medground_hf.source.LabelSpec` says how its size may be worded (clinical classes in mm,
+none for biometry, else only as a share of the image) and how pieces of one structure are named
+("enhancing foci"). Queries are noun phrases, never requests. Where several candidates of the
+label share the image, each query carries a claim that singles the target out, and the queries
+of one target use different ones where the target has several; where nothing visible singles it
+out, the target is rejected (stage ``generation``) instead of being given a weak claim.
+
+Wording is drawn with a random generator seeded from ``(seed, record id)``: the same seed gives
+the same queries whatever the batch order or process. Image sides are always "of the image";
+patient sides always "the patient's left/right" (volumes only).
 """
 
 from __future__ import annotations
@@ -15,12 +22,21 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from medground_hf import margins
+
 from . import claims, vocab
 from .base import Generated, Generator, Target
 
-TEMPLATE_VERSION = "template-v2"
+TEMPLATE_VERSION = "template-v3"
+STYLES = ("location", "morphology", "relational", "clinical")
+# Body parts that say nothing: an unset body part never appears in a query.
+UNSET_BODY_PARTS = frozenset({"", "unknown", "various", "other", "none", "n/a", "unspecified"})
+_OPPOSITE = {"left": "right", "right": "left", "upper": "lower", "lower": "upper"}
+_EDGE_WORD = {"left": "left", "right": "right", "top": "top", "bottom": "bottom"}
 _ADVERBS = {"vertical": "vertically", "horizontal": "horizontally", "oblique": "obliquely"}
-_SIDE_WORD = {"upper": "top", "lower": "bottom"}
+_HOURS = (
+    "twelve one two three four five six seven eight nine ten eleven".split()  # noqa: SIM905
+)
 
 
 def _rng(seed: int, record_id: str) -> random.Random:
@@ -28,29 +44,51 @@ def _rng(seed: int, record_id: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def location_phrases(record: Mapping) -> list[str]:
-    """Image-space location phrases true of the record (always saying "of the image").
+@dataclass(frozen=True)
+class Claim:
+    """One true statement about the target, in several wordings.
 
-    Halves (with the dead band) decide "left side", "upper part", "toward the upper left"; the
-    3x3 grid decides the stronger "in the upper left part", "near the top" and "center", so a
-    target in the central cell is never said to be near an edge or in a corner region.
-    """
-    h, v = vocab.horizontal(record), vocab.vertical(record)
-    cell = record["spatial"]["grid_cell"]
-    row = record["spatial"]["grid_row"]
-    out = []
-    if h != "center" and v != "middle" and cell != "center":
-        out.append(f"toward the {v} {h} of the image")
-        if cell == f"{v} {h}":
-            out.append(f"in the {v} {h} part of the image")
-    if h != "center":
-        out += [f"on the {h} side of the image", f"in the {h} half of the image"]
-    if v != "middle":
-        out.append(f"in the {v} part of the image")
-        if row == v:
-            out.append(f"near the {_SIDE_WORD[v]} of the image")
-    if cell == "center":
-        out += ["in the center of the image", "near the middle of the image"]
+    ``key`` names the statement (two queries with the same key make the same claim); ``style``
+    is the query style it gives; ``away`` are words that would point the other way if another
+    phrase of the same query used them ("the leftmost polyp, on the right side of the image" is
+    true of two polyps on the right, but reads as a contradiction)."""
+
+    key: str
+    style: str
+    phrases: tuple[str, ...]
+    away: frozenset[str] = frozenset()
+
+
+# ---- position in the image (rules P1-P6) -------------------------------------------------------
+def location_phrases(record: Mapping) -> list[str]:
+    """Image-space location phrases true of the record under the viewer rules (always saying
+    "of the image"): the corner it lies in, its quadrant, its half, the centre, an edge and, on
+    endoscopy frames, its clock-face position."""
+    out: list[str] = []
+    corner = margins.corner(record)
+    side, level = margins.image_half(record), margins.image_level(record)
+    if corner:
+        out += [f"in the {corner} corner of the image", f"toward the {corner} corner of the image"]
+    if side and level:
+        out += [
+            f"in the {level} {side} part of the image",
+            f"toward the {level} {side} of the image",
+        ]
+    if side:
+        out += [f"on the {side} side of the image", f"in the {side} half of the image"]
+    if level:
+        top = "top" if level == "upper" else "bottom"
+        out += [f"in the {level} part of the image", f"in the {top} half of the image"]
+    if margins.central(record):
+        out += ["in the centre of the image", "in the middle of the image"]
+    for edge in sorted(margins.edges(record)):
+        out.append(f"near the {_EDGE_WORD[edge]} edge of the image")
+    if vocab.modality_key(record["modality"]) == "endoscopy":
+        hour = margins.clock_hour(record)
+        if hour is not None:
+            nearest = round(hour) % 12
+            if margins.at_clock(record, nearest or 12):
+                out.append(f"at the {_HOURS[nearest]} o'clock position in the image")
     return out
 
 
@@ -61,55 +99,237 @@ def patient_phrases(record: Mapping) -> list[str]:
     return [f"on the patient's {side} side", f"on the patient's {side}"]
 
 
-def shape_phrase(record: Mapping, rng: random.Random) -> tuple[str, str | None]:
-    """A true size word and, when one applies, a true shape word."""
-    shape = record["shape"]
-    size = rng.choice(vocab.SIZE_PHRASES[shape["size_category"]])
-    words = [w for w, test in vocab.SHAPE_PREDICATES.items() if test(shape)]
-    if not words:
-        return size, None
-    word = rng.choice(words)
-    return size, ("irregularly shaped" if word == "irregular" else word)
+# ---- size and shape (rules Z1-Z3) ----------------------------------------------------------------
+def size_phrases(record: Mapping, target: Target) -> tuple[list[str], list[str]]:
+    """(size adjectives, image-relative size phrases) true of the target.
+
+    Adjectives are the label's clinical classes by the largest dimension in mm (rule Z1), only
+    with a known pixel spacing; a biometric label (fetal head) gets none at all, not even
+    relative to the image; any other label gets its size only as a share of the image (Z2)."""
+    spec = target.spec
+    if spec.biometric:
+        return [], []
+    adjectives = list(spec.size_words(margins.largest_dimension_mm(record)))
+    share = margins.image_share(record)
+    relative = []
+    if share >= margins.MOST_OF_IMAGE:
+        relative += ["filling most of the image", "occupying most of the image"]
+    elif share >= margins.LARGE_PART_OF_IMAGE:
+        relative.append("occupying a large part of the image")
+    elif share <= margins.SMALL_PART_OF_IMAGE:
+        relative += ["occupying a small part of the image", "filling a small portion of the image"]
+    return adjectives, relative
 
 
-def disambiguator(record: Mapping, term: str, rng: random.Random, *, by_size: bool = True) -> Lead:
-    """A phrase naming this candidate among several of its label ("the larger polyp" of two,
-    "the leftmost polyp", "the second largest polyp"). ``by_size=False`` prefers a relation that
-    is not about size, when there is one (the phrase goes on to state the size)."""
-    rel = record["relations"]
-    two = record["num_candidates"] == 2
-    sized: list[Lead] = []
-    for flag, comparative in (("largest", "larger"), ("smallest", "smaller")):
-        if rel[flag]:
-            sized.append(Lead(f"the {comparative if two else flag} {term}", False, True, flag))
-    placed: list[Lead] = []
-    for flag, side in (("leftmost", "left"), ("rightmost", "right")):
-        if rel[flag]:
-            placed += [
-                Lead(f"the {flag} {term}", True, False, flag),
-                Lead(f"the {term} farthest to the {side}", True, False, flag),
-            ]
-    placed += [
-        Lead(f"the {f} {term}", False, False, f) for f in ("uppermost", "lowermost") if rel[f]
-    ]
-    rank = rel["size_rank"]
-    if not sized and not placed and rank in vocab.ORDINAL_WORDS:
-        sized.append(Lead(f"the {vocab.ORDINAL_WORDS[rank]} largest {term}", False, True, "rank"))
-    options = placed if (placed and not by_size) else sized + placed
-    if not options:
-        raise ValueError(f"{record['id']}: no relation singles this candidate out")
-    return rng.choice(options)
+def shape_words(record: Mapping, target: Target) -> list[str]:
+    """True shape words; none for a biometric label (a "round fetal head" reads as a finding)."""
+    if target.spec.biometric:
+        return []
+    words = [w for w, test in vocab.SHAPE_PREDICATES.items() if test(record["shape"])]
+    return ["irregularly shaped" if w == "irregular" else w for w in words]
 
 
+# ---- what singles a target out among its candidates (rules S1-S4) ------------------------------
+def _names(target: Target, rng: random.Random) -> tuple[str, str]:
+    """(one, several): how the query names the target and its candidates. Pieces of one
+    structure are named as such ("enhancing focus", "enhancing foci")."""
+    spec, n = target.spec, target.record["num_candidates"]
+    if spec.fragments and n > 1:
+        return spec.pieces
+    term = _term(target, rng, several=n > 1)
+    return term, vocab.plural(term)
+
+
+def _term(target: Target, rng: random.Random, *, several: bool = False, plain: bool = False) -> str:
+    """A clinical term for the label. Synonyms that would claim something by themselves (e.g.
+    "tumour with surrounding edema") are left out; with several candidates, or with ``plain``
+    (a phrase follows that names another structure), so are mass nouns and terms with a
+    trailing phrase ("necrosis", "FLAIR hyperintensity around the tumour"), which do not read as
+    one of several ("the larger necrosis")."""
+    spec = target.spec
+    named = (spec.display, *spec.synonyms)
+    terms = [t for t in named if not claims.parse(t, target.vocabulary).claims]
+    if several:
+        terms = [t for t in terms if vocab.countable(t)] or terms
+    if plain:
+        terms = [t for t in terms if not vocab.postmodified(t)] or terms
+    return rng.choice(terms or [spec.display])
+
+
+def _others(target: Target) -> list[Mapping]:
+    record = target.record
+    return [s for s in target.siblings if s["label"] == record["label"] and s["id"] != record["id"]]
+
+
+def distinguishing(target: Target, one: str, several: str) -> list[Claim]:
+    """Every claim that singles the target out among the other candidates of its label, each
+    true under the viewer rules: a clear extreme of position (S2) or size (S3), a clear size
+    rank, nearer the centre or the edge (S4), a half or quadrant of the image that every other
+    candidate clearly lies outside of, a patient side or a neighbouring structure no other
+    candidate has."""
+    record = target.record
+    others = _others(target)
+    n = record["num_candidates"]
+    if not others or len(others) != n - 1:
+        return []
+    two = n == 2
+    count = vocab.COUNT_WORDS.get(n)
+    of_all = f"of the {count} {several}" if count else ""
+    out: list[Claim] = []
+
+    for direction, (most, far, pair, away) in _EXTREMES.items():
+        if not margins.extremal(record, others, direction):
+            continue
+        phrases = [f"the {most} {one} in the image", f"the {one} {far} in the image"]
+        if two:
+            phrases += [f"the {pair} of the two {several} in the image"]
+            phrases += [f"the {one} {_BEYOND[direction]} the other {one} in the image"]
+        out.append(Claim(f"extreme-{direction}", "location", tuple(phrases), away))
+
+    for flag, test in (("largest", margins.largest), ("smallest", margins.smallest)):
+        if test(record, others):
+            word = {"largest": "larger", "smallest": "smaller"}[flag] if two else flag
+            phrases = [f"the {word} {one}"]
+            if two:
+                phrases.append(f"the {word} of the two {several}")
+            elif of_all:
+                phrases.append(f"the {flag} {of_all}")
+            out.append(Claim(f"size-{flag}", "relational", tuple(phrases)))
+    if n > 2:
+        for from_largest, word in ((True, "largest"), (False, "smallest")):
+            rank = margins.size_rank_clear(record, others, from_largest=from_largest)
+            if rank and 1 < rank < n and rank in vocab.ORDINAL_WORDS:
+                ordinal = vocab.ORDINAL_WORDS[rank]
+                phrases = [f"the {ordinal} {word} {one}"]
+                if of_all:
+                    phrases.append(f"the {ordinal} {word} {of_all}")
+                out.append(Claim(f"rank-{word}-{rank}", "relational", tuple(phrases)))
+
+    nearer = "nearer" if two else "nearest"
+    if margins.nearer_centre(record, others):
+        phrases = (f"the {one} {nearer} the centre of the image",)
+        out.append(Claim("nearer-centre", "location", phrases))
+    if margins.nearer_edge(record, others):
+        phrases = (f"the {one} {nearer} the edge of the image",)
+        out.append(Claim("nearer-edge", "location", phrases))
+
+    side, level = margins.image_half(record), margins.image_level(record)
+    if side and all(margins.image_half(o) == _OPPOSITE[side] for o in others):
+        phrases = (
+            f"the {one} on the {side} side of the image",
+            f"the {one} in the {side} half of the image",
+        )
+        out.append(Claim(f"half-{side}", "location", phrases, frozenset({_OPPOSITE[side]})))
+    if level and all(margins.image_level(o) == _OPPOSITE[level] for o in others):
+        phrases = (f"the {one} in the {level} part of the image",)
+        out.append(Claim(f"half-{level}", "location", phrases, frozenset({_OPPOSITE[level]})))
+    by_half = any(c.key.startswith("half-") for c in out)
+    if (
+        side
+        and level
+        and not by_half
+        and all(
+            margins.image_half(o) == _OPPOSITE[side] or margins.image_level(o) == _OPPOSITE[level]
+            for o in others
+        )
+    ):  # every other candidate clearly outside the quadrant, no half alone does it
+        phrases = (f"the {one} in the {level} {side} part of the image",)
+        away = frozenset({_OPPOSITE[side], _OPPOSITE[level]})
+        out.append(Claim(f"quadrant-{level}-{side}", "location", phrases, away))
+
+    patient = record["spatial"]["patient_side"]
+    if patient in ("left", "right") and all(
+        o["spatial"]["patient_side"] == _OPPOSITE[patient] for o in others
+    ):
+        phrases = (
+            f"the {one} on the patient's {patient} side",
+            f"the {one} on the patient's {patient}",
+        )
+        out.append(Claim(f"patient-{patient}", "location", phrases))
+
+    for kind, verb in (("adjacent_to", "next to"), ("inside", "inside")):
+        for name in record["relations"][kind]:
+            if name not in target.structures or any(name in o["relations"][kind] for o in others):
+                continue
+            phrases = (f"the {one} {verb} the {target.structures[name]}",)
+            out.append(Claim(f"{kind}-{name}", "relational", phrases))
+    return out
+
+
+# direction -> (superlative, "farthest ..." phrase, "the ... of the two", words pointing away)
+_EXTREMES = {
+    "left": ("leftmost", "farthest to the left", "left one", frozenset({"right"})),
+    "right": ("rightmost", "farthest to the right", "right one", frozenset({"left"})),
+    "up": ("uppermost", "highest", "higher", frozenset({"lower", "bottom"})),
+    "down": ("lowermost", "lowest", "lower", frozenset({"upper", "top"})),
+}
+_BEYOND = {"left": "to the left of", "right": "to the right of", "up": "above", "down": "below"}
+
+
+# ---- describing a target (true, not needed to single it out) ------------------------------------
 @dataclass(frozen=True)
-class Lead:
-    """A disambiguating phrase; ``sided`` when it says left/right (so the image must be named in
-    the same phrase), ``sized`` when it is about size (so no size word should follow)."""
+class Modifiers:
+    """True descriptive words about a target, bare, to attach to a noun phrase."""
 
-    text: str
-    sided: bool
-    sized: bool
-    relation: str
+    where: list[str]  # "in the upper left part of the image"
+    patient: list[str]  # "on the patient's left"
+    sizes: list[str]  # clinical size adjectives: "diminutive"
+    share: list[str]  # "occupying a small part of the image"
+    shapes: list[str]  # "round", "irregularly shaped"
+
+
+def modifiers(target: Target) -> Modifiers:
+    record = target.record
+    adjectives, relative = size_phrases(record, target)
+    return Modifiers(
+        location_phrases(record), patient_phrases(record), adjectives, relative,
+        shape_words(record, target),
+    )  # fmt: skip
+
+
+def descriptions(target: Target, one: str, rng: random.Random) -> list[Claim]:
+    """True statements about a lone target as noun phrases, by style: where it is, its size and
+    shape, the structures it lies in or next to."""
+    record = target.record
+    words = modifiers(target)
+    out: list[Claim] = []
+    for key, found in (("where", words.where), ("patient", words.patient)):
+        if found:
+            phrases = [f"the {one} {p}" for p in found] + [f"the {one} located {p}" for p in found]
+            out.append(Claim(key, "location", tuple(phrases)))
+    if words.sizes:
+        out.append(Claim("size", "morphology", tuple(f"the {a} {one}" for a in words.sizes)))
+    if words.share:
+        out.append(Claim("share", "morphology", tuple(f"the {one} {r}" for r in words.share)))
+    if words.shapes:
+        phrases = [f"the {s} {one}" for s in words.shapes]
+        orientation = record["shape"]["orientation"]
+        for kind in ("elongated", "oval"):
+            if kind in words.shapes and orientation in _ADVERBS:
+                phrases.append(f"the {kind} {one} oriented {_ADVERBS[orientation]}")
+        out.append(Claim("shape", "morphology", tuple(phrases)))
+    for kind, verb in (("inside", "inside"), ("adjacent_to", "next to")):
+        for name in record["relations"][kind]:
+            if name in target.structures:
+                plain = _term(target, rng, plain=True)
+                phrases = (f"the {plain} {verb} the {target.structures[name]}",)
+                out.append(Claim(f"{kind}-{name}", "relational", phrases))
+    return out
+
+
+def _modality_noun(record: Mapping) -> str:
+    key = vocab.modality_key(record["modality"])
+    return vocab.MODALITY_NOUNS.get(key, "image") if key else "image"
+
+
+def body_part(record: Mapping, target: Target) -> str | None:
+    """The record's body part when it is set and the label's terms do not already name it."""
+    body = (record["body_part"] or "").strip()
+    if body.lower() in UNSET_BODY_PARTS:
+        return None
+    if any(body.lower() in t.lower() for t in target.spec.terms):
+        return None
+    return body
 
 
 class TemplateGenerator(Generator):
@@ -127,147 +347,89 @@ class TemplateGenerator(Generator):
         return [self.one(t) for t in targets]
 
     def one(self, target: Target) -> Generated:
-        record = target.record
-        rng = _rng(self.seed, record["id"])
-        many = record["num_candidates"] > 1
-        builders = {
-            "location": self._location,
-            "morphology": self._morphology,
-            "relational": self._relational,
-            "clinical": self._clinical,
-        }
-        styles = list(builders)
-        rng.shuffle(styles)
-        if many:  # the relational style is the natural one when there are several
-            styles.remove("relational")
-            styles.insert(0, "relational")
-        items: list[dict] = []
-        seen: set[str] = set()
-        for attempt in range(4 * self.k):
-            if len(items) == self.k:
-                break
-            style = styles[attempt % len(styles)]
-            text = builders[style](target, rng)
-            # one spelling per query: the dialect of its first marked word ("tumour", "edema")
+        rng = _rng(self.seed, target.record["id"])
+        if target.record["num_candidates"] > 1:
+            return self._among_several(target, rng)
+        return self._alone(target, rng)
+
+    def _finish(self, drafts: list[tuple[str, str]]) -> Generated:
+        """Each query in one spelling (the dialect of its first marked word), duplicates out."""
+        items, seen = [], set()
+        for text, style in drafts:
             text = vocab.in_dialect(text, vocab.dialect(text))
-            if text and text not in seen:
+            if text not in seen:
                 seen.add(text)
                 items.append({"text": text, "style": style})
-        return Generated(items)
+        return Generated(items[: self.k])
 
-    # ---- styles ---------------------------------------------------------------------------
-    def _term(self, target: Target, rng: random.Random, *, plain: bool = False) -> str:
-        """A clinical term for the label. Synonyms that would claim something by themselves
-        (e.g. "tumour with surrounding edema") are left out; with several candidates, or with
-        ``plain`` (a phrase follows that names another structure), so are mass nouns and terms
-        with a trailing phrase ("necrosis", "FLAIR hyperintensity around the tumour"), which do
-        not read as one of several ("the larger necrosis")."""
-        terms = [t for t in target.spec.terms if not claims.parse(t, target.vocabulary).claims]
-        if target.record["num_candidates"] > 1:
-            terms = [t for t in terms if vocab.countable(t)] or terms
-        if plain:
-            terms = [t for t in terms if not vocab.postmodified(t)] or terms
-        return rng.choice(terms or [target.spec.display])
-
-    def _location(self, target: Target, rng: random.Random) -> str:
+    # ---- one candidate of its label ------------------------------------------------------------
+    def _alone(self, target: Target, rng: random.Random) -> Generated:
         record = target.record
-        term = self._term(target, rng)
-        phrases = location_phrases(record)
-        patient = patient_phrases(record)
-        if record["num_candidates"] > 1:
-            lead = disambiguator(record, term, rng)
-            # "the leftmost polyp toward the upper right": true of two polyps on the right, but
-            # it reads as a contradiction, so no phrase points the other way
-            away = _AWAY.get(lead.relation, set())
-            phrases = [p for p in phrases if not set(p.split()) & away]
-            if lead.sided:  # "the leftmost polyp in the upper part of the image": one phrase
-                return f"{lead.text} {rng.choice(phrases or ['in the image'])}"
-            if not (phrases or patient):
-                return lead.text
-            where = rng.choice(patient) if patient and rng.random() < 0.5 else rng.choice(phrases)
-            return f"{lead.text}, {where}"
-        where = rng.choice(patient) if patient and rng.random() < 0.5 else rng.choice(phrases)
-        return rng.choice([f"the {term} {where}", f"the {term} located {where}"])
+        one = _term(target, rng)
+        noun = _modality_noun(record)
+        by_style: dict[str, list[Claim]] = {s: [] for s in STYLES}
+        for claim in descriptions(target, one, rng):
+            by_style[claim.style].append(claim)
+        only = [f"the only {one} in the image"]
+        if vocab.countable(one):
+            only.append(f"the single {one} visible in the image")
+        by_style["relational"].append(Claim("only", "relational", tuple(only)))
+        clinical = [f"the {one} seen on this {noun}", f"the {one} visible on this {noun}"]
+        body = body_part(record, target)
+        if body:
+            clinical.append(f"the {one} on this {noun} of the {body}")
+        by_style["clinical"].append(Claim("clinical", "clinical", tuple(clinical)))
+        styles = list(STYLES)
+        rng.shuffle(styles)
+        drafts: list[tuple[str, str]] = []
+        used: set[str] = set()
+        # one claim per query, each from another style, then further claims of any style
+        order = [s for s in styles if by_style[s]] + [s for s in styles if by_style[s]] * self.k
+        for style in order:
+            if len(drafts) >= 2 * self.k:
+                break
+            fresh = [c for c in by_style[style] if c.key not in used] or by_style[style]
+            claim = rng.choice(fresh)
+            used.add(claim.key)
+            drafts.append((rng.choice(claim.phrases), style))
+        return self._finish(drafts)
 
-    def _morphology(self, target: Target, rng: random.Random) -> str:
+    # ---- one of several candidates -------------------------------------------------------------
+    def _among_several(self, target: Target, rng: random.Random) -> Generated:
         record = target.record
-        term = self._term(target, rng)
-        size, shape = shape_phrase(record, rng)
-        orientation = record["shape"]["orientation"]
-        if record["num_candidates"] > 1:
-            lead = disambiguator(record, term, rng, by_size=False)
-            anchor = " in the image" if lead.sided else ""
-            if lead.sized:  # "the largest polyp, which is large" says the size twice
-                return f"{lead.text}{anchor}, which is {shape}" if shape else ""
-            what = f"{size} and {shape}" if shape else size
-            return f"{lead.text}{anchor}, which is {what}"
-        described = f"the {size} {shape} {term}" if shape else f"the {size} {term}"
-        if shape in ("elongated", "oval") and orientation in _ADVERBS and rng.random() < 0.5:
-            return f"{described} oriented {_ADVERBS[orientation]}"
-        return described
-
-    def _relational(self, target: Target, rng: random.Random) -> str:
-        record = target.record
-        rel = record["relations"]
-        n = record["num_candidates"]
-        if n == 1:
-            term = self._term(target, rng)
-            options = [f"the only {term} in the image"]
-            if vocab.countable(term):
-                options.append(f"the single {term} visible in the image")
-            structures = [
-                (kind, target.structures[name])
-                for kind in ("inside", "adjacent_to")
-                for name in rel[kind]
-                if name in target.structures
-            ]
-            if structures:
-                word = {"inside": "inside", "adjacent_to": "next to"}
-                plain = self._term(target, rng, plain=True)
-                options += [f"the {plain} {word[kind]} the {other}" for kind, other in structures]
-            return rng.choice(options)
-        term = self._term(target, rng)
-        count = vocab.COUNT_WORDS.get(n)
-        plural = vocab.plural(term)
-        options = []
-        if count:
-            if n == 2:
-                options += [f"the {w} of the two {plural}" for f, w in _COMPARATIVES if rel[f]]
-            else:
-                options += [f"the {f} of the {count} {plural}" for f in _SIZE_FLAGS if rel[f]]
-                rank = rel["size_rank"]
-                if 1 < rank < n and rank in vocab.ORDINAL_WORDS:
-                    ordinal = vocab.ORDINAL_WORDS[rank]
-                    options.append(f"the {ordinal} largest of the {count} {plural}")
-        lead = disambiguator(record, term, rng)
-        options.append(f"{lead.text} in the image" if lead.sided else lead.text)
-        return rng.choice(options)
-
-    def _clinical(self, target: Target, rng: random.Random) -> str:
-        record, spec = target.record, target.spec
-        key = vocab.modality_key(record["modality"])
-        noun = vocab.MODALITY_NOUNS.get(key, "image") if key else "image"
-        term = self._term(target, rng)
-        if record["num_candidates"] > 1:
-            return f"{disambiguator(record, term, rng).text} seen on this {noun}"
-        size, _ = shape_phrase(record, rng)
-        body = record["body_part"]
-        options = [
-            f"the {term} seen on this {noun}",
-            f"the {size} {term} visible on this {noun}",
-            f"locate the {term} on this {noun}",
-        ]
-        if body and all(body.lower() not in t.lower() for t in spec.terms):
-            options.append(f"the {term} on this {noun} of the {body}")
-        return rng.choice(options)
-
-
-_COMPARATIVES = (("largest", "larger"), ("smallest", "smaller"))
-# location words that point away from a positional superlative
-_AWAY = {
-    "leftmost": {"right"},
-    "rightmost": {"left"},
-    "uppermost": {"lower", "bottom"},
-    "lowermost": {"upper", "top"},
-}
-_SIZE_FLAGS = ("largest", "smallest")
+        one, several = _names(target, rng)
+        leads = distinguishing(target, one, several)
+        if not leads:
+            return Generated(
+                failure=(
+                    "generation",
+                    f"nothing a viewer can see singles out this {record['label']} among its "
+                    f"{record['num_candidates']} candidates (no clear extreme of position or "
+                    "size, no half of the image or side of its own)",
+                )
+            )
+        rng.shuffle(leads)
+        styles = list(STYLES)
+        rng.shuffle(styles)
+        words = modifiers(target)
+        noun = _modality_noun(record)
+        drafts: list[tuple[str, str]] = []
+        for i in range(2 * self.k):
+            lead = leads[i % len(leads)]  # a different claim per query while there are others
+            style = styles[i % len(styles)]
+            text = rng.choice(lead.phrases)
+            bare = text.removesuffix(" in the image")
+            if style == "clinical":
+                text = f"{bare} seen on this {noun}"
+            elif style == "location":
+                where = [p for p in words.where + words.patient if not set(p.split()) & lead.away]
+                text = f"{bare}, {rng.choice(where)}" if where else text
+            elif style == "morphology":
+                sized = lead.key.startswith(("size", "rank"))  # not "the largest, which is large"
+                if words.share and not sized and rng.random() < 0.5:
+                    text = f"{bare}, {rng.choice(words.share)}"
+                elif words.shapes:
+                    text = f"{text}, which is {rng.choice(words.shapes)}"
+            # a bare lead (nothing added) is a relational query: it names one of several
+            drafts.append((text, "relational" if text in lead.phrases else style))
+        return self._finish(drafts)

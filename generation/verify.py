@@ -51,9 +51,13 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 MAX_BOX_FRACTION = 0.95
 MIN_BOX_SIDE = 2
 
-# visual (offline): the d'-like region-vs-ring contrast of medground_hf.cues.visual_stats must
-# reach MIN_CONTRAST, and at most MAX_BLANK of the region may be padding/blank pixels.
+# visual (offline): a target is distinct when its region differs from a ring around it
+# (medground_hf.cues.visual_stats ``contrast`` >= MIN_CONTRAST) or, for a structure seen by its
+# boundary (a fetal skull: a bright ring around a grey interior), when the thin bands inside and
+# outside its outline differ (``edge_contrast`` >= MIN_EDGE_CONTRAST; thin bands are noisier,
+# hence the higher bar). At most MAX_BLANK of the region may be padding/blank pixels.
 MIN_CONTRAST = 0.1
+MIN_EDGE_CONTRAST = 0.3
 MAX_BLANK = 0.5
 
 
@@ -358,16 +362,30 @@ def prior_query_checks(
 
 
 # ---- visual (offline) -----------------------------------------------------------------------
-def visual_target_checks(record: Mapping) -> list[Verdict]:
-    """The region differs from a ring around it and does not lie in padding/blank area."""
+def visual_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
+    """The rendering shows the label, the region is distinct from its surroundings (as a region
+    or by its outline) and does not lie in padding/blank area."""
     vis = record["visual"]
+    contrast, edge = vis["contrast"], vis.get("edge_contrast")  # older builds lack the edge
+    by_region = contrast >= MIN_CONTRAST
+    by_edge = edge is not None and edge >= MIN_EDGE_CONTRAST
+    edge_text = "n/a" if edge is None else f"{edge:.2f}"
     return [
         _v(
             "visual",
+            "rendering",
+            spec.visible_on(record["modality"]),
+            f"{spec.display} is seen on {record['modality']}",
+            f"{spec.display} cannot be seen on {record['modality']} (seen on: "
+            f"{', '.join(spec.visible_in)})",
+        ),
+        _v(
+            "visual",
             "distinct",
-            vis["contrast"] >= MIN_CONTRAST,
-            f"region/ring contrast {vis['contrast']:.2f}",
-            f"region/ring contrast {vis['contrast']:.2f} < {MIN_CONTRAST}",
+            by_region or by_edge,
+            f"region/ring contrast {contrast:.2f}, edge contrast {edge_text}",
+            f"region/ring contrast {contrast:.2f} < {MIN_CONTRAST} and edge contrast "
+            f"{edge_text} < {MIN_EDGE_CONTRAST}",
         ),
         _v(
             "visual",
@@ -393,7 +411,7 @@ class Verifier:
         return {
             "geometry": [box_check(record)],
             "medical_prior": prior_target_checks(record, spec),
-            "visual": visual_target_checks(record),
+            "visual": visual_target_checks(record, spec),
         }
 
     def query_checks(

@@ -1,7 +1,8 @@
 """Spatial cues, relations among the targets of one image, and visual-distinctness statistics.
 
-Image-space words ("left of the image") come from pixel positions; the patient side comes only from
-volume geometry (see :mod:`medground_hf.volumes`) and is stored separately so queries never mix
+Image-space words ("left of the image") come from pixel positions, decided with the viewer rules of
+:mod:`medground_hf.margins` (clear margins, never a pixel's difference); the patient side comes only
+from volume geometry (see :mod:`medground_hf.volumes`) and is stored separately so queries never mix
 them.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from . import margins
 from .geometry import Component, fill_holes
 
 # Centroids within this fraction of the width around the vertical midline are "center".
@@ -24,15 +26,6 @@ ADJACENT_PX = 2
 BLANK_LEVEL = 8.0
 
 
-def _third(value: float, extent: int, names: tuple[str, str, str]) -> str:
-    position = value / extent
-    if position < 1 / 3:
-        return names[0]
-    if position < 2 / 3:
-        return names[1]
-    return names[2]
-
-
 def half(value: float, extent: int, names: tuple[str, str, str]) -> str:
     """Which half of an extent a position is in (``names[0]`` below the midline), or
     ``names[1]`` within :data:`SIDE_DEAD_BAND` of it."""
@@ -43,6 +36,7 @@ def half(value: float, extent: int, names: tuple[str, str, str]) -> str:
 
 
 def spatial_cues(
+    bbox_xyxy: Sequence[int],
     centroid_xy: tuple[float, float],
     width: int,
     height: int,
@@ -50,17 +44,23 @@ def spatial_cues(
     patient_side: str | None = None,
     display_convention: str = "as-acquired",
 ) -> dict:
-    """Position on a 3x3 grid of the image, the image side, and (volumes only) the patient side."""
-    x, y = centroid_xy
-    row = _third(y, height, ("upper", "middle", "lower"))
-    col = _third(x, width, ("left", "center", "right"))
-    cell = "center" if (row, col) == ("middle", "center") else f"{row} {col}"
-    side = half(x, width, ("left", "center", "right"))
+    """Where the target clearly lies in the image, by the viewer rules of
+    :mod:`medground_hf.margins`, and (volumes only) the patient side.
+
+    ``grid_col`` / ``image_side`` are "left" / "right" when the target clearly lies in that half
+    (rule P1), else "center"; ``grid_row`` is "upper" / "lower" likewise, else "middle";
+    ``grid_cell`` names the corner it lies in (P3, e.g. "upper left"), or "center" when it lies
+    around the image centre (P4), else None.
+    """
+    where = {"bbox_xyxy": bbox_xyxy, "centroid_xy": centroid_xy, "width": width, "height": height}
+    col = margins.image_half(where) or "center"
+    row = margins.image_level(where) or "middle"
+    cell = margins.corner(where) or ("center" if margins.central(where) else None)
     return {
         "grid_row": row,
         "grid_col": col,
         "grid_cell": cell,
-        "image_side": side,
+        "image_side": col,
         "patient_side": patient_side,
         "display_convention": display_convention,
     }
@@ -103,12 +103,30 @@ def _lone_relations() -> dict:
     }
 
 
+def _geometry(comp: Component) -> dict:
+    """What the viewer rules read of a component (a record's box, centroid, area, image size)."""
+    height, width = comp.image_shape
+    return {
+        "bbox_xyxy": comp.bbox_xyxy,
+        "centroid_xy": comp.centroid_xy,
+        "area_px": comp.area,
+        "width": width,
+        "height": height,
+    }
+
+
 def relations(
     comps: Sequence[Component],
     labels: Sequence[str],
     context: dict[str, Component] | None = None,
 ) -> list[dict]:
-    """Per target: extreme position/size among its own label, and adjacency/containment.
+    """Per target: whether it is clearly the extreme of its label by position or size, and
+    adjacency/containment.
+
+    Extremes follow the viewer rules of :mod:`medground_hf.margins`: "leftmost" only when the
+    target is clearly left of every other candidate of its label (S2), "largest" only when it is
+    visibly larger than each (S3); ``size_rank`` is its rank by area when every neighbouring pair
+    up to it differs visibly, else None. Where no candidate is clearly the extreme, none is.
 
     ``context`` holds named structures that are not targets (e.g. the brain mask) but take part in
     "inside" and "next to" relations. A target is inside another when at least
@@ -122,14 +140,11 @@ def relations(
     all_labels = list(labels) + list(context)
     filled = [_filled(c) for c in all_comps]
     filled_area = [int(np.count_nonzero(f)) for f in filled]
+    geometry = [_geometry(c) for c in comps]
     out: list[dict] = []
     for i, (comp, label) in enumerate(zip(comps, labels, strict=True)):
-        same = [j for j, other in enumerate(labels) if other == label]
-        xs = {j: comps[j].centroid_xy[0] for j in same}
-        ys = {j: comps[j].centroid_xy[1] for j in same}
-        areas = {j: comps[j].area for j in same}
-        many = len(same) > 1
-        rank = 1 + sum(1 for j in same if areas[j] > comp.area)
+        me = geometry[i]
+        others = [geometry[j] for j, other in enumerate(labels) if other == label and j != i]
         grown_window = _grown_window(comp, ADJACENT_PX, comp.image_shape)
         grown = ndimage.binary_dilation(
             comp.mask_in(grown_window), structure=np.ones((3, 3), bool), iterations=ADJACENT_PX
@@ -152,13 +167,13 @@ def relations(
                 adjacent.add(other_label)
         out.append(
             {
-                "leftmost": many and xs[i] == min(xs.values()),
-                "rightmost": many and xs[i] == max(xs.values()),
-                "uppermost": many and ys[i] == min(ys.values()),
-                "lowermost": many and ys[i] == max(ys.values()),
-                "largest": many and rank == 1,
-                "smallest": many and comp.area == min(areas.values()),
-                "size_rank": rank,
+                "leftmost": margins.extremal(me, others, "left"),
+                "rightmost": margins.extremal(me, others, "right"),
+                "uppermost": margins.extremal(me, others, "up"),
+                "lowermost": margins.extremal(me, others, "down"),
+                "largest": margins.largest(me, others),
+                "smallest": margins.smallest(me, others),
+                "size_rank": margins.size_rank_clear(me, others),
                 "adjacent_to": sorted(adjacent),
                 "inside": sorted(inside),
                 "contains": sorted(contains),
@@ -190,31 +205,53 @@ def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.maximum(squares / n - mean * mean, 0.0)
 
 
+def _channels(crop: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The pixels of ``crop`` under ``where`` as contiguous channel-major rows (C x N), float64
+    (select first, then convert: only the selected pixels are copied)."""
+    return np.ascontiguousarray(crop[where][:, :3].T, dtype=np.float64)
+
+
+def _luma(values: np.ndarray) -> np.ndarray:
+    return values[0] if values.shape[0] == 1 else LUMA_WEIGHTS @ values
+
+
 def visual_stats(image: np.ndarray, comp: Component) -> dict:
-    """Region vs surrounding-ring statistics, and the share of blank/padding pixels.
+    """Region vs surrounding-ring statistics, the contrast across the outline, and the share of
+    blank/padding pixels.
 
     The ring is ``max(3, 0.15 * sqrt(area))`` pixels wide. Means and deviations are of the luma;
     ``contrast`` is a d'-like separability of the region from its ring over all colour channels
     (a polyp often differs from the mucosa in hue, not brightness); 0 means indistinguishable.
+    ``edge_contrast`` is the same separability between the bands just inside and just outside
+    the outline (``max(2, 0.05 * sqrt(area))`` pixels each): a structure seen by its boundary (a
+    fetal skull, a bright ring around a grey interior as grey as the outside) has a low
+    ``contrast`` but a high ``edge_contrast``.
     """
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
+    band = max(2, int(round(0.05 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
     region = comp.mask_in(window)
+    as_bytes = region.view(np.uint8)
     # ``width`` 3x3 dilations = one square max filter, which runs as separable 1D passes
-    ring = ndimage.maximum_filter(region.view(np.uint8), size=2 * width + 1).view(bool)
-    ring &= ~region
+    ring = ndimage.maximum_filter(as_bytes, size=2 * width + 1).view(bool) & ~region
+    outer_band = ndimage.maximum_filter(as_bytes, size=2 * band + 1).view(bool) & ~region
+    # erosion of the region: pixels outside the window count as outside
+    core = ndimage.minimum_filter(as_bytes, size=2 * band + 1, mode="constant").view(bool)
+    inner_band = region & ~core
     crop = image[window]
     if crop.ndim == 2:
         crop = crop[..., None]
-    # select the pixels first, then convert: contiguous channel-major rows (C x N) in float64
-    inner = np.ascontiguousarray(crop[region][:, :3].T, dtype=np.float64)
-    outer = np.ascontiguousarray(crop[ring][:, :3].T, dtype=np.float64) if ring.any() else inner
-    luma, luma_out = (v[0] if v.shape[0] == 1 else LUMA_WEIGHTS @ v for v in (inner, outer))
+    inner = _channels(crop, region)
+    outer = _channels(crop, ring) if ring.any() else inner
+    edge_in = _channels(crop, inner_band) if inner_band.any() else inner
+    edge_out = _channels(crop, outer_band) if outer_band.any() else edge_in
+    luma, luma_out = _luma(inner), _luma(outer)
     return {
         "region_mean": float(luma.mean()),
         "region_std": float(luma.std()),
         "ring_mean": float(luma_out.mean()),
         "ring_std": float(luma_out.std()),
         "contrast": _separability(inner, outer),
+        "edge_contrast": _separability(edge_in, edge_out),
         "blank_fraction": float(np.count_nonzero(luma <= BLANK_LEVEL)) / luma.size,
     }

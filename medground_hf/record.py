@@ -66,6 +66,7 @@ VISUAL = {
     "ring_mean": Value("float32"),
     "ring_std": Value("float32"),
     "contrast": Value("float32"),
+    "edge_contrast": Value("float32"),
     "blank_fraction": Value("float32"),
 }
 

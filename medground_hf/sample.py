@@ -157,6 +157,7 @@ def sample_to_records(
                 "centroid_xy": list(comp.centroid_xy),
                 "shape": shape_cues(comp, width * height),
                 "spatial": spatial_cues(
+                    comp.bbox_xyxy,
                     comp.centroid_xy,
                     width,
                     height,

@@ -365,14 +365,32 @@ def _panels(channels: Sequence[Channel], layout: str) -> list[tuple[str | None, 
     return [(None, list(channels))]
 
 
+def _shown_in(
+    targets: Sequence[Target], panels: Sequence[tuple[str | None, list[Channel]]]
+) -> list[set[str]]:
+    """The labels each image carries: those its channels show (:meth:`LabelSpec.visible_on`),
+    and those no image of the case shows (the visual check rejects them with the reason)."""
+    modality = [" | ".join(c.modality for c in shown) for _, shown in panels]
+    return [
+        {
+            t.spec.name
+            for t in targets
+            if t.spec.visible_on(here) or not any(t.spec.visible_on(m) for m in modality)
+        }
+        for here in modality
+    ]
+
+
 def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
-    """One sample per selected slice (and per modality in ``per_record`` layout)."""
+    """One sample per selected slice (and per modality in ``per_record`` layout, each with the
+    labels that modality shows)."""
     axis = AXES[options.axis]
     shape = case.labels.shape
     structures: Mapping[str, Sequence[int]] = {t.spec.name: t.values for t in case.targets}
     indices = select_slices(area_profiles(case.labels, structures, axis), options.policy)
     spacing = voxel_spacing(case.affine)
     panels = _panels(case.channels, options.layout)
+    carried = _shown_in(case.targets, panels)
     for index in indices:
         labels = display_slice(case.labels, options.axis, index)
         grey = {
@@ -383,7 +401,8 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
         masks = [(t, np.isin(labels, t.values)) for t in case.targets]
         masks = [(t, m) for t, m in masks if m.any()]
         context = {n: display_slice(m, options.axis, index) for n, m in case.context.items()}
-        for variant, shown in panels:
+        for (variant, shown), names in zip(panels, carried, strict=True):
+            here = [(t, m) for t, m in masks if t.spec.name in names]
             image = np.hstack([grey[c.name] for c in shown])
             pad = image.shape[1] - labels.shape[1]
             yield Sample(
@@ -391,7 +410,7 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
                 group_id=case.group_id,
                 image=image,
                 image_bytes=png_bytes(image),
-                masks=[(t.spec, np.pad(m, ((0, 0), (0, pad)))) for t, m in masks],
+                masks=[(t.spec, np.pad(m, ((0, 0), (0, pad)))) for t, m in here],
                 source_files=case.source_files,
                 modality=" | ".join(c.modality for c in shown),
                 pixel_spacing_mm=pixel_spacing(spacing, options.axis),
@@ -411,5 +430,5 @@ def render_case(case: VolumeCase, options: RenderOptions) -> Iterator[Sample]:
                 ),
                 image_variant=variant,
                 refs=case.refs,
-                mask_refs=[t.refs for t, _ in masks],
+                mask_refs=[t.refs for t, _ in here],
             )

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datasets import load_dataset
+from medground_hf.generation.base import Generated, GenerationError, Generator
+from medground_hf.generation.pipeline import labels_of, run
 from PIL import Image
 
 from medground_hf.build import build
 from medground_hf.folder import read_manifest
-from medground_hf.generation.base import Generated, GenerationError, Generator
-from medground_hf.generation.pipeline import labels_of, run
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -83,7 +83,9 @@ class Flaky(Generator):
         out: list = []
         for t in targets:
             if t.record["id"] != self.bad:
-                out.append(Generated([{"text": "the polyp seen in the image", "style": "clinical"}]))
+                out.append(
+                    Generated([{"text": "the polyp seen in the image", "style": "clinical"}])
+                )
             elif self.mode == "slot":
                 out.append(RuntimeError("server said: 400 image too large"))
             elif self.mode == "systemic":
@@ -98,7 +100,10 @@ def test_a_generator_failing_on_one_target_rejects_only_that_target(built_kvasir
     splits = dict(load_dataset(str(built_kvasir), "grounding"))
     labels = labels_of(read_manifest(built_kvasir)["sources"])
     lone = next(
-        r["id"] for ds in splits.values() for r in ds.remove_columns("image") if r["num_candidates"] == 1
+        r["id"]
+        for ds in splits.values()
+        for r in ds.remove_columns("image")
+        if r["num_candidates"] == 1
     )
     flaky = Flaky(lone, mode)
     outcome = run(splits, labels, flaky)
