@@ -257,7 +257,9 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
                 for config in ("grounding", "rejected")
                 if (files := [str(p) for p in sorted((out / config).glob(f"{split}-*.parquet"))])
             ]
-            splits[split] = _unique_targets(concatenate_datasets(parts))
+            # a target rejected as a whole sits in another config than its image's kept targets:
+            # the rows of one image go back together (the COCO export needs them adjacent)
+            splits[split] = _unique_targets(concatenate_datasets(parts)).sort("image_id")
         outcome = run_generation(splits, manifest["sources"], options)
         write_outcome(stage.path, outcome)
         manifest["verification"] = outcome.verification

@@ -24,6 +24,9 @@ INSIDE_FRACTION = 0.9
 ADJACENT_PX = 2
 # Grey values at or below this count as padding / blank background.
 BLANK_LEVEL = 8.0
+# Widths of the bands either side of a target's outline, as shares of sqrt(area): a thin rim
+# (a fetal skull in a small head) and a thick one.
+EDGE_BANDS = (0.02, 0.05)
 
 
 def half(value: float, extent: int, names: tuple[str, str, str]) -> str:
@@ -215,6 +218,19 @@ def _luma(values: np.ndarray) -> np.ndarray:
     return values[0] if values.shape[0] == 1 else LUMA_WEIGHTS @ values
 
 
+def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
+    """Separability of the bands ``width`` pixels wide just inside and just outside the
+    region's outline."""
+    as_bytes = region.view(np.uint8)
+    outer = ndimage.maximum_filter(as_bytes, size=2 * width + 1).view(bool) & ~region
+    # erosion of the region: pixels outside the window count as outside
+    core = ndimage.minimum_filter(as_bytes, size=2 * width + 1, mode="constant").view(bool)
+    inner = region & ~core
+    if not (inner.any() and outer.any()):
+        return 0.0
+    return _separability(_channels(crop, inner), _channels(crop, outer))
+
+
 def visual_stats(image: np.ndarray, comp: Component) -> dict:
     """Region vs surrounding-ring statistics, the contrast across the outline, and the share of
     blank/padding pixels.
@@ -223,28 +239,23 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     ``contrast`` is a d'-like separability of the region from its ring over all colour channels
     (a polyp often differs from the mucosa in hue, not brightness); 0 means indistinguishable.
     ``edge_contrast`` is the same separability between the bands just inside and just outside
-    the outline (``max(2, 0.05 * sqrt(area))`` pixels each): a structure seen by its boundary (a
-    fetal skull, a bright ring around a grey interior as grey as the outside) has a low
-    ``contrast`` but a high ``edge_contrast``.
+    the outline, at the band widths of :data:`EDGE_BANDS` (shares of ``sqrt(area)``, at least 2
+    px), the larger of the two: a structure seen by its boundary (a fetal skull: a bright rim,
+    thin or thick, around a grey interior as grey as the outside) has a low ``contrast`` but a
+    high ``edge_contrast``.
     """
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
-    band = max(2, int(round(0.05 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
     region = comp.mask_in(window)
-    as_bytes = region.view(np.uint8)
     # ``width`` 3x3 dilations = one square max filter, which runs as separable 1D passes
-    ring = ndimage.maximum_filter(as_bytes, size=2 * width + 1).view(bool) & ~region
-    outer_band = ndimage.maximum_filter(as_bytes, size=2 * band + 1).view(bool) & ~region
-    # erosion of the region: pixels outside the window count as outside
-    core = ndimage.minimum_filter(as_bytes, size=2 * band + 1, mode="constant").view(bool)
-    inner_band = region & ~core
+    ring = ndimage.maximum_filter(region.view(np.uint8), size=2 * width + 1).view(bool)
+    ring &= ~region
     crop = image[window]
     if crop.ndim == 2:
         crop = crop[..., None]
     inner = _channels(crop, region)
     outer = _channels(crop, ring) if ring.any() else inner
-    edge_in = _channels(crop, inner_band) if inner_band.any() else inner
-    edge_out = _channels(crop, outer_band) if outer_band.any() else edge_in
+    bands = sorted({max(2, int(round(share * np.sqrt(comp.area)))) for share in EDGE_BANDS})
     luma, luma_out = _luma(inner), _luma(outer)
     return {
         "region_mean": float(luma.mean()),
@@ -252,6 +263,6 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
         "ring_mean": float(luma_out.mean()),
         "ring_std": float(luma_out.std()),
         "contrast": _separability(inner, outer),
-        "edge_contrast": _separability(edge_in, edge_out),
+        "edge_contrast": max(_edge_contrast(crop, region, band) for band in bands),
         "blank_fraction": float(np.count_nonzero(luma <= BLANK_LEVEL)) / luma.size,
     }

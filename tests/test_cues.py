@@ -21,29 +21,37 @@ def box_mask(shape, x0, y0, x1, y1):
 
 
 @pytest.mark.parametrize(
-    ("centroid", "cell", "side"),
+    ("box", "row", "side", "cell"),
     [
-        ((10, 10), "upper left", "left"),
-        ((150, 10), "upper center", "center"),
-        ((290, 10), "upper right", "right"),
-        ((150, 100), "center", "center"),
-        ((10, 190), "lower left", "left"),
-        ((290, 100), "middle right", "right"),
-        ((130, 100), "center", "left"),  # 0.433 of the width: left of the dead band
-        ((160, 100), "center", "center"),  # 0.533: inside the +-5 % band
+        ((0, 0, 20, 20), "upper", "left", "upper left"),  # a corner (rule P3)
+        ((140, 0, 160, 20), "upper", "center", None),
+        ((280, 0, 300, 20), "upper", "right", "upper right"),
+        ((140, 90, 160, 110), "middle", "center", "center"),  # around the centre (P4)
+        ((0, 180, 20, 200), "lower", "left", "lower left"),
+        ((280, 90, 300, 110), "middle", "right", None),
+        ((105, 90, 135, 110), "middle", "left", None),  # centroid at 0.40 of the width: left
+        ((110, 90, 140, 110), "middle", "center", None),  # 0.417: not clearly in either half
+        ((20, 20, 200, 60), "upper", "center", None),  # centroid left, box reaching past 0.65
+        ((60, 40, 160, 100), "upper", "left", None),  # upper left quadrant, not the corner
     ],
 )
-def test_grid_and_image_side(centroid, cell, side):
-    cues = spatial_cues(centroid, 300, 200)
-    assert cues["grid_cell"] == cell
-    assert cues["image_side"] == side
+def test_position_cues_follow_the_viewer_rules(box, row, side, cell):
+    x0, y0, x1, y1 = box
+    cues = spatial_cues(box, ((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2), 300, 200)
+    assert (cues["grid_row"], cues["image_side"], cues["grid_cell"]) == (row, side, cell)
+    assert cues["grid_col"] == cues["image_side"]
     assert cues["patient_side"] is None
     assert cues["display_convention"] == "as-acquired"
 
 
 def test_patient_side_is_kept_apart_from_image_side():
     cues = spatial_cues(
-        (20, 100), 300, 200, patient_side="right", display_convention="radiological"
+        (10, 90, 30, 110),
+        (20, 100),
+        300,
+        200,
+        patient_side="right",
+        display_convention="radiological",
     )
     assert cues["image_side"] == "left" and cues["patient_side"] == "right"
 
@@ -60,6 +68,26 @@ def test_extremes_and_size_rank_among_same_label():
     assert rel[1]["size_rank"] == 1
     # a lone target of its label is never "leftmost" or "largest": there is nothing to compare
     assert not any(rel[2][k] for k in ("leftmost", "rightmost", "largest", "smallest"))
+
+
+def test_extremes_need_a_margin_a_viewer_sees():
+    """A fragment inside the ring of a larger piece is not "leftmost" by a few pixels of
+    centroid (the issue's BraTS case), equal pieces in a row have no extreme and no size rank,
+    and a size difference under the visible factor names neither the largest nor the smallest."""
+    shape = (240, 240)
+    ring = box_mask(shape, 60, 60, 140, 140) & ~box_mask(shape, 70, 70, 130, 130)
+    fragment = box_mask(shape, 72, 95, 78, 100)  # inside the ring, centroid a few px left
+    rel = relations([comp_of(ring), comp_of(fragment)], ["enhancing"] * 2)
+    assert not rel[1]["leftmost"] and not rel[0]["leftmost"]
+    assert rel[0]["largest"] and rel[1]["smallest"]
+    row = [comp_of(box_mask(shape, 100 + 8 * i, 100, 104 + 8 * i, 104)) for i in range(5)]
+    rel = relations(row, ["necrosis"] * 5)
+    assert not any(r[k] for r in rel for k in ("leftmost", "rightmost", "largest", "smallest"))
+    assert {r["size_rank"] for r in rel} == {None}
+    close = [comp_of(box_mask(shape, 10, 10, 30, 30)), comp_of(box_mask(shape, 150, 10, 171, 31))]
+    rel = relations(close, ["polyp"] * 2)  # 400 vs 441 px: within the factor 1.25
+    assert rel[0]["leftmost"] and rel[1]["rightmost"]
+    assert not (rel[0]["smallest"] or rel[1]["largest"])
 
 
 def test_inside_contains_and_adjacent():
@@ -141,4 +169,5 @@ def test_overlapping_targets_whole_tumour_over_its_parts():
     for i in (1, 5):
         assert rel[i]["inside"] == rel[i]["contains"] == rel[i]["adjacent_to"] == []
     assert rel[1]["lowermost"] and rel[1]["smallest"] and not rel[0]["lowermost"]
-    assert [r["size_rank"] for r in rel] == [1, 2, 1, 2, 1, 3]
+    # the two whole tumours (900 and 950 px) differ by less than a viewer sees: no rank at all
+    assert [r["size_rank"] for r in rel] == [1, 2, 1, None, None, None]
