@@ -105,11 +105,14 @@ def size_phrases(record: Mapping, target: Target) -> tuple[list[str], list[str]]
 
     Adjectives are the label's clinical classes by the largest dimension in mm (rule Z1), only
     with a known pixel spacing; a biometric label (fetal head) gets none at all, not even
-    relative to the image; any other label gets its size only as a share of the image (Z2)."""
+    relative to the image; any other label gets its size only as a share of the image (Z2),
+    and only where it has no clinical class."""
     spec = target.spec
     if spec.biometric:
         return [], []
     adjectives = list(spec.size_words(margins.largest_dimension_mm(record)))
+    if adjectives:  # the physical size is the statement; "a large polyp occupying a small part
+        return adjectives, []  # of the image" is true but reads as a contradiction
     share = margins.image_share(record)
     relative = []
     if share >= margins.MOST_OF_IMAGE:
