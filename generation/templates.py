@@ -159,6 +159,14 @@ def _term(target: Target, rng: random.Random, *, several: bool = False, plain: b
     return rng.choice(terms or [spec.display])
 
 
+def _related(target: Target, kind: str) -> list[str]:
+    """The structures a target lies ``kind`` (inside / adjacent_to) that a query can name; never
+    its own label ("the enhancing focus inside the enhancing tumour" names a sibling piece as if
+    it were another structure)."""
+    own = target.record["label"]
+    return [n for n in target.record["relations"][kind] if n in target.structures and n != own]
+
+
 def _others(target: Target) -> list[Mapping]:
     record = target.record
     return [s for s in target.siblings if s["label"] == record["label"] and s["id"] != record["id"]]
@@ -183,7 +191,9 @@ def distinguishing(target: Target, one: str, several: str) -> list[Claim]:
     for direction, (most, far, pair, away) in _EXTREMES.items():
         if not margins.extremal(record, others, direction):
             continue
-        phrases = [f"the {most} {one} in the image", f"the {one} {far} in the image"]
+        phrases = [f"the {most} {one} in the image"]
+        if far:
+            phrases.append(f"the {one} {far} in the image")
         if two:
             phrases += [f"the {pair} of the two {several} in the image"]
             phrases += [f"the {one} {_BEYOND[direction]} the other {one} in the image"]
@@ -211,10 +221,10 @@ def distinguishing(target: Target, one: str, several: str) -> list[Claim]:
     nearer = "nearer" if two else "nearest"
     if margins.nearer_centre(record, others):
         phrases = (f"the {one} {nearer} the centre of the image",)
-        out.append(Claim("nearer-centre", "location", phrases))
+        out.append(Claim("nearer-centre", "location", phrases, frozenset({"corner", "edge"})))
     if margins.nearer_edge(record, others):
         phrases = (f"the {one} {nearer} the edge of the image",)
-        out.append(Claim("nearer-edge", "location", phrases))
+        out.append(Claim("nearer-edge", "location", phrases, frozenset({"centre", "middle"})))
 
     side, level = margins.image_half(record), margins.image_level(record)
     if side and all(margins.image_half(o) == _OPPOSITE[side] for o in others):
@@ -251,20 +261,21 @@ def distinguishing(target: Target, one: str, several: str) -> list[Claim]:
         out.append(Claim(f"patient-{patient}", "location", phrases))
 
     for kind, verb in (("adjacent_to", "next to"), ("inside", "inside")):
-        for name in record["relations"][kind]:
-            if name not in target.structures or any(name in o["relations"][kind] for o in others):
+        for name in _related(target, kind):
+            if any(name in o["relations"][kind] for o in others):
                 continue
             phrases = (f"the {one} {verb} the {target.structures[name]}",)
             out.append(Claim(f"{kind}-{name}", "relational", phrases))
     return out
 
 
-# direction -> (superlative, "farthest ..." phrase, "the ... of the two", words pointing away)
+# direction -> (superlative, "farthest ..." phrase (none for up/down: "the focus highest" reads
+# badly), "the ... of the two", words pointing away)
 _EXTREMES = {
     "left": ("leftmost", "farthest to the left", "left one", frozenset({"right"})),
     "right": ("rightmost", "farthest to the right", "right one", frozenset({"left"})),
-    "up": ("uppermost", "highest", "higher", frozenset({"lower", "bottom"})),
-    "down": ("lowermost", "lowest", "lower", frozenset({"upper", "top"})),
+    "up": ("uppermost", "", "higher", frozenset({"lower", "bottom"})),
+    "down": ("lowermost", "", "lower", frozenset({"upper", "top"})),
 }
 _BEYOND = {"left": "to the left of", "right": "to the right of", "up": "above", "down": "below"}
 
@@ -312,11 +323,10 @@ def descriptions(target: Target, one: str, rng: random.Random) -> list[Claim]:
                 phrases.append(f"the {kind} {one} oriented {_ADVERBS[orientation]}")
         out.append(Claim("shape", "morphology", tuple(phrases)))
     for kind, verb in (("inside", "inside"), ("adjacent_to", "next to")):
-        for name in record["relations"][kind]:
-            if name in target.structures:
-                plain = _term(target, rng, plain=True)
-                phrases = (f"the {plain} {verb} the {target.structures[name]}",)
-                out.append(Claim(f"{kind}-{name}", "relational", phrases))
+        for name in _related(target, kind):
+            plain = _term(target, rng, plain=True)
+            phrases = (f"the {plain} {verb} the {target.structures[name]}",)
+            out.append(Claim(f"{kind}-{name}", "relational", phrases))
     return out
 
 
