@@ -33,7 +33,6 @@ STYLES = ("location", "morphology", "relational", "clinical")
 UNSET_BODY_PARTS = frozenset({"", "unknown", "various", "other", "none", "n/a", "unspecified"})
 _OPPOSITE = {"left": "right", "right": "left", "upper": "lower", "lower": "upper"}
 _EDGE_WORD = {"left": "left", "right": "right", "top": "top", "bottom": "bottom"}
-_ADVERBS = {"vertical": "vertically", "horizontal": "horizontally", "oblique": "obliquely"}
 _HOURS = (
     "twelve one two three four five six seven eight nine ten eleven".split()  # noqa: SIM905
 )
@@ -160,11 +159,19 @@ def _term(target: Target, rng: random.Random, *, several: bool = False, plain: b
 
 
 def _related(target: Target, kind: str) -> list[str]:
-    """The structures a target lies ``kind`` (inside / adjacent_to) that a query can name; never
-    its own label ("the enhancing focus inside the enhancing tumour" names a sibling piece as if
-    it were another structure)."""
+    """The structures a target lies ``kind`` (inside / adjacent_to) that a query can name: one of
+    a kind in the image ("next to the enhancing tumour" is ambiguous beside three enhancing
+    foci), never its own label ("the enhancing focus inside the enhancing tumour" names a
+    sibling piece as if it were another structure)."""
     own = target.record["label"]
-    return [n for n in target.record["relations"][kind] if n in target.structures and n != own]
+    count = {}
+    for sibling in target.siblings:
+        count[sibling["label"]] = count.get(sibling["label"], 0) + 1
+    return [
+        n
+        for n in target.record["relations"][kind]
+        if n in target.structures and n != own and count.get(n, 1) == 1
+    ]
 
 
 def _others(target: Target) -> list[Mapping]:
@@ -316,12 +323,7 @@ def descriptions(target: Target, one: str, rng: random.Random) -> list[Claim]:
     if words.share:
         out.append(Claim("share", "morphology", tuple(f"the {one} {r}" for r in words.share)))
     if words.shapes:
-        phrases = [f"the {s} {one}" for s in words.shapes]
-        orientation = record["shape"]["orientation"]
-        for kind in ("elongated", "oval"):
-            if kind in words.shapes and orientation in _ADVERBS:
-                phrases.append(f"the {kind} {one} oriented {_ADVERBS[orientation]}")
-        out.append(Claim("shape", "morphology", tuple(phrases)))
+        out.append(Claim("shape", "morphology", tuple(f"the {s} {one}" for s in words.shapes)))
     for kind, verb in (("inside", "inside"), ("adjacent_to", "next to")):
         for name in _related(target, kind):
             plain = _term(target, rng, plain=True)
@@ -390,7 +392,7 @@ class TemplateGenerator(Generator):
         clinical = [f"the {one} seen on this {noun}", f"the {one} visible on this {noun}"]
         body = body_part(record, target)
         if body:
-            clinical.append(f"the {one} on this {noun} of the {body}")
+            clinical.append(f"the {one} in the {body} on this {noun}")
         by_style["clinical"].append(Claim("clinical", "clinical", tuple(clinical)))
         styles = list(STYLES)
         rng.shuffle(styles)
@@ -431,9 +433,11 @@ class TemplateGenerator(Generator):
             lead = leads[i % len(leads)]  # a different claim per query while there are others
             style = styles[i % len(styles)]
             text = rng.choice(lead.phrases)
-            bare = text.removesuffix(" in the image")
+            # "in the image" anchors a left/right claim to the image within its phrase
+            sided = lead.key in ("extreme-left", "extreme-right")
+            bare = text if sided else text.removesuffix(" in the image")
             if style == "clinical":
-                text = f"{bare} seen on this {noun}"
+                text = f"{text.removesuffix(' in the image')} seen on this {noun}"
             elif style == "location":
                 where = [p for p in words.where + words.patient if not set(p.split()) & lead.away]
                 text = f"{bare}, {rng.choice(where)}" if where else text
