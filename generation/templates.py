@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -164,9 +165,7 @@ def _related(target: Target, kind: str) -> list[str]:
     foci), never its own label ("the enhancing focus inside the enhancing tumour" names a
     sibling piece as if it were another structure)."""
     own = target.record["label"]
-    count = {}
-    for sibling in target.siblings:
-        count[sibling["label"]] = count.get(sibling["label"], 0) + 1
+    count = Counter(s["label"] for s in target.siblings)
     return [
         n
         for n in target.record["relations"][kind]
@@ -179,103 +178,6 @@ def _others(target: Target) -> list[Mapping]:
     return [s for s in target.siblings if s["label"] == record["label"] and s["id"] != record["id"]]
 
 
-def distinguishing(target: Target, one: str, several: str) -> list[Claim]:
-    """Every claim that singles the target out among the other candidates of its label, each
-    true under the viewer rules: a clear extreme of position (S2) or size (S3), a clear size
-    rank, nearer the centre or the edge (S4), a half or quadrant of the image that every other
-    candidate clearly lies outside of, a patient side or a neighbouring structure no other
-    candidate has."""
-    record = target.record
-    others = _others(target)
-    n = record["num_candidates"]
-    if not others or len(others) != n - 1:
-        return []
-    two = n == 2
-    count = vocab.COUNT_WORDS.get(n)
-    of_all = f"of the {count} {several}" if count else ""
-    out: list[Claim] = []
-
-    for direction, (most, far, pair, away) in _EXTREMES.items():
-        if not margins.extremal(record, others, direction):
-            continue
-        phrases = [f"the {most} {one} in the image"]
-        if far:
-            phrases.append(f"the {one} {far} in the image")
-        if two:
-            phrases += [f"the {pair} of the two {several} in the image"]
-            phrases += [f"the {one} {_BEYOND[direction]} the other {one} in the image"]
-        out.append(Claim(f"extreme-{direction}", "location", tuple(phrases), away))
-
-    for flag, test in (("largest", margins.largest), ("smallest", margins.smallest)):
-        if test(record, others):
-            word = {"largest": "larger", "smallest": "smaller"}[flag] if two else flag
-            phrases = [f"the {word} {one}"]
-            if two:
-                phrases.append(f"the {word} of the two {several}")
-            elif of_all:
-                phrases.append(f"the {flag} {of_all}")
-            out.append(Claim(f"size-{flag}", "relational", tuple(phrases)))
-    if n > 2:
-        for from_largest, word in ((True, "largest"), (False, "smallest")):
-            rank = margins.size_rank_clear(record, others, from_largest=from_largest)
-            if rank and 1 < rank < n and rank in vocab.ORDINAL_WORDS:
-                ordinal = vocab.ORDINAL_WORDS[rank]
-                phrases = [f"the {ordinal} {word} {one}"]
-                if of_all:
-                    phrases.append(f"the {ordinal} {word} {of_all}")
-                out.append(Claim(f"rank-{word}-{rank}", "relational", tuple(phrases)))
-
-    nearer = "nearer" if two else "nearest"
-    if margins.nearer_centre(record, others):
-        phrases = (f"the {one} {nearer} the centre of the image",)
-        out.append(Claim("nearer-centre", "location", phrases, frozenset({"corner", "edge"})))
-    if margins.nearer_edge(record, others):
-        phrases = (f"the {one} {nearer} the edge of the image",)
-        out.append(Claim("nearer-edge", "location", phrases, frozenset({"centre", "middle"})))
-
-    side, level = margins.image_half(record), margins.image_level(record)
-    if side and all(margins.image_half(o) == _OPPOSITE[side] for o in others):
-        phrases = (
-            f"the {one} on the {side} side of the image",
-            f"the {one} in the {side} half of the image",
-        )
-        out.append(Claim(f"half-{side}", "location", phrases, frozenset({_OPPOSITE[side]})))
-    if level and all(margins.image_level(o) == _OPPOSITE[level] for o in others):
-        phrases = (f"the {one} in the {level} part of the image",)
-        out.append(Claim(f"half-{level}", "location", phrases, frozenset({_OPPOSITE[level]})))
-    by_half = any(c.key.startswith("half-") for c in out)
-    if (
-        side
-        and level
-        and not by_half
-        and all(
-            margins.image_half(o) == _OPPOSITE[side] or margins.image_level(o) == _OPPOSITE[level]
-            for o in others
-        )
-    ):  # every other candidate clearly outside the quadrant, no half alone does it
-        phrases = (f"the {one} in the {level} {side} part of the image",)
-        away = frozenset({_OPPOSITE[side], _OPPOSITE[level]})
-        out.append(Claim(f"quadrant-{level}-{side}", "location", phrases, away))
-
-    patient = record["spatial"]["patient_side"]
-    if patient in ("left", "right") and all(
-        o["spatial"]["patient_side"] == _OPPOSITE[patient] for o in others
-    ):
-        phrases = (
-            f"the {one} on the patient's {patient} side",
-            f"the {one} on the patient's {patient}",
-        )
-        out.append(Claim(f"patient-{patient}", "location", phrases))
-
-    for kind, verb in (("adjacent_to", "next to"), ("inside", "inside")):
-        for name in _related(target, kind):
-            if any(name in o["relations"][kind] for o in others):
-                continue
-            phrases = (f"the {one} {verb} the {target.structures[name]}",)
-            out.append(Claim(f"{kind}-{name}", "relational", phrases))
-    return out
-
-
 # direction -> (superlative, "farthest ..." phrase (none for up/down: "the focus highest" reads
 # badly), "the ... of the two", words pointing away)
 _EXTREMES = {
@@ -285,6 +187,145 @@ _EXTREMES = {
     "down": ("lowermost", "", "lower", frozenset({"upper", "top"})),
 }
 _BEYOND = {"left": "to the left of", "right": "to the right of", "up": "above", "down": "below"}
+
+
+@dataclass(frozen=True)
+class _Among:
+    """A target among its candidates, and how a query names one and several of them."""
+
+    record: Mapping
+    others: list[Mapping]
+    one: str
+    several: str
+
+    @property
+    def two(self) -> bool:
+        return not self.others[1:]
+
+    @property
+    def of_all(self) -> str:
+        """ "of the three polyps" (empty past ten)."""
+        count = vocab.COUNT_WORDS.get(len(self.others) + 1)
+        return f"of the {count} {self.several}" if count else ""
+
+
+def _extremes(t: _Among) -> list[Claim]:
+    """S2: clearly the farthest in a direction ("the leftmost polyp in the image")."""
+    out = []
+    for direction, (most, far, pair, away) in _EXTREMES.items():
+        if not margins.extremal(t.record, t.others, direction):
+            continue
+        phrases = [f"the {most} {t.one} in the image"]
+        if far:
+            phrases.append(f"the {t.one} {far} in the image")
+        if t.two:
+            phrases.append(f"the {pair} of the two {t.several} in the image")
+            phrases.append(f"the {t.one} {_BEYOND[direction]} the other {t.one} in the image")
+        out.append(Claim(f"extreme-{direction}", "location", tuple(phrases), away))
+    return out
+
+
+def _sizes(t: _Among) -> list[Claim]:
+    """S3: visibly the largest or smallest, or a clear rank ("the second largest ...")."""
+    out = []
+    for flag, test in (("largest", margins.largest), ("smallest", margins.smallest)):
+        if test(t.record, t.others):
+            word = {"largest": "larger", "smallest": "smaller"}[flag] if t.two else flag
+            phrases = [f"the {word} {t.one}"]
+            if t.two:
+                phrases.append(f"the {word} of the two {t.several}")
+            elif t.of_all:
+                phrases.append(f"the {flag} {t.of_all}")
+            out.append(Claim(f"size-{flag}", "relational", tuple(phrases)))
+    n = len(t.others) + 1
+    for from_largest, word in ((True, "largest"), (False, "smallest")):
+        rank = margins.size_rank_clear(t.record, t.others, from_largest=from_largest)
+        if rank and 1 < rank < n and rank in vocab.ORDINAL_WORDS:
+            ordinal = vocab.ORDINAL_WORDS[rank]
+            phrases = [f"the {ordinal} {word} {t.one}"]
+            if t.of_all:
+                phrases.append(f"the {ordinal} {word} {t.of_all}")
+            out.append(Claim(f"rank-{word}-{rank}", "relational", tuple(phrases)))
+    return out
+
+
+def _centrality(t: _Among) -> list[Claim]:
+    """S4: clearly nearer the image centre, or the edge, than every other candidate."""
+    nearer = "nearer" if t.two else "nearest"
+    out = []
+    if margins.nearer_centre(t.record, t.others):
+        phrases = (f"the {t.one} {nearer} the centre of the image",)
+        out.append(Claim("nearer-centre", "location", phrases, frozenset({"corner", "edge"})))
+    if margins.nearer_edge(t.record, t.others):
+        phrases = (f"the {t.one} {nearer} the edge of the image",)
+        out.append(Claim("nearer-edge", "location", phrases, frozenset({"centre", "middle"})))
+    return out
+
+
+def _regions(t: _Among) -> list[Claim]:
+    """P1/P2: a half (or else a quadrant) of the image the target lies in and every other
+    candidate clearly lies outside of; a patient side no other candidate is on."""
+    record, others = t.record, t.others
+    side, level = margins.image_half(record), margins.image_level(record)
+    out = []
+    if side and all(margins.image_half(o) == _OPPOSITE[side] for o in others):
+        phrases = (
+            f"the {t.one} on the {side} side of the image",
+            f"the {t.one} in the {side} half of the image",
+        )
+        out.append(Claim(f"half-{side}", "location", phrases, frozenset({_OPPOSITE[side]})))
+    if level and all(margins.image_level(o) == _OPPOSITE[level] for o in others):
+        phrases = (f"the {t.one} in the {level} part of the image",)
+        out.append(Claim(f"half-{level}", "location", phrases, frozenset({_OPPOSITE[level]})))
+    outside = side and level and all(
+        margins.image_half(o) == _OPPOSITE[side] or margins.image_level(o) == _OPPOSITE[level]
+        for o in others
+    )  # fmt: skip
+    if outside and not out:
+        phrases = (f"the {t.one} in the {level} {side} part of the image",)
+        away = frozenset({_OPPOSITE[side], _OPPOSITE[level]})
+        out.append(Claim(f"quadrant-{level}-{side}", "location", phrases, away))
+    patient = record["spatial"]["patient_side"]
+    if patient in ("left", "right") and all(
+        o["spatial"]["patient_side"] == _OPPOSITE[patient] for o in others
+    ):
+        phrases = (
+            f"the {t.one} on the patient's {patient} side",
+            f"the {t.one} on the patient's {patient}",
+        )
+        out.append(Claim(f"patient-{patient}", "location", phrases))
+    return out
+
+
+def _neighbours(t: _Among, target: Target) -> list[Claim]:
+    """S5: lies inside or next to a structure no other candidate does."""
+    out = []
+    for kind, verb in (("adjacent_to", "next to"), ("inside", "inside")):
+        for name in _related(target, kind):
+            if not any(name in o["relations"][kind] for o in t.others):
+                phrases = (f"the {t.one} {verb} the {target.structures[name]}",)
+                out.append(Claim(f"{kind}-{name}", "relational", phrases))
+    return out
+
+
+def distinguishing(target: Target, one: str, several: str) -> list[Claim]:
+    """Every claim that singles the target out among the other candidates of its label, each
+    true under the viewer rules: a clear extreme of position (S2) or size (S3), a clear size
+    rank, nearer the centre or the edge (S4), a half or quadrant of the image that every other
+    candidate clearly lies outside of, a patient side or a neighbouring structure no other
+    candidate has. ``one`` and ``several`` name a candidate and the candidates."""
+    record = target.record
+    others = _others(target)
+    if not others or len(others) != record["num_candidates"] - 1:
+        return []
+    among = _Among(record, others, one, several)
+    return [
+        *_extremes(among),
+        *_sizes(among),
+        *_centrality(among),
+        *_regions(among),
+        *_neighbours(among, target),
+    ]
 
 
 # ---- describing a target (true, not needed to single it out) ------------------------------------
@@ -311,7 +352,6 @@ def modifiers(target: Target) -> Modifiers:
 def descriptions(target: Target, one: str, rng: random.Random) -> list[Claim]:
     """True statements about a lone target as noun phrases, by style: where it is, its size and
     shape, the structures it lies in or next to."""
-    record = target.record
     words = modifiers(target)
     out: list[Claim] = []
     for key, found in (("where", words.where), ("patient", words.patient)):
