@@ -38,7 +38,8 @@ def honest_queries(user_text: str) -> list[dict]:
     """Queries a careful model would write from the facts (all true, singling the target out)."""
     facts = json.loads(_FACTS.search(user_text).group(1))
     label = facts["label"]
-    where = facts["position_in_image"][0]
+    # a target clearly in no half of the image has no position phrase
+    where = next(iter(facts.get("position_in_image", [])), "in the image")
     relations = [r for r in facts.get("distinguishing_relations", []) if " " not in r]
     lead = f"the {relations[0]} {label}" if relations else f"the {label}"
     if relations and relations[0] in ("leftmost", "rightmost"):
