@@ -366,7 +366,8 @@ def visual_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
     """The rendering shows the label, the region is distinct from its surroundings (as a region
     or by its outline) and does not lie in padding/blank area."""
     vis = record["visual"]
-    contrast, edge = vis["contrast"], vis.get("edge_contrast")  # older builds lack the edge
+    # no edge contrast: the region alone is plainly distinct (cues.EDGE_NEEDED), or an older build
+    contrast, edge = vis["contrast"], vis.get("edge_contrast")
     by_region = contrast >= MIN_CONTRAST
     by_edge = edge is not None and edge >= MIN_EDGE_CONTRAST
     edge_text = "n/a" if edge is None else f"{edge:.2f}"

@@ -121,6 +121,7 @@ def test_visual_stats_separate_bright_target_from_dark_surroundings():
     assert stats["region_mean"] == pytest.approx(200.0)
     assert stats["ring_mean"] == pytest.approx(40.0)
     assert stats["contrast"] > 100
+    assert stats["edge_contrast"] is None  # plainly distinct: the outline is not measured
     assert stats["blank_fraction"] == 0.0
 
 
@@ -146,7 +147,7 @@ def test_contrast_sees_hue_differences_at_equal_brightness():
 def test_uniform_image_has_no_contrast():
     image = np.full((80, 80, 3), 90, np.uint8)
     stats = visual_stats(image, comp_of(box_mask((80, 80), 30, 30, 50, 50)))
-    assert stats["contrast"] == 0.0
+    assert stats["contrast"] == 0.0 and stats["edge_contrast"] == 0.0
 
 
 def test_overlapping_targets_whole_tumour_over_its_parts():
