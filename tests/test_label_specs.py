@@ -210,3 +210,30 @@ def test_spec_fields_survive_the_manifest(built_kvasir, built_hc18):
             assert spec.size_words(9.9) == ("small",) and spec.size_words(10.0) == ("large",)
         else:
             assert getattr(spec, field) == value
+
+
+@pytest.mark.parametrize(
+    ("channels", "seen_on"),
+    [({"0": "FLAIR", "1": "t1gd"}, ("MRI t1gd",)), ({"0": "FLAIR", "1": "T1w"}, None)],
+)
+def test_decathlon_enhancement_is_seen_only_on_its_post_contrast_channel(
+    tmp_path, channels, seen_on
+):
+    """MSD BrainTumour's (non-)enhancing labels are seen on the post-contrast channel and are
+    pieces of one tumour; a task without such a channel shows them nowhere (rejected, named)."""
+    from medground_hf.builders.msd import MedicalSegmentationDecathlon
+
+    meta = {"name": "BrainTumour", "modality": channels, "training": [],
+            "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor",
+                       "3": "enhancing tumour"}}  # fmt: skip
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    builder = MedicalSegmentationDecathlon(data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"))
+    specs = {t.spec.name: t.spec for t in builder.targets()}
+    assert specs["edema"].visible_in == () and not specs["edema"].fragments
+    for name in ("non_enhancing_tumor", "enhancing_tumour"):
+        assert specs[name].fragments
+        panels = " | ".join(f"MRI {c}" for c in channels.values())
+        assert specs[name].visible_on(panels) == (seen_on is not None)
+        if seen_on:
+            assert specs[name].visible_in == seen_on
+            assert not specs[name].visible_on("MRI FLAIR")
