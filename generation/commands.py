@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from medground_hf.progress import quiet_datasets
 
 from .base import GenerationError, Generator, Judge
@@ -257,9 +259,7 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
                 for config in ("grounding", "rejected")
                 if (files := [str(p) for p in sorted((out / config).glob(f"{split}-*.parquet"))])
             ]
-            # a target rejected as a whole sits in another config than its image's kept targets:
-            # the rows of one image go back together (the COCO export needs them adjacent)
-            splits[split] = _unique_targets(concatenate_datasets(parts)).sort("image_id")
+            splits[split] = _by_image(_unique_targets(concatenate_datasets(parts)))
         outcome = run_generation(splits, manifest["sources"], options)
         write_outcome(stage.path, outcome)
         manifest["verification"] = outcome.verification
@@ -291,6 +291,14 @@ def _unique_targets(ds):
         return keep
 
     return ds.filter(first, input_columns="id", batched=True, load_from_cache_file=False)
+
+
+def _by_image(ds):
+    """The rows of one image together, in their order otherwise: a target rejected as a whole
+    sits in another config than its image's kept targets (the COCO export needs an image's rows
+    adjacent)."""
+    order = np.argsort(np.asarray(ds["image_id"], dtype=object), kind="stable")
+    return ds.select(order)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
