@@ -192,10 +192,10 @@ class CocoInstances(MedGroundBuilder):
             for cid, category in sorted(coco.categories.items()):
                 hit = mapped(str(category["name"]), self.config.label_map)
                 if hit and hit[0] not in out:
-                    out[hit[0]] = LabelSpec(
-                        id=cid,
-                        name=hit[0],
-                        display=hit[1],
+                    out[hit[0]] = self.config.label_spec(
+                        cid,
+                        hit[0],
+                        hit[1],
                         min_size=int(self.config.min_size),
                         modalities=(self.config.modality,),
                         description=str(category.get("supercategory") or ""),

@@ -155,11 +155,10 @@ class DicomBuilder(VolumeBuilder):
         return replace(info, modality=cfg.modality or "/".join(self.modalities) or "unknown")
 
     def spec(self, name: str) -> LabelSpec:
-        return LabelSpec(
-            id=list(self.names).index(name) + 1,
-            name=name,
-            display=self.names[name],
-            single_region=name in self.config.single_region_labels,
+        return self.config.label_spec(
+            list(self.names).index(name) + 1,
+            name,
+            self.names[name],
             min_size=int(self.config.min_size),
             modalities=(self.config.modality,) if self.config.modality else self.modalities,
         )

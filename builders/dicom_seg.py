@@ -72,7 +72,12 @@ class DicomSeg(DicomBuilder):
     )
 
     def structure_names(self, obj: dicom.DicomFile) -> list[str]:
-        return [segment_label(item) for item in obj.header.get("SegmentSequence", [])]
+        """The segments' labels; segment 0 of a label-map SEG is its background, no structure."""
+        return [
+            segment_label(item)
+            for item in obj.header.get("SegmentSequence", [])
+            if int(item.get("SegmentNumber", 1)) != 0
+        ]
 
     def references(self, obj: dicom.DicomFile) -> tuple[set[str], set[str]]:
         series = {
