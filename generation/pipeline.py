@@ -46,6 +46,10 @@ _LIGHT = [
     "relations",
     "area_px",
     "slice_axis",
+    "bbox_xyxy",
+    "pixel_spacing_mm",
+    "modality",
+    "context_boxes",
 ]
 
 
@@ -118,7 +122,9 @@ class Stage:
         self.labels = labels
         self.siblings = siblings
         self.verifiers = {
-            source: Verifier(specs, verifier_terms(specs, siblings.structure_names))
+            source: Verifier(
+                specs, verifier_terms(specs, siblings.structure_names), judge=judge is not None
+            )
             for source, specs in labels.items()
         }
         self.structures = {
@@ -419,8 +425,13 @@ def labels_of(sources: list) -> dict[str, dict[str, LabelSpec]]:
 
 def _spec_from_dict(data: Mapping) -> LabelSpec:
     known = {f for f in LabelSpec.__dataclass_fields__}
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+    values = {k: _tuples(v) for k, v in data.items() if k in known}
     return LabelSpec(**values)
+
+
+def _tuples(value: object) -> object:
+    """JSON lists back to the (nested) tuples of a LabelSpec."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 __all__ = ["Outcome", "Siblings", "Stage", "labels_of", "run"]

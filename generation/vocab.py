@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+
+import yaml
 
 from medground_hf.cues import half
 
@@ -20,18 +24,12 @@ OVAL_ELONGATION = (0.15, 0.6)
 ELONGATED_MIN_ELONGATION = 0.35
 IRREGULAR_MAX_SOLIDITY = 0.9
 IRREGULAR_MAX_CIRCULARITY = 0.6
+# A crescent is clearly concave: a low solidity and a low circularity together.
+CRESCENT_MAX_SOLIDITY = 0.75
+CRESCENT_MAX_CIRCULARITY = 0.5
 
-# Size word -> size categories (medground_hf.geometry.SIZE_CATEGORIES) it is true for.
-SIZE_WORDS: dict[str, frozenset[str]] = {
-    "tiny": frozenset({"tiny"}),
-    "very small": frozenset({"tiny"}),
-    "small": frozenset({"tiny", "small"}),
-    "medium-sized": frozenset({"medium"}),
-    "moderately sized": frozenset({"medium"}),
-    "large": frozenset({"large"}),
-    "very large": frozenset({"large"}),
-}
-# The words the template generator uses per size category (all true by SIZE_WORDS).
+# The words the template generator uses per size category (image-relative categories of
+# medground_hf.geometry.SIZE_CATEGORIES; the verifier checks size words physically, see claims).
 SIZE_PHRASES: dict[str, tuple[str, ...]] = {
     "tiny": ("tiny", "very small"),
     "small": ("small",),
@@ -55,84 +53,189 @@ ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5}
 COUNT_WORDS = {v: k for k, v in NUMBER_WORDS.items() if k != "both"}
 ORDINAL_WORDS = {v: k for k, v in ORDINALS.items()}
 
-# Generic nouns a query may use for the target instead of its label's clinical terms.
-GENERIC_NOUNS = (
-    "lesion",
-    "finding",
-    "structure",
-    "region",
-    "area",
-    "abnormality",
-    "growth",
-    "mass",
-    "object",
-)
 
-# Modality words: a query naming another modality than the record's is a prior violation.
-MODALITY_WORDS: dict[str, tuple[str, ...]] = {
-    "endoscopy": ("endoscopy", "endoscopic", "colonoscopy", "colonoscopic"),
-    "ultrasound": ("ultrasound", "sonography", "sonographic", "sonogram", "ultrasonographic"),
-    "mri": ("mri", "mr", "magnetic resonance", "flair", "t1-weighted", "t2-weighted"),
-    "ct": ("ct", "computed tomography"),
-    "x-ray": ("x-ray", "radiograph", "radiographic"),
-    "pet": ("pet", "positron emission"),
-}
-# Organs a query may name, by group. A query naming an organ the image does not show (a
-# "polyp in the stomach" on a colonoscopy) fails the anatomy prior; the record's body part, its
-# label terms and its relations' structures say which groups the image shows.
-ORGANS: dict[str, tuple[str, ...]] = {
-    "colon": ("colon", "colonic", "large intestine", "rectum", "rectal", "sigmoid", "cecum"),
-    "small intestine": ("small intestine", "small bowel", "duodenum", "duodenal", "ileum"),
-    "stomach": ("stomach", "gastric"),
-    "esophagus": ("esophagus", "esophageal"),
-    "brain": ("brain", "cerebral", "cerebellum", "cerebellar", "intracranial"),
-    "head": ("head", "skull", "cranium", "cranial"),
-    "liver": ("liver", "hepatic"),
-    "kidney": ("kidney", "renal"),
-    "lung": ("lung", "pulmonary"),
-    "heart": ("heart", "cardiac"),
-    "pancreas": ("pancreas", "pancreatic"),
-    "spleen": ("spleen", "splenic"),
-    "prostate": ("prostate", "prostatic"),
-    "bladder": ("bladder",),
-    "uterus": ("uterus", "uterine", "womb"),
-    "breast": ("breast",),
-    "thyroid": ("thyroid",),
-}
-# Groups that are seen together: the brain is inside the head.
-ORGANS_SEEN_WITH = {"brain": {"head"}, "head": {"brain"}}
+# ---- lexicons: word lists as versioned data files (generation/lexicons/<name>-<version>.yaml)
+LEXICON_VERSION = "v1"
+LEXICONS = ("neutral", "claims", "organs", "modalities", "appearance")
 
 
-_ORGAN_PATTERNS = {
-    group: re.compile(rf"(?<![\w-])({'|'.join(map(re.escape, words))})s?\b")
-    for group, words in ORGANS.items()
+class _WordLoader(yaml.SafeLoader):
+    """YAML without YAML 1.1 booleans: "on", "no", "yes" are words in a lexicon."""
+
+
+_WordLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+@cache
+def lexicon(name: str) -> dict:
+    """One lexicon file, parsed (``name`` in :data:`LEXICONS`)."""
+    path = f"lexicons/{name}-{LEXICON_VERSION}.yaml"
+    text = resources.files("medground_hf.generation").joinpath(path).read_text()
+    data = yaml.load(text, Loader=_WordLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(data, dict) or data.get("version") != f"{name}-{LEXICON_VERSION}":
+        raise ValueError(f"{path}: missing or wrong 'version' (expected {name}-{LEXICON_VERSION})")
+    return data
+
+
+def lexicon_versions() -> list[str]:
+    """The versions of every lexicon, as verdicts and manifests record them."""
+    return [lexicon(name)["version"] for name in LEXICONS]
+
+
+def _phrases(items: object) -> list[str]:
+    return [american(str(w).lower()) for w in items or ()]
+
+
+@lru_cache(maxsize=1)
+def neutral_words() -> frozenset[str]:
+    """Words and phrases that claim nothing (articles, prepositions, anchors, generic nouns)."""
+    data = lexicon("neutral")
+    keys = ("function_words", "anchors", "verbs", "generic_nouns")
+    return frozenset(w for key in keys for w in _phrases(data[key]))
+
+
+@lru_cache(maxsize=1)
+def anchors() -> frozenset[str]:
+    """What a query may call the picture ("image", "frame", "slice", ...)."""
+    return frozenset(_phrases(lexicon("neutral")["anchors"]))
+
+
+@lru_cache(maxsize=1)
+def generic_nouns() -> frozenset[str]:
+    """Nouns for the target that do not name its label ("lesion", "finding", ...)."""
+    return frozenset(_phrases(lexicon("neutral")["generic_nouns"]))
+
+
+@lru_cache(maxsize=1)
+def appearance_words() -> frozenset[str]:
+    """Appearance words only a VLM judge can confirm."""
+    return frozenset(_phrases(lexicon("appearance")["words"]))
+
+
+# ---- organs ----------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def organ_groups() -> dict[str, dict]:
+    """Group -> {"words", "within", "seen_with"} from the organ lexicon."""
+    groups = lexicon("organs")["groups"]
+    return {
+        name: {
+            "words": _phrases(g.get("words")),
+            "within": tuple(g.get("within") or ()),
+            "seen_with": tuple(g.get("seen_with") or ()),
+        }
+        for name, g in groups.items()
+    }
+
+
+@lru_cache(maxsize=1)
+def organ_words() -> dict[str, frozenset[str]]:
+    """Organ word or phrase (and its plural) -> the groups it names."""
+    out: dict[str, set[str]] = {}
+    for name, group in organ_groups().items():
+        for word in group["words"]:
+            for form in (word, word + "s"):
+                out.setdefault(form, set()).add(name)
+    return {w: frozenset(g) for w, g in out.items()}
+
+
+def _closure(groups: set[str], key: str) -> set[str]:
+    seen, todo = set(groups), list(groups)
+    table = organ_groups()
+    while todo:
+        for nxt in table[todo.pop()][key]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 def organs_in(text: str) -> set[str]:
-    """The organ groups ``text`` (lower case, American spelling) names."""
-    return {group for group, pattern in _ORGAN_PATTERNS.items() if pattern.search(text)}
+    """The organ groups ``text`` (lower case, American spelling) names, longest phrase first."""
+    found: set[str] = set()
+    rest = f" {text} "
+    for word in sorted(organ_words(), key=len, reverse=True):
+        pattern = rf"(?<![\w-]){re.escape(word)}(?![\w-])"
+        if re.search(pattern, rest):
+            found |= organ_words()[word]
+            rest = re.sub(pattern, " ", rest)
+    return found
 
 
-# How the templates call an image of each modality.
-MODALITY_NOUNS: dict[str, str] = {
-    "endoscopy": "endoscopic image",
-    "ultrasound": "ultrasound image",
-    "mri": "MRI slice",
-    "ct": "CT slice",
-    "x-ray": "radiograph",
-}
+def organ_verdict(named: frozenset[str], shown: set[str]) -> str:
+    """How an organ word naming the groups ``named`` relates to an image showing ``shown``:
+    "consistent" (a shown group, a region holding one, or one seen with it), "subregion"
+    (a part of a shown organ: where in it is unverifiable), "wrong", or "unknown" (the image's
+    body part is unknown)."""
+    if not shown:
+        return "unknown"
+    around = _closure(shown, "within")
+    around |= {g for s in shown for g in organ_groups()[s]["seen_with"]}
+    if named & around:
+        return "consistent"
+    if any(_closure({g}, "within") & shown for g in named):
+        return "subregion"
+    return "wrong"
+
+
+# ---- modalities ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModalityWord:
+    """What a technique or sequence word claims about the rendering."""
+
+    technique: str
+    sequence: str | None = None
+    appearance: bool = False
+
+
+@lru_cache(maxsize=1)
+def modality_words() -> dict[str, ModalityWord]:
+    """Technique/sequence word or phrase -> what it claims."""
+    data = lexicon("modalities")
+    out: dict[str, ModalityWord] = {}
+    for key, entry in data["techniques"].items():
+        for word in _phrases([key, *entry["words"]]):
+            out[word] = ModalityWord(key)
+    for key, entry in data["sequences"].items():
+        sequence = entry.get("sequence", key)
+        claim = ModalityWord("mri", sequence, bool(entry.get("appearance")))
+        for word in _phrases(entry["words"]):
+            out[word] = claim
+    return out
+
+
+@lru_cache(maxsize=256)
+def rendered(modality: str) -> tuple[ModalityWord, ...]:
+    """The technique (and MRI sequence, when known) of each panel of a record's modality
+    string: ``"MRI FLAIR | MRI T1c"`` -> (mri/flair, mri/t1c); ``"endoscopy"`` -> (endoscopy)."""
+    words = modality_words()
+    pattern = _alternation(words)
+    panels = []
+    for part in american(modality.lower()).split("|"):
+        found = [words[m.group(1)] for m in re.finditer(pattern, part)]
+        technique = next((w.technique for w in found), None)
+        sequence = next((w.sequence for w in found if w.sequence), None)
+        if technique:
+            panels.append(ModalityWord(technique, sequence))
+    return tuple(panels)
+
+
+def _alternation(words: Mapping[str, object]) -> str:
+    body = "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+    return rf"(?<![\w-])({body})(?![\w-])"
 
 
 @lru_cache(maxsize=256)
 def modality_key(modality: str) -> str | None:
-    """The MODALITY_WORDS key of a record's modality string (e.g. ``"MRI (FLAIR)"`` -> mri);
-    whole words only, so "ct" is not found inside another word."""
-    text = american(modality.lower())
-    for key, words in MODALITY_WORDS.items():
-        if any(re.search(rf"\b{re.escape(w)}\b", text) for w in (key, *words)):
-            return key
-    return None
+    """The technique of a record's modality string (e.g. ``"MRI (FLAIR)"`` -> mri)."""
+    panels = rendered(modality)
+    return panels[0].technique if panels else None
+
+
+# How the templates call an image of each modality.
+MODALITY_NOUNS: dict[str, str] = dict(lexicon("modalities")["nouns"])
 
 
 # British spellings -> American ones. The verifier reads every query in American spelling (so
@@ -226,13 +329,21 @@ def is_irregular(shape: Mapping) -> bool:
     )
 
 
-# Shape word -> predicate over record["shape"].
+def is_crescent(shape: Mapping) -> bool:
+    return (
+        shape["solidity"] <= CRESCENT_MAX_SOLIDITY
+        and shape["circularity"] <= CRESCENT_MAX_CIRCULARITY
+    )
+
+
+# Shape word -> predicate over record["shape"] (the templates pick from the first four).
 SHAPE_PREDICATES = {
     "round": is_round,
     "oval": is_oval,
     "elongated": is_elongated,
     "irregular": is_irregular,
 }
+SHAPE_RULES = {**SHAPE_PREDICATES, "crescent": is_crescent}
 
 
 # Head nouns that do not count ("two necrosis"): a plural needs "regions of ...".
