@@ -16,8 +16,6 @@ POLYP = LabelSpec(
     min_size=32,
     modalities=("endoscopy",),
     description="Colorectal polyp outlined by endoscopists.",
-    # the clinical size classes (largest dimension), usable where the pixel spacing is known
-    size_classes_mm=(("diminutive", "<=", 5.0), ("small", "<", 10.0), ("large", ">=", 10.0)),
 )
 
 SOURCE = SourceInfo(

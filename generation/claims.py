@@ -495,36 +495,32 @@ def _count(op: str, k: int, label: str | None, phrase: str, start: int) -> Claim
     return _claim("relational", "count", phrase, rule, opposite, state, start)
 
 
-_SIZE_OPS = {
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-}
-
-
 def _physical_size(word: str, phrase: str, start: int) -> Claim:
-    """Z1: a size word is a clinical class of the label over its largest dimension in mm;
-    without pixel spacing or declared classes it is unverifiable (Z3)."""
+    """Z1: a size word is a clinical class of the label (``LabelSpec.size_classes``) over its
+    largest dimension in mm; a biometric label takes none; without pixel spacing or declared
+    classes the word is unverifiable (Z3)."""
 
     def decide(r: Mapping, scene: Scene) -> tuple[bool | None, str]:
         spec = scene.labels.get(r["label"])
-        classes = {c[0]: (c[1], float(c[2])) for c in getattr(spec, "size_classes_mm", ())}
-        mm = margins.largest_dimension_mm(r)
+        if getattr(spec, "biometric", False):
+            return None, (
+                f"a {r['label'].replace('_', ' ')} takes no size word: its size is a "
+                "measurement against a norm"
+            )
+        classes = {c.word: c for c in getattr(spec, "size_classes", ())}
         if word not in classes:
             known = ", ".join(classes) or "none"
             return None, (
                 f"unverifiable: '{word}' is not a size class of {r['label']} (classes: {known}); "
                 "say 'a small/large part of the image'"
             )
+        mm = margins.largest_dimension_mm(r)
         if mm is None:
             return None, (
                 "unverifiable: no pixel spacing, so no physical size; say 'a small/large part "
                 "of the image'"
             )
-        op, limit = classes[word]
-        ok = _SIZE_OPS[op](mm, limit)
-        return ok, f"the target measures {mm:.1f} mm ({word} is {op} {limit:g} mm)"
+        return classes[word].holds(mm), f"the target measures {mm:.1f} mm"
 
     return _claim(
         "morphology",

@@ -425,13 +425,8 @@ def labels_of(sources: list) -> dict[str, dict[str, LabelSpec]]:
 
 def _spec_from_dict(data: Mapping) -> LabelSpec:
     known = {f for f in LabelSpec.__dataclass_fields__}
-    values = {k: _tuples(v) for k, v in data.items() if k in known}
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
     return LabelSpec(**values)
-
-
-def _tuples(value: object) -> object:
-    """JSON lists back to the (nested) tuples of a LabelSpec."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 __all__ = ["Outcome", "Siblings", "Stage", "labels_of", "run"]

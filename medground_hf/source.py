@@ -19,9 +19,6 @@ class LabelSpec:
     physical size of one instance, used by the medical-prior check when spacing is known.
     ``laterality`` ("left"/"right") is the patient side the label must lie on (e.g. a left
     kidney), checked by the medical-prior stage when the record knows its patient side.
-    ``size_classes_mm`` are the clinical size words of the label as ``(word, op, mm)`` over the
-    largest dimension (polyps: ``("diminutive", "<=", 5.0)``, ``("small", "<", 10.0)``,
-    ``("large", ">=", 10.0)``); without them a bare size word about the label is unverifiable.
     ``neutral_words`` and ``appearance_words`` extend the verifier's lexicons for this source:
     words that claim nothing, and appearance words only a VLM judge can confirm.
     """
@@ -36,7 +33,6 @@ class LabelSpec:
     modalities: tuple[str, ...] = ()
     description: str = ""
     laterality: str | None = None
-    size_classes_mm: tuple[tuple[str, str, float], ...] = ()
     neutral_words: tuple[str, ...] = ()
     appearance_words: tuple[str, ...] = ()
 
