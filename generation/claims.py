@@ -72,6 +72,7 @@ class Claim:
     state: Callable[[Mapping, Scene], str]
     start: int = 0
     negated: bool = False
+    end: int = 0
 
     def holds(self, r: Mapping, scene: Scene) -> bool:
         rule = self.opposite if self.negated else self.rule
@@ -125,8 +126,11 @@ class _Text:
         self.text = self.original
         self.tokens: list[Token] = []
 
-    def take(self, pattern: str | re.Pattern) -> list[re.Match]:
-        found = list(re.finditer(pattern, self.text))
+    def take(
+        self, pattern: str | re.Pattern, when: Callable[[re.Match], bool] | None = None
+    ) -> list[re.Match]:
+        """The matches of ``pattern`` (those ``when`` accepts), blanked."""
+        found = [m for m in re.finditer(pattern, self.text) if when is None or when(m)]
         for m in found:
             self.blank(m.start(), m.end())
         return found
@@ -138,8 +142,8 @@ class _Text:
         """Replace every phrase (longest first) by a token of (kind, value, plural)."""
         if not phrases:
             return
-        for m in re.finditer(_alternation(tuple(phrases)), self.text):
-            kind, value, plural = phrases[m.group(1)]
+        for m in re.finditer(vocab.alternation(tuple(phrases)), self.text):
+            kind, value, plural = phrases[vocab.lookup(phrases, m.group(1))]
             if len(self.tokens) >= 0x1000:
                 break
             char = chr(_TOKEN_BASE + len(self.tokens))
@@ -162,23 +166,9 @@ class _Text:
 _CLAUSE_MARKS = (",", ";", ":", ".", "(", ")", "!", "?")
 
 
-@lru_cache(maxsize=256)
-def _alternation(words: tuple[str, ...]) -> re.Pattern:
-    """Whole words or phrases (longest first); a space matches any run of spaces, a hyphen a
-    hyphen or a space."""
-    return re.compile(rf"(?<![\w-])({alternation_body(words)})(?![\w-])")
-
-
-def alternation_body(words: Iterable[str]) -> str:
-    """Phrases as one regex alternation (longest first; a space matches any spaces, a hyphen a
-    hyphen, a space or nothing)."""
-    parts = sorted(set(words), key=len, reverse=True)
-    return "|".join(re.escape(w).replace(r"\ ", r"\s+").replace(r"\-", r"[\s-]?") for w in parts)
-
-
 def _alt(words: Iterable[str]) -> str:
     """A non-capturing alternation of phrases for use inside a larger pattern."""
-    return f"(?:{alternation_body(words)})"
+    return f"(?:{vocab.alternation_body(words)})"
 
 
 def _lex(key: str):
@@ -938,9 +928,12 @@ _NEGATORS = (
 _SCOPE_BREAK = re.compile(
     r"\b(and|but|which|that|who|while|whereas|although|though|yet)\b|[,;:.()!?]"
 )
+# A body region named after a side or a direction ("the left half of the brain"); the brain
+# may be a structure of the image (a token), checked by ``_Parser.context_only``.
+_BODY = rf"(?:brain|head|body|chest|abdomen|pelvis|neck|skull|cerebrum|{TOKEN})"
 _HALVES = (
     r"(?:cerebral\s+|cerebellar\s+)?hemispheres?|hemithorax|hemicolon|hemiabdomen|hemipelvis"
-    r"|(?:half|side|part|portion)\s+of\s+the\s+(?:brain|head|body|chest|abdomen|pelvis|neck|skull)"
+    rf"|(?:half|side|part|portion)\s+of\s+(?:the\s+)?{_BODY}"
 )
 _LOBE_TAIL = r"(?:\s+(?:lobes?|regions?|areas?|parts?|portions?|cortex|territory|white\s+matter))?"
 
@@ -977,7 +970,9 @@ def parse(
         words[word] = ("modality", claim, False)
     text.tokenize(words)
     # 4. a count worded as a negation, then the negations
-    for m in text.take(rf"\bno\s+other\s+(?:{TOKEN}|(?:{p.g['generic']})s?\b|ones?\b)"):
+    for m in text.take(
+        rf"\b(?:no|without\s+(?:any|an|a)?)\s*other\s+(?:{TOKEN}|(?:{p.g['generic']})s?\b|ones?\b)"
+    ):
         p.add(_count("==", 1, _count_label(text, m.group(0)), m.group(0), m.start()))
     negators = [(m.start(), m.end(), m.group(0)) for m in text.take(_NEGATORS)]
     # 5. claims, the most specific phrases first
@@ -994,11 +989,14 @@ def parse(
     _positions(p)
     for m in text.take(rf"\b({p.g['size']})(?![\w-])"):
         p.add(_physical_size(re.sub(r"\s+", " ", m.group(1)), m.group(0), m.start()))
+    shaped = r"(?:\s+(?:in\s+)?(?:shape|form|outline|appearance))?"
     for table, make in (("shapes", _shape), ("orientations", _orientation)):
-        for m in text.take(_alternation(tuple(p.tables[table]))):
-            p.add(make(m.group(1), _lookup(p.tables[table], m.group(1)), m.start()))
+        words = vocab.alternation_body(p.tables[table])
+        for m in text.take(rf"(?<![\w-])({words})(?![\w-]){shaped if table == 'shapes' else ''}"):
+            table_of = p.tables[table]
+            p.add(make(m.group(1), table_of[vocab.lookup(table_of, m.group(1))], m.start()))
     extra = {vocab.american(w.lower()) for w in appearance}
-    for m in text.take(_alternation(tuple(vocab.appearance_words() | extra))):
+    for m in text.take(vocab.alternation(tuple(vocab.appearance_words() | extra))):
         out.appearance.append(m.group(1))
         p.appearance_at.append((m.group(1), m.start()))
     # 6. negation onto the claims in its scope; 7. whose left/right; 8. what is left
@@ -1032,26 +1030,26 @@ _SIZE_COMPARISONS = {
 }
 
 
-def _lookup(table: Mapping[str, str], found: str) -> str:
-    """A lexicon entry for a matched phrase, whatever its spacing or hyphenation."""
-
-    def key(w: str) -> str:
-        return re.sub(r"[\s-]+", "", w)
-
-    wanted = key(found)
-    return next(v for k, v in table.items() if key(k) == wanted)
-
-
 def _anatomy(p: _Parser) -> None:
     """A1 patient sides, A3 lobes, A2 directions and the slice's plane."""
-    text, g = p.text, p.g
-    for m in text.take(rf"\bpatient'?s'?\s+{_SIDE}(?:[\s-]hand)?(?:\s+side)?\b") + text.take(
-        rf"\b(?:on\s+)?(?:the\s+)?{_SIDE}(?:[\s-]hand)?\s+side\s+of\s+the\s+patient(?:'s\s+body)?\b"
+    text, g, ok = p.text, p.g, p.context_only
+    for m in text.take(
+        rf"\bpatient'?s'?\s+{_SIDE}(?:[\s-]hand)?(?:\s+(?:{_HALVES}|side(?!\s+of\b)))?", ok
+    ) + text.take(
+        rf"\b(?:on\s+)?(?:the\s+)?{_SIDE}(?:[\s-]hand)?\s+side\s+of\s+the\s+patient"
+        r"(?:'s\s+body)?\b"
     ):
         p.add(_patient(m.group(1), m.group(0), m.start()))
     for m in text.take(rf"\b{_SIDE}[\s-]sided\b"):
         p.add(_patient(m.group(1), m.group(0), m.start()))
-    for m in text.take(rf"\b{_SIDE}\s+(?:{_HALVES})\b"):
+    # "in the right rather than the left hemisphere": the first side names the same structure
+    contrast = r"rather\s+than|and\s+not|but\s+not|instead\s+of|not"
+    for m in text.take(
+        rf"\b{_SIDE}(?=\s+(?:{contrast})\s+(?:the\s+)?(?:left|right)\s+(?:{_HALVES}|{g['sided']}))",
+        ok,
+    ):
+        p.add(_patient(m.group(1), m.group(0), m.start()))
+    for m in text.take(rf"\b{_SIDE}(?:[\s-]hand)?\s+(?:{_HALVES})(?![\w-])", ok):
         p.add(_patient(m.group(1), m.group(0), m.start()))
     for m in text.take(rf"\b{_SIDE}(?=\s+{g['sided']}(?![\w-]))"):
         p.add(_patient(m.group(1), m.group(0), m.start()))
@@ -1059,17 +1057,20 @@ def _anatomy(p: _Parser) -> None:
         p.add(_patient("midline", m.group(0), m.start()))
     for m in text.take(rf"\b({g['lobes_unverifiable']}){_LOBE_TAIL}(?![\w-])"):
         p.out.problems.append(
-            ("unverifiable", f"'{m.group(0).strip()}': this brain region needs an atlas")
+            ("unverifiable", f"'{p.said(m.group(0))}': this brain region needs an atlas")
         )
     for m in text.take(rf"\b({g['lobes_checked']}){_LOBE_TAIL}(?![\w-])"):
         p.add(_lobe(m.group(1), m.group(0), m.start()))
+    part = r"(?:\s+(?:half|part|portion|region|aspect|side|area))?"
     for m in text.take(
-        r"\b(?:(?:at|in|toward|towards)\s+)?(?:the\s+)?(front|back)\s+(?:part\s+)?of\s+the\s+"
-        r"(?:brain|head|skull)\b"
+        rf"\b(?:(?:at|in|toward|towards)\s+)?(?:the\s+)?(front|back){part}\s+of\s+(?:the\s+)?{_BODY}",
+        ok,
     ):
         word = "anterior" if m.group(1) == "front" else "posterior"
         p.add(_direction(word, m.group(0), m.start()))
-    for m in text.take(rf"\b({_alt(_DIRECTION_WORDS)})(?![\w-])"):
+    for m in text.take(
+        rf"\b({_alt(_DIRECTION_WORDS)})(?![\w-]){part}(?:\s+of\s+(?:the\s+)?{_BODY})?", ok
+    ):
         p.add(_direction(_DIRECTION_WORDS[m.group(1)], m.group(0), m.start()))
     for m in text.take(r"\b(axial|transverse|coronal|sagittal)(?![\w-])"):
         axis = "axial" if m.group(1) == "transverse" else m.group(1)
@@ -1081,6 +1082,7 @@ def _clock_and_share(p: _Parser) -> None:
     text, g, t = p.text, p.g, p.tables
     for m in text.take(
         rf"\b(?:(?:at|in|around|near|toward|towards)\s+)?(?:the\s+|a\s+)?"
+        r"(?:(?:about|around|approximately|roughly|near)\s+)?"
         rf"(\d{{1,2}}|{g['hours']})[\s-]*o'?\s*clock(?:\s+(?:position|location|direction))?\b"
     ):
         word = m.group(1)
@@ -1093,7 +1095,7 @@ def _clock_and_share(p: _Parser) -> None:
         rf"\b(?:(?:{g['share_verbs']})\s+)?(?:only\s+)?({_alt(t['shares'])})\s+(?:the\s+)?"
         rf"(?:whole\s+|entire\s+)?(?:{g['anchor']})\b"
     ):
-        p.add(_share(_lookup(t["shares"], m.group(1)), m.group(0), m.start()))
+        p.add(_share(t["shares"][vocab.lookup(t["shares"], m.group(1))], m.group(0), m.start()))
 
 
 def _anchored(clause: str) -> bool:
@@ -1105,6 +1107,11 @@ def _object(p: _Parser, m: re.Match) -> _Object | str:
     kind of token that cannot be one ("organ", "modality")."""
     text, labels = p.text, p.labels
     phrase = p.said(m.group("obj"))
+    if m.group("adj"):  # "the other colonic polyp": the organ word is checked as such
+        adj = text.token(m.group("adj"))
+        if adj.kind != "organ":
+            return adj.kind
+        p.out.organs.append((adj.text, adj.value))
     det = re.sub(r"\s+", " ", (m.group("det") or "").strip())
     other = bool(m.group("other")) or det == "another"
     existential = det in ("a", "an", "another", "any") or det.startswith("one of")
@@ -1124,7 +1131,8 @@ def _object(p: _Parser, m: re.Match) -> _Object | str:
 _MODS = _alt(_MOD_WORDS)
 _OBJECT = (
     r"(?P<obj>(?P<det>(?:the|a|an|another|any|one\s+of\s+the)\s+)?(?P<other>other\s+|second\s+)?"
-    rf"(?:(?P<mod>{_MODS})\s+)?(?:(?P<tok>{TOKEN})|(?P<noun>ones?|{{generic}})s?\b))"
+    rf"(?:(?P<mod>{_MODS})\s+)?(?:(?P<adj>{TOKEN})\s+(?={TOKEN}))?"
+    rf"(?:(?P<tok>{TOKEN})|(?P<noun>ones?|{{generic}})s?\b))"
 )
 _DIRECTION_VERBS = {
     "left": r"(?:to|on)\s+the\s+left(?:[\s-]hand\s+side)?\s+of|left\s+of|leftward\s+of",
@@ -1244,23 +1252,19 @@ def _count_label(text: _Text, phrase: str) -> str | None:
 def _extremals(p: _Parser) -> None:
     """S2: "leftmost", "farthest to the right", "the upper one", "the lower of the two"."""
     words = {
-        "leftmost": "left",
+        "highest up": "up",
+        "lowest down": "down",
         "left-most": "left",
-        "rightmost": "right",
         "right-most": "right",
-        "uppermost": "up",
         "upper-most": "up",
-        "topmost": "up",
         "top-most": "up",
         "highest": "up",
-        "lowermost": "down",
         "lower-most": "down",
-        "bottommost": "down",
         "bottom-most": "down",
         "lowest": "down",
     }
     for m in p.text.take(rf"\b({_alt(words)})(?![\w-])"):
-        direction = _lookup(words, m.group(1))
+        direction = words[vocab.lookup(words, m.group(1))]
         p.add(_extremal(direction, m.group(0), m.start()), side=direction in ("left", "right"))
     ways = {
         "left": "left",
@@ -1332,12 +1336,13 @@ def _positions(p: _Parser) -> None:
         edge = {"upper": "top", "lower": "bottom"}.get(m.group(1), m.group(1))
         add(_edge(edge, m.group(0), m.start()), side=edge in ("left", "right"))
     for m in text.take(
-        rf"\b(?:(?:{near}|in|into)\s+)?(?:the\s+|an\s+|one\s+)?(?:image\s+)?{edge_noun}\b"
+        rf"\b(?:(?:{near}|in|into)\s+)?(?:the\s+|an\s+|one\s+|any\s+)?(?:image\s+)?{edge_noun}\b"
         r"|\bperipheral(?:ly)?\b"
     ):
         add(_edge(None, m.group(0), m.start()))
     for m in text.take(
-        rf"\b(?:(?:at|near|toward|towards|close\s+to|in)\s+)(?:the\s+)?(?:very\s+)?(top|bottom)\b(?!\s+(?:half|part|portion|region|area|section|zone|side))"
+        r"\b(?:(?:at|near|toward|towards|close\s+to|in)\s+)(?:the\s+)?(?:very\s+)?(top|bottom)\b"
+        r"(?![\s-]+(?:half|part|portion|region|area|section|zone|side|left|right))"
     ):
         add(_end(_LEVELS[m.group(1)], m.group(0), m.start()))
     # P4 centre
@@ -1368,34 +1373,44 @@ def _positions(p: _Parser) -> None:
         add(_half(m.group(1), m.group(0), m.start()), side=True)
 
 
+_COORDINATED = re.compile(r"[\s-]*(?:,?\s*(?:or|nor)\s+(?:the\s+|a\s+|an\s+|one\s+)?)?")
+
+
 def _negate(p: _Parser, negators: list[tuple[int, int, str]]) -> None:
-    """Each negator negates the claims after it in its scope (up to a clause mark, a
-    conjunction or the next negator); a claim with no negation semantics, or a negator with
-    nothing to negate, is a problem."""
+    """Each negator negates the first claim after it in its clause, with the claims of the
+    same phrase and those joined to it by "or"/"nor" ("not on the left or at the top"); a claim
+    with no negation semantics, or a negator with nothing to negate, is a problem."""
     original = p.text.original
     order = sorted(negators)
-    for i, (start, end, word) in enumerate(order):
+    claims = sorted(range(len(p.out.claims)), key=lambda k: p.out.claims[k].start)
+    for i, (_, end, word) in enumerate(order):
         limit = order[i + 1][0] if i + 1 < len(order) else len(original)
         stop = _SCOPE_BREAK.search(original, end, limit)
         scope_end = stop.start() if stop else limit
-        inside = [k for k, c in enumerate(p.out.claims) if end <= c.start < scope_end]
-        appearance = [a for a, pos in p.appearance_at if end <= pos < scope_end]
-        if not inside and not appearance:
-            p.out.problems.append(
-                ("unverifiable", f"'{word.strip()}' negates nothing the verifier can check")
-            )
+        after = [k for k in claims if end <= p.out.claims[k].start < scope_end]
+        scope: list[int] = []
+        for k in after:
+            claim = p.out.claims[k]
+            if scope:
+                last = p.out.claims[scope[-1]]
+                gap = original[last.end : claim.start] if claim.start > last.end else ""
+                if not _COORDINATED.fullmatch(gap):
+                    break
+            scope.append(k)
+        judged = [a for a, pos in p.appearance_at if end <= pos < scope_end]
+        said = re.sub(r"\s+", " ", word.strip())
+        if not scope and not judged:
+            p.out.problems.append(("unverifiable", f"'{said}' negates nothing the verifier can check"))
             continue
-        for k in inside:
+        for k in scope:
             claim = p.out.claims[k]
             if claim.opposite is None:
                 p.out.problems.append(
                     (
                         "unverifiable",
-                        f"'{word.strip()} ... {claim.phrase}': the negation of this claim "
-                        "cannot be checked",
+                        f"'{said} ... {claim.phrase}': the negation of this claim cannot be checked",
                     )
                 )
-            said = re.sub(r"\s+", " ", word.strip())
             p.out.claims[k] = replace(
                 claim, negated=not claim.negated, phrase=f"{said} ... {claim.phrase}"
             )
@@ -1416,7 +1431,7 @@ def _leftovers(p: _Parser, extra_neutral: Iterable[str]) -> None:
             out.modalities.append((tok.text, tok.value))
         text.blank(m.start(), m.end())
     neutral = vocab.neutral_words() | {vocab.american(w.lower()) for w in extra_neutral}
-    text.take(_alternation(tuple(neutral)))
+    text.take(vocab.alternation(tuple(neutral)))
     for m in re.finditer(r"[a-z0-9][a-z0-9'*+&/-]*", text.text):
         word = m.group(0)
         base = re.sub(r"'s?$", "", word)
@@ -1427,6 +1442,11 @@ def _leftovers(p: _Parser, extra_neutral: Iterable[str]) -> None:
 
 class _Parser:
     """The state of one parse: the text, the result, and the lexicon regexes."""
+
+    def context_only(self, m: re.Match) -> bool:
+        """Whether every structure in a match is a context structure (the brain), not a
+        target label: "the left half of the brain", never "the left half of the edema"."""
+        return all(self.text.token(t).value not in self.labels for t in re.findall(TOKEN, m.group(0)))
 
     def said(self, phrase: str) -> str:
         """A phrase of the working text with its tokens written out again."""
@@ -1442,7 +1462,8 @@ class _Parser:
         self.appearance_at: list[tuple[str, int]] = []
 
     def add(self, claim: Claim, *, side: bool = False) -> None:
-        self.out.claims.append(replace(claim, phrase=self.said(claim.phrase)))
+        end = claim.start + len(claim.phrase)
+        self.out.claims.append(replace(claim, phrase=self.said(claim.phrase), end=end))
         if side:
             self.sided.append(claim.start)
 

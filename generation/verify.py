@@ -147,8 +147,8 @@ def _requests() -> tuple[re.Pattern, re.Pattern]:
     """Openings of a command or request, and request phrases anywhere, from the lexicon."""
     lex = vocab.lexicon("claims")
     opening = [*lex["imperatives"], *lex["sentence_openers"]]
-    start = re.compile(rf"^\W*({claims.alternation_body(opening)})\b", re.I)
-    anywhere = re.compile(rf"\b({claims.alternation_body(lex['requests'])})\b", re.I)
+    start = re.compile(rf"^\W*({vocab.alternation_body(opening)})\b", re.I)
+    anywhere = re.compile(rf"\b({vocab.alternation_body(lex['requests'])})\b", re.I)
     return start, anywhere
 
 

@@ -8,7 +8,7 @@ everywhere. Thresholds are documented in the README (Verification stages).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -152,16 +152,11 @@ def _closure(groups: set[str], key: str) -> set[str]:
     return seen
 
 
-def organs_in(text: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def organs_in(text: str) -> frozenset[str]:
     """The organ groups ``text`` (lower case, American spelling) names, longest phrase first."""
-    found: set[str] = set()
-    rest = f" {text} "
-    for word in sorted(organ_words(), key=len, reverse=True):
-        pattern = rf"(?<![\w-]){re.escape(word)}(?![\w-])"
-        if re.search(pattern, rest):
-            found |= organ_words()[word]
-            rest = re.sub(pattern, " ", rest)
-    return found
+    words = organ_words()
+    return frozenset(g for m in alternation(tuple(words)).finditer(text) for g in words[m.group(1)])
 
 
 def organ_verdict(named: frozenset[str], shown: set[str]) -> str:
@@ -211,10 +206,10 @@ def rendered(modality: str) -> tuple[ModalityWord, ...]:
     """The technique (and MRI sequence, when known) of each panel of a record's modality
     string: ``"MRI FLAIR | MRI T1c"`` -> (mri/flair, mri/t1c); ``"endoscopy"`` -> (endoscopy)."""
     words = modality_words()
-    pattern = _alternation(words)
+    pattern = alternation(tuple(words))
     panels = []
     for part in american(modality.lower()).split("|"):
-        found = [words[m.group(1)] for m in re.finditer(pattern, part)]
+        found = [words[lookup(words, m.group(1))] for m in pattern.finditer(part)]
         technique = next((w.technique for w in found), None)
         sequence = next((w.sequence for w in found if w.sequence), None)
         if technique:
@@ -222,9 +217,29 @@ def rendered(modality: str) -> tuple[ModalityWord, ...]:
     return tuple(panels)
 
 
-def _alternation(words: Mapping[str, object]) -> str:
-    body = "|".join(sorted(map(re.escape, words), key=len, reverse=True))
-    return rf"(?<![\w-])({body})(?![\w-])"
+def alternation_body(words: Iterable[str]) -> str:
+    """Phrases as one regex alternation (longest first; a space matches any spaces, a hyphen a
+    hyphen, a space or nothing)."""
+    parts = sorted(set(words), key=len, reverse=True)
+    return "|".join(re.escape(w).replace(r"\ ", r"\s+").replace(r"\-", r"[\s-]?") for w in parts)
+
+
+@lru_cache(maxsize=256)
+def alternation(words: tuple[str, ...]) -> re.Pattern:
+    """Whole words or phrases of ``words`` (group 1), longest first."""
+    return re.compile(rf"(?<![\w-])({alternation_body(words)})(?![\w-])")
+
+
+def lookup(table: Mapping[str, object], found: str) -> str:
+    """The table key of a match that may differ from it in spacing or hyphenation."""
+    if found in table:
+        return found
+    return _flat_keys(tuple(table))[re.sub(r"[\s-]+", "", found)]
+
+
+@lru_cache(maxsize=64)
+def _flat_keys(keys: tuple[str, ...]) -> dict[str, str]:
+    return {re.sub(r"[\s-]+", "", k): k for k in keys}
 
 
 @lru_cache(maxsize=256)
