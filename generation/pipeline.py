@@ -24,7 +24,7 @@ from medground_hf.source import LabelSpec
 
 from . import vocab
 from .base import Generated, Generator, Judge, Target, Usage
-from .verify import STAGES, Verdict, Verifier, first_failure
+from .verify import STAGES, Verdict, Verifier, first_failure, label_terms
 
 REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
 _KIND = "_row_kind"  # grounding | query (one rejected query) | target (rejected as a whole)
@@ -101,10 +101,7 @@ def verifier_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str
     """Every term a query may use for a structure (lower case, American spelling, as the claims
     parser reads queries) -> its relation name."""
     out = {vocab.american(name.replace("_", " ").lower()): name for name in names}
-    for name, spec in labels.items():
-        for term in (*spec.terms, name.replace("_", " ")):
-            out[vocab.american(term.lower())] = name
-    return out
+    return {**out, **label_terms(labels)}
 
 
 class Stage:

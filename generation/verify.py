@@ -452,6 +452,16 @@ def visual_target_checks(record: Mapping) -> list[Verdict]:
 
 
 # ---- orchestration --------------------------------------------------------------------------
+def label_terms(labels: Mapping[str, LabelSpec]) -> dict[str, str]:
+    """Every term a query may use for a label (lower case, American spelling, as the claims
+    parser reads queries) -> the label's name."""
+    return {
+        vocab.american(term.lower()): name
+        for name, spec in labels.items()
+        for term in _names(spec)
+    }
+
+
 class Verifier:
     """Runs the offline stages for one source's records; ``structures`` maps terms to the names
     used in ``relations`` (labels and context structures). With ``judge`` (a VLM judge will see
@@ -465,7 +475,7 @@ class Verifier:
         judge: bool = False,
     ):
         self.labels = labels
-        self.structures = dict(structures)
+        self.structures = {**label_terms(labels), **structures}
         self.judge = judge
         self.neutral = tuple(w for spec in labels.values() for w in spec.neutral_words)
         self.appearance = tuple(w for spec in labels.values() for w in spec.appearance_words)
