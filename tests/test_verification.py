@@ -15,46 +15,17 @@ from medground_hf.generation import verify
 from medground_hf.generation.pipeline import Siblings, verifier_terms
 
 from medground_hf.sample import Sample, SliceInfo, sample_to_records
-from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.source import LabelSpec
 
-POLYP = LabelSpec(
-    1, "polyp", "polyp", synonyms=("colorectal polyp",), min_size=4, modalities=("endoscopy",)
-)
-LESION = LabelSpec(1, "lesion", "lesion", min_size=4, area_mm2_range=(10.0, 5000.0))
+import synthetic_records
 
-
-def _source(*labels: LabelSpec, modality: str = "endoscopy") -> SourceInfo:
-    return SourceInfo(
-        "synthetic", "Synthetic", "cc-by-4.0", "", True, "", "", modality, "colon", "", labels
-    )
-
-
-def _disk(shape, cy, cx, r) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
-
-
-def _records(masks, *, spec=POLYP, image=None, modality="endoscopy", **sample_kwargs):
-    shape = (200, 300)
-    if image is None:  # bright targets on a mid-grey textured background
-        rng = np.random.default_rng(0)
-        image = rng.integers(60, 90, size=shape, dtype=np.uint8)
-        for m in masks:
-            image[m] = 200
-    sample = Sample(
-        case_id="case",
-        group_id="case",
-        image=image,
-        image_bytes=b"",
-        masks=[(spec, np.logical_or.reduce(masks))],
-        source_files=[],
-        modality=modality,
-        **sample_kwargs,
-    )
-    records, _ = sample_to_records(
-        sample, _source(spec, modality=modality), builder="t", builder_version="1", config_name="d"
-    )
-    return records
+POLYP, LESION = synthetic_records.POLYP, synthetic_records.LESION
+_source = synthetic_records.source
+_disk = synthetic_records.disk
+_records = synthetic_records.records
+_run = synthetic_records.run
+_failed = synthetic_records.failed
+_kept = synthetic_records.kept
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +36,6 @@ def two_polyps():
     records = _records([big, small])
     by_size = sorted(records, key=lambda r: -r["area_px"])
     return by_size[0], by_size[1], records
-
-
-def _run(record, text, siblings=(), spec=POLYP, style="location", structures=None):
-    verifier = verify.Verifier({spec.name: spec}, structures or verifier_terms({}, set()))
-    target = verifier.target_checks(record)
-    return verifier.query_checks(record, text, style, target, list(siblings))
-
-
-def _failed(verdicts) -> dict[str, str]:
-    return {f"{v.stage}.{v.check}": v.reason for v in verdicts if not v.passed}
-
-
-def _kept(verdicts) -> bool:
-    return all(v.passed for v in verdicts) and verdicts[-1].stage == "visual"
 
 
 # ---- format ---------------------------------------------------------------------------------
