@@ -1206,9 +1206,13 @@ def _counts(p: _Parser) -> None:
     inside a count names the kind of target ("of the two polyps")."""
     g, t = p.g, p.tables
 
+    def plural_only(m: re.Match) -> bool:
+        """A term after a count must be plural ("of the two polyps", never "of the brain")."""
+        return all(p.text.token(t).plural for t in re.findall(TOKEN, m.group(0)))
+
     def counted(pattern: str) -> list[tuple[re.Match, str | None]]:
         found = []
-        for m in p.text.take(pattern):
+        for m in p.text.take(pattern, plural_only):
             for tok in re.findall(TOKEN, m.group(0)):
                 token = p.text.token(tok)
                 if token.kind == "struct":
