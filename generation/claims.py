@@ -1206,8 +1206,13 @@ def _counts(p: _Parser) -> None:
     inside a count names the kind of target ("of the two polyps")."""
     g, t = p.g, p.tables
 
+    generic_plural = re.compile(rf"(?:{g['generic']})s\b|\bones\b")
+
     def plural_only(m: re.Match) -> bool:
-        """A term after a count must be plural ("of the two polyps", never "of the brain")."""
+        """A term after a count must be plural ("of the two polyps", "of the edema regions",
+        never "of the brain")."""
+        if generic_plural.search(m.group(0)):
+            return True
         return all(p.text.token(t).plural for t in re.findall(TOKEN, m.group(0)))
 
     def counted(pattern: str) -> list[tuple[re.Match, str | None]]:
@@ -1226,13 +1231,13 @@ def _counts(p: _Parser) -> None:
             return "==", t["numbers"][word]
         return ">=", t["vague"][word]
 
-    noun = rf"(?:\s+(?:{TOKEN}|(?:{g['targets']})s?\b|ones\b))?"
+    noun = rf"(?:\s+(?:{TOKEN}(?:\s+(?:{g['generic']})s?\b)?|(?:{g['generic']})s?\b|ones\b))?"
     count = rf"({g['numbers']}|{g['vague']})"
     det = r"(?:the\s+|all\s+|these\s+|those\s+|its\s+)?"
     of = r"(?:one\s+of|of|among|amongst|between|from)"
     for m, label in counted(rf"\b{of}\s+{det}{count}{noun}"):
         p.add(_count(*number(m.group(1)), label, m.group(0), m.start()))
-    plural = rf"(?:{TOKEN}|(?:{g['targets']})s\b|ones\b)"
+    plural = rf"(?:{TOKEN}(?:\s+(?:{g['generic']})s\b)?|(?:{g['generic']})s\b|ones\b)"
     for m, label in counted(rf"\b{of}\s+(?:the|these|those|all(?:\s+the)?|its)\s+{plural}"):
         p.add(_count(">=", 2, label, m.group(0), m.start()))
     for m, label in counted(rf"\b(?:both|a\s+pair\s+of|pair\s+of|either\s+of\s+the\s+two){noun}"):
