@@ -1206,7 +1206,8 @@ def _counts(p: _Parser) -> None:
     inside a count names the kind of target ("of the two polyps")."""
     g, t = p.g, p.tables
 
-    generic_plural = re.compile(rf"(?:{g['generic']})s\b|\bones\b")
+    plural_noun = rf"(?:(?:{g['generic']})s|foci|ones)\b"  # "lesions", "foci", "ones"
+    generic_plural = re.compile(rf"\b{plural_noun}")
 
     def plural_only(m: re.Match) -> bool:
         """A term after a count must be plural ("of the two polyps", "of the edema regions",
@@ -1231,13 +1232,13 @@ def _counts(p: _Parser) -> None:
             return "==", t["numbers"][word]
         return ">=", t["vague"][word]
 
-    noun = rf"(?:\s+(?:{TOKEN}(?:\s+(?:{g['generic']})s?\b)?|(?:{g['generic']})s?\b|ones\b))?"
+    noun = rf"(?:\s+(?:{TOKEN}(?:\s+{plural_noun})?|{plural_noun}))?"
     count = rf"({g['numbers']}|{g['vague']})"
     det = r"(?:the\s+|all\s+|these\s+|those\s+|its\s+)?"
     of = r"(?:one\s+of|of|among|amongst|between|from)"
     for m, label in counted(rf"\b{of}\s+{det}{count}{noun}"):
         p.add(_count(*number(m.group(1)), label, m.group(0), m.start()))
-    plural = rf"(?:{TOKEN}(?:\s+(?:{g['generic']})s\b)?|(?:{g['generic']})s\b|ones\b)"
+    plural = rf"(?:{TOKEN}(?:\s+{plural_noun})?|{plural_noun})"
     for m, label in counted(rf"\b{of}\s+(?:the|these|those|all(?:\s+the)?|its)\s+{plural}"):
         p.add(_count(">=", 2, label, m.group(0), m.start()))
     for m, label in counted(rf"\b(?:both|a\s+pair\s+of|pair\s+of|either\s+of\s+the\s+two){noun}"):
