@@ -14,6 +14,7 @@ from datasets import load_dataset
 from medground_hf.generation import verify
 from medground_hf.generation.pipeline import Siblings, verifier_terms
 
+from medground_hf.folder import iter_rows
 from medground_hf.sample import Sample, SliceInfo, sample_to_records
 from medground_hf.source import LabelSpec
 
@@ -612,3 +613,45 @@ def test_a_generic_noun_must_single_out_the_target_among_every_label(tumour_part
     assert "other target(s) of 2" in failed["geometry.unique"]
     assert not _check(verifier, enhancing, "the enhancing tumour in the center of the image", both)
     assert not _check(verifier, enhancing, "the lesion surrounded by the edema", both)
+
+
+def test_appearance_words_are_left_to_the_judge_which_decides(built_kvasir, tmp_path, monkeypatch):
+    """ "the reddish polyp": rejected offline (no rule sees colour); with a VLM judge (the real
+    openai SDK against the fake server) the appearance check passes saying so, and the judge's
+    own verdict keeps or rejects the query."""
+    from fake_vlm_server import FakeVLM, Fault
+    from medground_hf.generation.commands import GenerationOptions, make_judge
+    from medground_hf.generation.reverify import verify_queries
+
+    one = next(
+        r["id"]
+        for r in iter_rows(built_kvasir, "grounding", columns=["id", "num_candidates"])
+        if r["num_candidates"] == 1
+    )
+    lines = [{"id": one, "text": f"the {w} polyp in the image"} for w in ("reddish", "pedunculated")]
+    offline = verify_queries(built_kvasir, lines).verdicts
+    for line in offline:
+        (failed,) = [v for v in line["verdicts"] if not v["passed"]]
+        assert failed["check"] == "appearance" and "judge" in failed["reason"]
+    monkeypatch.setenv("FAKE_VLM_KEY", "sk-fake")
+    with FakeVLM() as server:
+        server.faults = [Fault("deny")]  # the first judged query is denied
+        options = GenerationOptions(
+            judge="openai-compatible",
+            judge_model="judge-vlm",
+            base_url=f"{server.url}/v1",
+            api_key_env="FAKE_VLM_KEY",
+            cache=str(tmp_path / "cache.sqlite"),
+            concurrency=1,
+        )
+        judge = make_judge(options)
+        try:
+            judged = verify_queries(built_kvasir, lines, judge=judge).verdicts
+        finally:
+            judge.close()
+    assert [line["kept"] for line in judged] == [False, True]
+    for line in judged:
+        checks = {v["check"]: v for v in line["verdicts"]}
+        assert checks["appearance"]["passed"]
+        assert checks["appearance"]["reason"].startswith("left to the VLM judge")
+        assert "vlm_judge" in checks
