@@ -647,8 +647,8 @@ def _direction(word: str, phrase: str, start: int) -> Claim:
             return "an anatomical direction cannot be checked on a 2D image"
         if word not in _DIRECTIONS.get(axis, {}):
             return f"{word} is not a direction within an {axis} slice"
-        return _where(r, scene) + f" (on an {axis} slice {word} is the "
-        f"{_DIRECTIONS[axis][word]} part)"
+        where = _DIRECTIONS[axis][word]
+        return f"{_where(r, scene)} (on an {axis} slice, {word} is the {where} part)"
 
     return _claim(
         "spatial",
@@ -656,12 +656,7 @@ def _direction(word: str, phrase: str, start: int) -> Claim:
         phrase,
         lambda r, s: half_of(r, word) is not None,
         lambda r, s: half_of(r, _DIRECTION_OPPOSITE[word]) is not None,
-        lambda r, s: (
-            state(r, s)
-            if not r.get("slice_axis") or word not in _DIRECTIONS.get(r["slice_axis"], {})
-            else _where(r, s) + f" (on an {r['slice_axis']} slice, {word} is the "
-            f"{_DIRECTIONS[r['slice_axis']][word]} part)"
-        ),
+        state,
         start,
     )
 

@@ -15,7 +15,7 @@ from importlib import resources
 
 import yaml
 
-from medground_hf.cues import half
+from medground_hf import margins
 
 # Shape words: circularity/elongation/solidity come from medground_hf.geometry.shape_cues.
 ROUND_MIN_CIRCULARITY = 0.75
@@ -312,14 +312,15 @@ def in_dialect(text: str, which: str | None) -> str:
 
 
 def horizontal(record: Mapping) -> str:
-    """Image-space side of the centroid: left / right / center (the record's image_side)."""
-    return record["spatial"]["image_side"]
+    """The image half a viewer sees the target in (:func:`medground_hf.margins.image_half`):
+    left / right, or center when it is clearly in neither."""
+    return margins.image_half(record) or "center"
 
 
 def vertical(record: Mapping) -> str:
-    """Image-space height of the centroid: upper / lower / middle, with the image side's dead
-    band (:func:`medground_hf.cues.half`)."""
-    return half(record["centroid_xy"][1], record["height"], ("upper", "middle", "lower"))
+    """The image half a viewer sees the target in vertically (margins.image_level): upper /
+    lower, or middle when it is clearly in neither."""
+    return margins.image_level(record) or "middle"
 
 
 def is_round(shape: Mapping) -> bool:
