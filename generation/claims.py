@@ -197,11 +197,12 @@ def _claim(check, kind, phrase, rule, opposite, state, start=0) -> Claim:
 
 
 def _where(r: Mapping, _: Scene) -> str:
-    parts = [margins.image_level(r), margins.image_half(r)]
-    said = " ".join(p for p in parts if p)
-    if margins.central(r):
-        said = "in the center" + (f", {said}" if said else "")
-    return f"the target is {said or 'not clearly in any half'} of the image"
+    """Where a viewer sees the target (center / middle: clearly in neither half)."""
+    said = (
+        f"the target's horizontal position is {vocab.horizontal(r)}, its vertical position "
+        f"{vocab.vertical(r)}"
+    )
+    return said + (" (in the center)" if margins.central(r) else "")
 
 
 def _half(side: str, phrase: str, start: int) -> Claim:
@@ -400,7 +401,8 @@ def _size_compare(which: str, phrase: str, start: int) -> Claim:
         phrase,
         start,
         test,
-        lambda r, s: f"the target is not visibly the {which} of its {_n_candidates(r, s)}",
+        lambda r, s: f"the target is not the {which} of its {_n_candidates(r, s)} by a visible "
+        "margin",
     )
 
 
@@ -949,12 +951,7 @@ def parse(
     p = _Parser(query, frozenset(labels))
     text, out = p.text, p.out
     # 1. structure terms become tokens (they may hold claim words: "non-enhancing tumour")
-    phrases: dict[str, tuple[str, object, bool]] = {}
-    for term, name in structures.items():
-        phrases[vocab.plural(term)] = ("struct", name, True)
-    for term, name in structures.items():
-        phrases[term] = ("struct", name, False)
-    text.tokenize(phrases)
+    text.tokenize(_structure_phrases(tuple(structures.items())))
     # 2. anatomy read before organ words: sides, lobes, directions, the slice's plane
     _anatomy(p)
     # 3. organs and modalities become tokens ("large bowel" is no size claim)
@@ -1007,6 +1004,7 @@ def parse(
             )
         )
     _leftovers(p, neutral)
+    out.claims.sort(key=lambda c: c.start)  # reasons name the first false claim as read
     out.rest = text.text
     return out
 
@@ -1023,6 +1021,17 @@ _SIZE_COMPARISONS = {
     "tiniest": "smallest",
     "tinier": "smallest",
 }
+
+
+@lru_cache(maxsize=64)
+def _structure_phrases(items: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, object, bool]]:
+    """Structure terms and their plurals -> (kind, name, plural); a term that is itself the
+    plural of another ("enhancing foci" of "enhancing focus") stays plural."""
+    plurals = {vocab.plural(term): name for term, name in items}
+    phrases = {term: ("struct", name, True) for term, name in plurals.items()}
+    for term, name in items:
+        phrases[term] = ("struct", name, term in plurals)
+    return phrases
 
 
 def _anatomy(p: _Parser) -> None:

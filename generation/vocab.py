@@ -381,11 +381,23 @@ def countable(term: str) -> bool:
     return term.split()[-1].lower() not in MASS_NOUNS and not postmodified(term)
 
 
+# Latin plurals of clinical nouns ("enhancing focus" -> "enhancing foci").
+_IRREGULAR = {"focus": "foci", "nucleus": "nuclei", "calculus": "calculi", "metastasis": "metastases"}
+_HEAD_OF = re.compile(r"^(region|area|focus|piece|fragment|part|component)(\s+of\s+.+)$")
+
+
 @lru_cache(maxsize=1024)
 def plural(term: str) -> str:
-    """The plural of a clinical term: "polyps", "masses", "abnormalities", "regions of necrosis"."""
+    """The plural of a clinical term: "polyps", "masses", "abnormalities", "enhancing foci",
+    "regions of necrosis" (of a mass noun, and of "region of necrosis")."""
+    head = _HEAD_OF.match(term)
+    if head:
+        return f"{plural(head.group(1))}{head.group(2)}"
     if not countable(term):
         return f"regions of {term}"
+    last = term.split()[-1]
+    if last.lower() in _IRREGULAR:
+        return term[: -len(last)] + _IRREGULAR[last.lower()]
     if re.search(r"(s|x|z|ch|sh)$", term):
         return f"{term}es"
     if re.search(r"[^aeiou]y$", term):
