@@ -563,7 +563,7 @@ def test_anatomical_directions_on_slices(axis, true, false):
     )[0]
     assert _kept(_run(record, true, [record], spec=LESION)), true
     failed = _failed(_run(record, false, [record], spec=LESION))["geometry.spatial"]
-    assert "the target is upper" in failed and "the lower part" in failed
+    assert "vertical position upper" in failed and "the lower part" in failed
     if axis == "axial":
         failed = _failed(_run(record, "the superior lesion", [record], spec=LESION))
         assert "not a direction within an axial slice" in failed["geometry.spatial"]
