@@ -401,8 +401,9 @@ def _size_compare(which: str, phrase: str, start: int) -> Claim:
         phrase,
         start,
         test,
-        lambda r, s: f"the target is not the {which} of its {_n_candidates(r, s)} by a visible "
-        "margin",
+        lambda r, s: (
+            f"the target is not the {which} of its {_n_candidates(r, s)} by a visible margin"
+        ),
     )
 
 
@@ -680,7 +681,8 @@ def _lobe(word: str, phrase: str, start: int) -> Claim:
         actual = margins.lobe(r, box)
         return (
             actual == word,
-            f"the target lies {'in the ' + actual if actual else 'between the frontal and occipital'} part of the brain on this slice",
+            f"the target lies in the {actual or 'middle (neither frontal nor occipital)'} part "
+            "of the brain on this slice",
         )
 
     return _claim(
@@ -703,7 +705,9 @@ def _view(axis: str, phrase: str, start: int) -> Claim:
         lambda r, s: r.get("slice_axis") == axis,
         lambda r, s: r.get("slice_axis") not in (None, axis),
         lambda r, s: (
-            f"this image is {'an ' + r['slice_axis'] + ' slice' if r.get('slice_axis') else 'a 2D image, not a slice'}"
+            f"this image is an {r['slice_axis']} slice"
+            if r.get("slice_axis")
+            else "this image is a 2D image, not a slice"
         ),
         start,
     )
@@ -1192,7 +1196,10 @@ def _centrality(p: _Parser) -> None:
     centre = (
         r"(?:the\s+)?(?:image\s+)?(?:center|middle)(?:\s+of\s+the\s+(?:image|frame|view|picture))?"
     )
-    edge = r"(?:the\s+)?(?:image\s+)?(?:edges?|borders?|periphery|margins?|boundary)(?:\s+of\s+the\s+(?:image|frame|view|picture))?"
+    edge = (
+        r"(?:the\s+)?(?:image\s+)?(?:edges?|borders?|periphery|margins?|boundary)"
+        r"(?:\s+of\s+the\s+(?:image|frame|view|picture))?"
+    )
     near = r"(?:nearer|closer|nearest|closest)\s+(?:to\s+)?"
     far = r"(?:farther|further|farthest|furthest)\s+(?:away\s+)?from\s+"
     for m in p.text.take(
@@ -1343,7 +1350,10 @@ def _positions(p: _Parser) -> None:
         r"\b(?:off[\s-]?cent(?:er|ered|ral)|eccentric(?:ally)?|away\s+from\s+the\s+(?:center|middle))\b"
     ):
         add(_centre(m.group(0), m.start(), negated=True))
-    near = r"(?:near|at|along|by|close\s+to|against|on|toward|towards|adjacent\s+to|next\s+to|bordering|touching|abutting|reaching)"
+    near = (
+        r"(?:near|at|along|by|close\s+to|against|on|toward|towards|adjacent\s+to|next\s+to"
+        r"|bordering|touching|abutting|reaching)"
+    )
     for m in text.take(
         rf"\b(?:{near}\s+)?(?:the\s+)?(?:very\s+)?(left|right|top|bottom|upper|lower)\s+(?:image\s+)?{edge_noun}\b"
     ):
@@ -1367,7 +1377,10 @@ def _positions(p: _Parser) -> None:
     ):
         add(_centre(m.group(0), m.start()))
     # P2 quadrants
-    area = r"(?:[\s-]+(?:quadrant|part|portion|region|area|section|side|half|zone|aspect|corner\s+region))?"
+    area = (
+        r"(?:[\s-]+(?:quadrant|part|portion|region|area|section|side|half|zone|aspect"
+        r"|corner\s+region))?"
+    )
     lead = r"(?:(?:on|in|at|to|toward|towards|within|into)\s+)?(?:the\s+)?"
     for m in text.take(rf"\b{lead}{_LEVEL}[\s-]*{_SIDE}(?:[\s-]hand)?{area}\b"):
         add(_quadrant(_LEVELS[m.group(1)], m.group(2), m.group(0), m.start()), side=True)
@@ -1414,7 +1427,9 @@ def _negate(p: _Parser, negators: list[tuple[int, int, str]]) -> None:
         judged = [a for a, pos in p.appearance_at if end <= pos < scope_end]
         said = re.sub(r"\s+", " ", word.strip())
         if not scope and not judged:
-            p.out.problems.append(("unverifiable", f"'{said}' negates nothing the verifier can check"))
+            p.out.problems.append(
+                ("unverifiable", f"'{said}' negates nothing the verifier can check")
+            )
             continue
         for k in scope:
             claim = p.out.claims[k]
@@ -1422,7 +1437,8 @@ def _negate(p: _Parser, negators: list[tuple[int, int, str]]) -> None:
                 p.out.problems.append(
                     (
                         "unverifiable",
-                        f"'{said} ... {claim.phrase}': the negation of this claim cannot be checked",
+                        f"'{said} ... {claim.phrase}': the negation of this claim cannot be "
+                        "checked",
                     )
                 )
             p.out.claims[k] = replace(
@@ -1460,7 +1476,9 @@ class _Parser:
     def context_only(self, m: re.Match) -> bool:
         """Whether every structure in a match is a context structure (the brain), not a
         target label: "the left half of the brain", never "the left half of the edema"."""
-        return all(self.text.token(t).value not in self.labels for t in re.findall(TOKEN, m.group(0)))
+        return all(
+            self.text.token(t).value not in self.labels for t in re.findall(TOKEN, m.group(0))
+        )
 
     def said(self, phrase: str) -> str:
         """A phrase of the working text with its tokens written out again."""

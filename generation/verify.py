@@ -159,7 +159,10 @@ def noun_phrase(text: str) -> Verdict:
     m = start.search(text) or anywhere.search(text)
     if m:
         return Verdict(
-            "format", "noun_phrase", False, f"a command or request, not a noun phrase: {m.group(1)!r}"
+            "format",
+            "noun_phrase",
+            False,
+            f"a command or request, not a noun phrase: {m.group(1)!r}",
         )
     if "?" in text:
         return Verdict("format", "noun_phrase", False, "a question, not a noun phrase")
@@ -308,7 +311,9 @@ def _names(spec: LabelSpec) -> list[str]:
     return [*spec.terms, spec.name.replace("_", " ")]
 
 
-def naming(parsed: claims.Parsed, spec: LabelSpec, labels: Collection[str]) -> tuple[bool, list[str]]:
+def naming(
+    parsed: claims.Parsed, spec: LabelSpec, labels: Collection[str]
+) -> tuple[bool, list[str]]:
     """Whether the query names the target's label, and the terms of other labels it uses for
     the target (a term as a relation's object, "next to the edema", is no name)."""
     named = any(name == spec.name for _, name in parsed.named)
@@ -456,9 +461,7 @@ def label_terms(labels: Mapping[str, LabelSpec]) -> dict[str, str]:
     """Every term a query may use for a label (lower case, American spelling, as the claims
     parser reads queries) -> the label's name."""
     return {
-        vocab.american(term.lower()): name
-        for name, spec in labels.items()
-        for term in _names(spec)
+        vocab.american(term.lower()): name for name, spec in labels.items() for term in _names(spec)
     }
 
 

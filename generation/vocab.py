@@ -382,7 +382,12 @@ def countable(term: str) -> bool:
 
 
 # Latin plurals of clinical nouns ("enhancing focus" -> "enhancing foci").
-_IRREGULAR = {"focus": "foci", "nucleus": "nuclei", "calculus": "calculi", "metastasis": "metastases"}
+_IRREGULAR = {
+    "focus": "foci",
+    "nucleus": "nuclei",
+    "calculus": "calculi",
+    "metastasis": "metastases",
+}
 _HEAD_OF = re.compile(r"^(region|area|focus|piece|fragment|part|component)(\s+of\s+.+)$")
 
 

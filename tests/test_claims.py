@@ -459,7 +459,9 @@ def test_anatomy_on_a_volume_slice(axial, text, truth):
 def test_lobes_need_the_brain_box_and_other_regions_an_atlas(axial):
     terms = verifier_terms({"lesion": LESION}, {"brain"})
     bare = {**axial, "context_boxes": []}
-    reason = failed(run(bare, "the lesion in the frontal lobe", [bare], spec=LESION, structures=terms))
+    reason = failed(
+        run(bare, "the lesion in the frontal lobe", [bare], spec=LESION, structures=terms)
+    )
     assert "brain mask" in reason["geometry.spatial"]
     reason = failed(run(axial, "the lesion in the parietal lobe", [axial], spec=LESION))
     assert "needs an atlas" in reason["geometry.unverifiable"]
@@ -467,7 +469,11 @@ def test_lobes_need_the_brain_box_and_other_regions_an_atlas(axial):
 
 def test_sides_of_structures_are_unverifiable_on_2d_images(scene):
     record = scene["upper_left"]
-    for text in ("the polyp in the left colon", "the left-sided polyp", "the polyp in the left hemisphere"):
+    for text in (
+        "the polyp in the left colon",
+        "the left-sided polyp",
+        "the polyp in the left hemisphere",
+    ):
         assert "2D" in failed(run(record, text, [record]))["geometry.spatial"], text
 
 

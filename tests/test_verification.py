@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import synthetic_records
 from datasets import load_dataset
 from medground_hf.generation import verify
 from medground_hf.generation.pipeline import Siblings, verifier_terms
@@ -17,8 +18,6 @@ from medground_hf.generation.pipeline import Siblings, verifier_terms
 from medground_hf.folder import iter_rows
 from medground_hf.sample import Sample, SliceInfo, sample_to_records
 from medground_hf.source import LabelSpec
-
-import synthetic_records
 
 POLYP, LESION = synthetic_records.POLYP, synthetic_records.LESION
 _source = synthetic_records.source
@@ -467,14 +466,19 @@ def test_a_query_naming_another_label_or_modality_is_rejected(tumour_parts):
     # another label as the object of a checked relation is fine, and is checked
     assert not _check(verifier, enhancing, "the enhancing tumour surrounded by the edema", both)
     for text in ("the enhancing tumour on this CT", "the enhancing tumour on this CT slice"):
-        assert "another modality (ct" in _check(verifier, enhancing, text)["medical_prior.modality_words"]
+        assert (
+            "another modality (ct"
+            in _check(verifier, enhancing, text)["medical_prior.modality_words"]
+        )
 
 
 def test_british_and_american_spellings_are_the_same_words(tumour_parts):
     records, verifier = tumour_parts
     enhancing, edema = records["enhancing_tumour"], records["edema"]
     both = [enhancing, edema]
-    assert not _check(verifier, enhancing, "the enhancing tumor inside the peritumoral oedema", both)
+    assert not _check(
+        verifier, enhancing, "the enhancing tumor inside the peritumoral oedema", both
+    )
     assert not _check(verifier, edema, "the edema containing the enhancing tumor", both)
     # the relation is read (and found false) whatever the spelling
     failed = _check(verifier, edema, "the oedema inside the enhancing tumor", both)
@@ -628,7 +632,9 @@ def test_appearance_words_are_left_to_the_judge_which_decides(built_kvasir, tmp_
         for r in iter_rows(built_kvasir, "grounding", columns=["id", "num_candidates"])
         if r["num_candidates"] == 1
     )
-    lines = [{"id": one, "text": f"the {w} polyp in the image"} for w in ("reddish", "pedunculated")]
+    lines = [
+        {"id": one, "text": f"the {w} polyp in the image"} for w in ("reddish", "pedunculated")
+    ]
     offline = verify_queries(built_kvasir, lines).verdicts
     for line in offline:
         (failed,) = [v for v in line["verdicts"] if not v["passed"]]

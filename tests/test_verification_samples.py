@@ -35,7 +35,12 @@ class Corpus:
                     row.pop("image")
                     rows.setdefault(row["id"], row)
         (labels,) = labels_of(read_manifest(folder)["sources"]).values()
-        names = {n for r in rows.values() for k in ("inside", "adjacent_to", "contains") for n in r["relations"][k]}
+        names = {
+            n
+            for r in rows.values()
+            for k in ("inside", "adjacent_to", "contains")
+            for n in r["relations"][k]
+        }
         return cls(rows, verify.Verifier(labels, verifier_terms(labels, names)))
 
     def image(self, record: dict) -> list[dict]:
@@ -102,9 +107,10 @@ def test_shape_size_periphery_and_clock_claims(kvasir):
     assert "unverifiable" in said["geometry.morphology"]  # Kvasir-SEG gives no pixel spacing
     assert not kvasir.failed(big, "the polyp occupying a large part of the image")
     central = kvasir.pick(lambda r: _single(r) and margins.central(r))
-    assert "at no edge" in kvasir.failed(central, "the polyp at the periphery of the image")[
-        "geometry.spatial"
-    ]
+    assert (
+        "at no edge"
+        in kvasir.failed(central, "the polyp at the periphery of the image")["geometry.spatial"]
+    )
     off = kvasir.pick(lambda r: _single(r) and not margins.at_clock(r, 3))
     assert "o'clock" in kvasir.failed(off, "the polyp at 3 o'clock")["geometry.spatial"]
     hour = round(margins.clock_hour(off)) or 12
