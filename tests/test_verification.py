@@ -661,3 +661,30 @@ def test_appearance_words_are_left_to_the_judge_which_decides(built_kvasir, tmp_
         assert checks["appearance"]["passed"]
         assert checks["appearance"]["reason"].startswith("left to the VLM judge")
         assert "vlm_judge" in checks
+
+
+def test_a_folder_built_before_context_boxes_is_regenerated_and_reverified(built_kvasir, tmp_path):
+    """Folders from before the record carried ``context_boxes`` still work with ``medground
+    generate`` (the column is added empty) and ``medground verify``."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    from medground_hf.generation.reverify import verify_queries
+
+    from medground_hf.cli import main
+
+    old = tmp_path / "old"
+    shutil.copytree(built_kvasir, old)
+    for shard in (old / "grounding").glob("*.parquet"):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns(["context_boxes"]), shard)
+    one = next(
+        r["id"]
+        for r in iter_rows(old, "grounding", columns=["id", "num_candidates"])
+        if r["num_candidates"] == 1
+    )
+    report = verify_queries(old, [{"id": one, "text": "the polyp in this colonoscopy frame"}])
+    assert report.verdicts[0]["kept"]
+    assert main(["generate", str(old)]) == 0
+    rows = list(iter_rows(old, "grounding", columns=["id", "context_boxes", "queries"]))
+    assert rows and all(r["context_boxes"] is None and r["queries"] for r in rows)
