@@ -817,6 +817,35 @@ def _relative(direction: str, obj: _Object, phrase: str, start: int) -> Claim:
     )
 
 
+def _than(which: str, obj: _Object, phrase: str, start: int) -> Claim:
+    """S3 between two targets: "larger than the other polyp", "smaller than the edema"."""
+    test = margins.largest if which == "largest" else margins.smallest
+    other = margins.smallest if which == "largest" else margins.largest
+
+    def decide(r: Mapping, scene: Scene, rule) -> bool:
+        found, _ = obj.resolve(r, scene)
+        if not found:
+            return False
+        if obj.existential:
+            return any(rule(r, [o]) for o in found)
+        return rule(r, found[:1])
+
+    def state(r: Mapping, scene: Scene) -> str:
+        found, why = obj.resolve(r, scene)
+        word = "larger" if which == "largest" else "smaller"
+        return why or f"the target is not {word} than {obj.phrase} by a visible margin"
+
+    return _claim(
+        "relational",
+        "size_comparison",
+        phrase,
+        lambda r, s: decide(r, s, test),
+        None if obj.existential else (lambda r, s: decide(r, s, other)),
+        state,
+        start,
+    )
+
+
 def _touching(kind: str, obj: _Object, phrase: str, start: int) -> Claim:
     """S5: "next to", "inside", "surrounding" another target or a context structure, from
     the record's relations (by label name): exact for the one target of a label."""
@@ -1174,6 +1203,15 @@ def _relations(p: _Parser) -> None:
                 _relative(direction, target, m.group(0), m.start()),
                 side=direction in ("left", "right"),
             )
+    for which, words in (("largest", "larger|bigger|greater"), ("smallest", "smaller|tinier")):
+        for m in p.text.take(rf"\b(?:{words})(?:\s+in\s+size)?\s+than\s+{obj}"):
+            target = _object(p, m)
+            if isinstance(target, str) or target.kind == "context":
+                p.out.problems.append(
+                    ("unverifiable", f"'{p.said(m.group(0))}': no size rule for this object")
+                )
+                continue
+            p.add(_than(which, target, m.group(0), m.start()))
     for kind, verbs in _RELATION_VERBS.items():
         for m in p.text.take(rf"\b(?:{verbs})\s+{obj}"):
             target = _object(p, m)

@@ -383,6 +383,7 @@ class _Stats:
             "generator": generator.name,
             "model": generator.model,
             "prompt_version": generator.prompt_version,
+            "lexicons": vocab.lexicon_versions(),
             "queries_generated": self.generated,
             "queries_kept": self.kept,
             "queries_rejected": self.rejected,

@@ -207,6 +207,9 @@ def pair():
         ("small", "the polyp to the right of the larger polyp in the image", True),
         ("big", "the polyp to the right of the smaller polyp in the image", False),
         ("small", "the polyp not to the left of the other polyp in this image", True),
+        ("big", "the polyp larger than the other one", True),
+        ("small", "the polyp bigger than the other polyp", False),
+        ("small", "the polyp that is not larger than the other polyp", True),
         # S2 extremes, S3 sizes, S4 centrality
         ("big", "the leftmost polyp in the image", True),
         ("small", "the leftmost polyp in the image", False),
