@@ -37,6 +37,26 @@ SIZE_PHRASES: dict[str, tuple[str, ...]] = {
     "large": ("large", "very large"),
 }
 
+
+def size_phrases(record: Mapping, spec: object) -> list[str]:
+    """The size wording the verifier accepts for a target: its clinical size class where the
+    pixel spacing is known and the label declares classes (``LabelSpec.size_classes``; none for
+    a biometric label), and the share of the image it fills when one of the image-relative
+    phrases holds (docs/viewer-rules.md Z1, Z2)."""
+    mm = margins.largest_dimension_mm(record)
+    out = []
+    if mm is not None and not getattr(spec, "biometric", False):
+        out += [c.word for c in getattr(spec, "size_classes", ()) if c.holds(mm)]
+    share = margins.image_share(record)
+    if share >= margins.MOST_OF_IMAGE:
+        out.append("filling most of the image")
+    elif share >= margins.LARGE_PART_OF_IMAGE:
+        out.append("occupying a large part of the image")
+    elif share <= margins.SMALL_PART_OF_IMAGE:
+        out.append("occupying a small part of the image")
+    return out
+
+
 NUMBER_WORDS = {
     "two": 2,
     "both": 2,

@@ -507,3 +507,18 @@ def test_lexicon_files_are_versioned_and_disjoint():
     assert not neutral & set(vocab.organ_words())
     assert not neutral & set(vocab.modality_words())
     assert not vocab.appearance_words() & set(vocab.modality_words())
+
+
+def test_the_size_wording_given_to_a_vlm_is_what_the_verifier_keeps():
+    """vocab.size_phrases (the VLM's facts): a share of the image when one holds; no bare size
+    word without pixel spacing."""
+    for mask, expected in (
+        (box(SHAPE, 10, 10, 190, 190), ["filling most of the image"]),
+        (box(SHAPE, 20, 20, 120, 220), ["occupying a large part of the image"]),
+        (disk(SHAPE, 100, 150, 15), ["occupying a small part of the image"]),
+        (box(SHAPE, 50, 50, 110, 150), []),
+    ):
+        record = records([mask])[0]
+        assert vocab.size_phrases(record, POLYP) == expected
+        for phrase in expected:
+            assert check(record, f"the polyp {phrase}"), phrase

@@ -96,11 +96,11 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
     outcome = run_generation(splits, sources, opts)
     assert server.calls[_path(backend)] == N
     v = outcome.verification
-    assert v["generator"] == backend and v["prompt_version"] == "generate-v2"
+    assert v["generator"] == backend and v["prompt_version"] == "generate-v3"
     assert v["usage"]["requests"] == N and v["usage"]["cached"] == 0
     kept = _rows(outcome.grounding)
     assert kept and all(q["model"] == v["model"] for r in kept for q in r["queries"])
-    assert all(q["prompt_version"] == "generate-v2" for r in kept for q in r["queries"])
+    assert all(q["prompt_version"] == "generate-v3" for r in kept for q in r["queries"])
     body = server.log[0]["body"]
     headers = {k.lower(): val for k, val in server.log[0]["headers"].items()}
     if backend == "anthropic":
