@@ -95,6 +95,7 @@ class Parsed:
     organs: list[tuple[str, frozenset[str]]] = field(default_factory=list)
     modalities: list[tuple[str, vocab.ModalityWord]] = field(default_factory=list)
     named: list[tuple[str, str]] = field(default_factory=list)  # (term, structure name)
+    generic: list[str] = field(default_factory=list)  # generic nouns naming the target
     rest: str = ""
 
     def by_check(self, check: str) -> list[Claim]:
@@ -1272,6 +1273,7 @@ def _counts(p: _Parser) -> None:
                 token = p.text.token(tok)
                 if token.kind == "struct":
                     p.out.named.append((token.text, str(token.value)))
+            p.out.generic += generic_plural.findall(m.group(0))
             found.append((m, _count_label(p.text, m.group(0))))
         return found
 
@@ -1498,6 +1500,8 @@ def _leftovers(p: _Parser, extra_neutral: Iterable[str]) -> None:
         else:
             out.modalities.append((tok.text, tok.value))
         text.blank(m.start(), m.end())
+    nouns = vocab.generic_nouns() - {"one", "ones", "part", "portion"}
+    out.generic += [m.group(1) for m in re.finditer(vocab.alternation(tuple(nouns)), text.text)]
     neutral = vocab.neutral_words() | {vocab.american(w.lower()) for w in extra_neutral}
     text.take(vocab.alternation(tuple(neutral)))
     for m in re.finditer(r"[a-z0-9][a-z0-9'*+&/-]*", text.text):

@@ -397,7 +397,7 @@ def prior_query_checks(
     only organs the image shows and only its own modality and sequence; also returns the
     appearance words of modality terms ("enhancing"), which only the judge can confirm."""
     named, wrong = naming(parsed, spec, labels)
-    generic = _generic(text)
+    generic = bool(parsed.generic)
     modality, judged = _modality(parsed, record)
     return [
         _v(
@@ -412,11 +412,6 @@ def prior_query_checks(
         _anatomy(parsed, record, spec),
         modality,
     ], judged
-
-
-def _generic(text: str) -> bool:
-    words = set(re.findall(r"[a-z]+", vocab.american(text.lower())))
-    return bool(words & (vocab.generic_nouns() - {"one", "ones", "part", "portion"}))
 
 
 def appearance_check(words: Sequence[str], judge: bool) -> Verdict:
