@@ -581,6 +581,8 @@ def _patient(side: str, phrase: str, start: int) -> Claim:
 
     def state(r: Mapping, _: Scene) -> str:
         actual = r["spatial"]["patient_side"]
+        if actual is None and r["spatial"].get("display_convention") == "unoriented":
+            return "the volume's header records no orientation"
         if actual is None:
             return "this image has no patient side (2D source)"
         return f"the target is on the patient's {actual}"
@@ -595,6 +597,12 @@ def _patient(side: str, phrase: str, start: int) -> Claim:
         state,
         start,
     )
+
+
+def _oriented(r: Mapping) -> bool:
+    """Whether the slice is shown in radiological display (a volume whose header records its
+    orientation): only then do anatomical words map onto the image."""
+    return r["spatial"].get("display_convention") == "radiological"
 
 
 # Where each anatomical direction lies on a rendered slice (radiological display): axial,
@@ -640,7 +648,7 @@ def _direction(word: str, phrase: str, start: int) -> Claim:
 
     def half_of(r: Mapping, direction: str) -> str | None:
         where = _DIRECTIONS.get(r.get("slice_axis") or "", {}).get(direction)
-        if where is None:
+        if where is None or not _oriented(r):
             return None
         get = margins.image_half if where in ("left", "right") else margins.image_level
         return where if get(r) == where else None
@@ -649,6 +657,8 @@ def _direction(word: str, phrase: str, start: int) -> Claim:
         axis = r.get("slice_axis")
         if not axis:
             return "an anatomical direction cannot be checked on a 2D image"
+        if not _oriented(r):
+            return "the volume's header records no orientation"
         if word not in _DIRECTIONS.get(axis, {}):
             return f"{word} is not a direction within an {axis} slice"
         where = _DIRECTIONS[axis][word]
@@ -674,10 +684,11 @@ def _lobe(word: str, phrase: str, start: int) -> Claim:
 
     def decide(r: Mapping) -> tuple[bool, str]:
         box = brain_box(r)
-        if r.get("slice_axis") != "axial" or box is None:
+        if r.get("slice_axis") != "axial" or box is None or not _oriented(r):
             return (
                 False,
-                "unverifiable: brain lobes are checked only on axial slices with a brain mask",
+                "unverifiable: brain lobes are checked only on oriented axial slices with a "
+                "brain mask",
             )
         actual = margins.lobe(r, box)
         return (

@@ -672,12 +672,14 @@ def test_a_folder_built_before_context_boxes_is_regenerated_and_reverified(built
     from medground_hf.generation.reverify import verify_queries
 
     from medground_hf.cli import main
+    from medground_hf.folder import read_manifest, write_manifest
 
     old = tmp_path / "old"
     shutil.copytree(built_kvasir, old)
     for shard in (old / "grounding").glob("*.parquet"):
         table = pq.read_table(shard)
         pq.write_table(table.drop_columns(["context_boxes"]), shard)
+    write_manifest(old, read_manifest(old))  # records the edited shards, as a build would
     one = next(
         r["id"]
         for r in iter_rows(old, "grounding", columns=["id", "num_candidates"])
