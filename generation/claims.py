@@ -200,8 +200,8 @@ def _claim(check, kind, phrase, rule, opposite, state, start=0) -> Claim:
 def _where(r: Mapping, _: Scene) -> str:
     """Where a viewer sees the target (center / middle: clearly in neither half)."""
     said = (
-        f"the target's horizontal position is {vocab.horizontal(r)}, its vertical position "
-        f"{vocab.vertical(r)}"
+        f"the target's horizontal position is {margins.image_half(r) or 'center'}, its "
+        f"vertical position {margins.image_level(r) or 'middle'}"
     )
     return said + (" (in the center)" if margins.central(r) else "")
 

@@ -16,6 +16,7 @@ from importlib import resources
 import yaml
 
 from medground_hf import margins
+from medground_hf.cues import half
 
 # Shape words: circularity/elongation/solidity come from medground_hf.geometry.shape_cues.
 ROUND_MIN_CIRCULARITY = 0.75
@@ -332,15 +333,14 @@ def in_dialect(text: str, which: str | None) -> str:
 
 
 def horizontal(record: Mapping) -> str:
-    """The image half a viewer sees the target in (:func:`medground_hf.margins.image_half`):
-    left / right, or center when it is clearly in neither."""
-    return margins.image_half(record) or "center"
+    """Image-space side of the centroid: left / right / center (the record's image_side)."""
+    return record["spatial"]["image_side"]
 
 
 def vertical(record: Mapping) -> str:
-    """The image half a viewer sees the target in vertically (margins.image_level): upper /
-    lower, or middle when it is clearly in neither."""
-    return margins.image_level(record) or "middle"
+    """Image-space height of the centroid: upper / lower / middle, with the image side's dead
+    band (:func:`medground_hf.cues.half`)."""
+    return half(record["centroid_xy"][1], record["height"], ("upper", "middle", "lower"))
 
 
 def is_round(shape: Mapping) -> bool:
