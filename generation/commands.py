@@ -270,12 +270,19 @@ def generate_folder(out: Path, options: GenerationOptions) -> dict:
 
 
 def _targets_only(ds):
-    """The canonical record columns of a grounding or rejected shard, queries cleared."""
+    """The canonical record columns of a grounding or rejected shard, queries cleared; a
+    column that a folder built by an older version lacks (``context_boxes``) is added empty."""
     from medground_hf.record import GROUNDING_FEATURES
 
     extra = [c for c in ds.column_names if c not in GROUNDING_FEATURES]
     ds = ds.remove_columns(extra)
-    ds = ds.map(lambda b: {"queries": [[] for _ in b["id"]]}, batched=True)
+    missing = [c for c in GROUNDING_FEATURES if c not in ds.column_names]
+
+    def fill(batch):
+        n = len(batch["id"])
+        return {"queries": [[] for _ in range(n)], **{c: [None] * n for c in missing}}
+
+    ds = ds.map(fill, batched=True)
     return ds.cast(GROUNDING_FEATURES)
 
 

@@ -24,7 +24,7 @@ from medground_hf.source import LabelSpec, SizeClass
 
 from . import vocab
 from .base import Generated, GenerationError, Generator, Judge, Target, Usage
-from .verify import STAGES, Verdict, Verifier, first_failure
+from .verify import STAGES, Verdict, Verifier, first_failure, label_terms
 
 REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
 _KIND = "_row_kind"  # grounding | query (one rejected query) | target (rejected as a whole)
@@ -47,6 +47,10 @@ _LIGHT = [
     "relations",
     "area_px",
     "slice_axis",
+    "bbox_xyxy",
+    "pixel_spacing_mm",
+    "modality",
+    "context_boxes",
 ]
 
 
@@ -98,10 +102,7 @@ def verifier_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str
     """Every term a query may use for a structure (lower case, American spelling, as the claims
     parser reads queries) -> its relation name."""
     out = {vocab.american(name.replace("_", " ").lower()): name for name in names}
-    for name, spec in labels.items():
-        for term in (*spec.terms, name.replace("_", " ")):
-            out[vocab.american(term.lower())] = name
-    return out
+    return {**out, **label_terms(labels)}
 
 
 class Stage:
@@ -119,7 +120,9 @@ class Stage:
         self.labels = labels
         self.siblings = siblings
         self.verifiers = {
-            source: Verifier(specs, verifier_terms(specs, siblings.structure_names))
+            source: Verifier(
+                specs, verifier_terms(specs, siblings.structure_names), judge=judge is not None
+            )
             for source, specs in labels.items()
         }
         self.structures = {
@@ -418,6 +421,7 @@ class _Stats:
             "generator": generator.name,
             "model": generator.model,
             "prompt_version": generator.prompt_version,
+            "lexicons": vocab.lexicon_versions(),
             "queries_generated": self.generated,
             "queries_kept": self.kept,
             "queries_rejected": self.rejected,

@@ -143,10 +143,15 @@ class Index:
                 if row["id"] in ids:
                     records[row["id"]] = row
         names = siblings.structure_names
+        # images are read only for a judge, which then also confirms appearance words
+        verifiers = {
+            s: Verifier(specs, verifier_terms(specs, names), judge=images)
+            for s, specs in labels.items()
+        }
         return cls(
             records,
             siblings,
-            {s: Verifier(specs, verifier_terms(specs, names)) for s, specs in labels.items()},
+            verifiers,
             {s: structure_terms(specs, names) for s, specs in labels.items()},
             labels,
         )

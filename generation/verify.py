@@ -10,7 +10,7 @@ the first failing stage, whose first failing check is the query's rejection reas
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,6 +28,11 @@ STYLES = ("location", "morphology", "relational", "clinical")
 MIN_CHARS, MAX_CHARS = 8, 200
 MIN_WORDS, MAX_WORDS = 2, 40
 _DIGITS = re.compile(r"\d")
+# digits that are no coordinates: clock positions ("3 o'clock") and MRI sequence names ("T1c")
+_NAMED_DIGITS = re.compile(
+    r"\b\d{1,2}[\s-]*o['’]?\s*clock\b|\bt[12](?:c|ce|gd|w|-weighted|[\s-]flair)?(?![\w])|\bt2\*",
+    re.I,
+)
 _COORD_WORDS = re.compile(r"\b(pixels?|coordinates?|x-axis|y-axis|xyxy|bbox)\b", re.I)
 _MARKUP = re.compile(r"[<>\[\]{}*#`|\\_]|&[a-z]+;|\bjson\b", re.I)
 _META = re.compile(
@@ -103,7 +108,7 @@ def format_checks(text: object, style: object) -> list[Verdict]:
     )
     meta = _META.search(text)
     markup = _MARKUP.search(text)
-    coords = _DIGITS.search(text) or _COORD_WORDS.search(text)
+    coords = _DIGITS.search(_NAMED_DIGITS.sub(" ", text)) or _COORD_WORDS.search(text)
     return [
         Verdict("format", "schema", True, "text and style present"),
         _v(
@@ -137,7 +142,35 @@ def format_checks(text: object, style: object) -> list[Verdict]:
         ),
         _v("format", "english", english, "English", "not English text"),
         _grammar(text),
+        noun_phrase(text),
     ]
+
+
+@lru_cache(maxsize=1)
+def _requests() -> tuple[re.Pattern, re.Pattern]:
+    """Openings of a command or request, and request phrases anywhere, from the lexicon."""
+    lex = vocab.lexicon("claims")
+    opening = [*lex["imperatives"], *lex["sentence_openers"]]
+    start = re.compile(rf"^\W*({vocab.alternation_body(opening)})\b", re.I)
+    anywhere = re.compile(rf"\b({vocab.alternation_body(lex['requests'])})\b", re.I)
+    return start, anywhere
+
+
+def noun_phrase(text: str) -> Verdict:
+    """A referring expression is a noun phrase: no command ("locate the ..."), request ("can
+    you ..."), question or sentence ("there is ...")."""
+    start, anywhere = _requests()
+    m = start.search(text) or anywhere.search(text)
+    if m:
+        return Verdict(
+            "format",
+            "noun_phrase",
+            False,
+            f"a command or request, not a noun phrase: {m.group(1)!r}",
+        )
+    if "?" in text:
+        return Verdict("format", "noun_phrase", False, "a question, not a noun phrase")
+    return Verdict("format", "noun_phrase", True, "a noun phrase")
 
 
 # "a" before a vowel sound, "an" before a consonant sound (lower-case words: acronyms such as
@@ -182,32 +215,40 @@ def box_check(record: Mapping) -> Verdict:
     return Verdict("geometry", "box", True, f"box covers {share:.0%} of the image")
 
 
-def _claim_verdict(
-    stage: str, check: str, found: Sequence[claims.Claim], record: Mapping
-) -> Verdict:
-    false = [c for c in found if not c.holds(record)]
+def _claim_verdict(check: str, found: Sequence[claims.Claim], record: Mapping, scene) -> Verdict:
+    false = [c for c in found if not c.holds(record, scene)]
     if false:
-        return Verdict(stage, check, False, false[0].why_false(record))
+        return Verdict("geometry", check, False, false[0].why_false(record, scene))
     if not found:
-        return Verdict(stage, check, True, "no claim")
-    return Verdict(stage, check, True, "; ".join(c.phrase for c in found))
+        return Verdict("geometry", check, True, "no claim")
+    return Verdict("geometry", check, True, "; ".join(c.phrase for c in found))
 
 
-def geometry_checks(
-    parsed: claims.Parsed, record: Mapping, siblings: list[Mapping], *, any_label: bool = False
-) -> list[Verdict]:
-    """Spatial words, relational claims and shape words are true; the query singles one out
-    (among every target of the image when it names no label, ``any_label``)."""
+def geometry_checks(parsed: claims.Parsed, record: Mapping, scene: claims.Scene) -> list[Verdict]:
+    """Position, relational and size/shape claims are true, every word is understood
+    (fail closed), and the query singles the target out among its candidates."""
     out = []
     for check in ("spatial", "relational", "morphology"):
         problem = next((p for c, p in parsed.problems if c == check), None)
         if problem:
             out.append(Verdict("geometry", check, False, problem))
         else:
-            out.append(_claim_verdict("geometry", check, parsed.by_check(check), record))
-    unique, reason = claims.singles_out(parsed, record, siblings, any_label=any_label)
+            out.append(_claim_verdict(check, parsed.by_check(check), record, scene))
+    out.append(unverifiable_check(parsed))
+    unique, reason = claims.singles_out(parsed, record, scene)
     out.append(Verdict("geometry", "unique", unique, reason))
     return out
+
+
+def unverifiable_check(parsed: claims.Parsed) -> Verdict:
+    """Fail closed: every word is a checked claim or neutral; the rest is named."""
+    problems = [p for c, p in parsed.problems if c == "unverifiable"]
+    if parsed.unknown:
+        words = ", ".join(f"'{w}'" for w in dict.fromkeys(parsed.unknown))
+        problems.insert(0, f"words no rule can check: {words}")
+    if problems:
+        return Verdict("geometry", "unverifiable", False, "; ".join(problems))
+    return Verdict("geometry", "unverifiable", True, "every word understood")
 
 
 # ---- medical priors -------------------------------------------------------------------------
@@ -270,68 +311,98 @@ def _related(record: Mapping) -> list[str]:
     return [n.replace("_", " ") for k in ("inside", "adjacent_to", "contains") for n in rel[k]]
 
 
-@lru_cache(maxsize=4096)
-def _term_pattern(term: str) -> str:
-    """A whole term in (lower case, American) text: "enhancing tumor" is not found inside
-    "non-enhancing tumor"; plurals included."""
-    word = re.escape(vocab.american(term.lower()))
-    return rf"(?<![\w-]){word}(e?s)?\b"
-
-
-def _mentions(text: str, term: str) -> bool:
-    return re.search(_term_pattern(term), text) is not None
-
-
 def _names(spec: LabelSpec) -> list[str]:
     return [*spec.terms, spec.name.replace("_", " ")]
 
 
 def naming(
-    parsed: claims.Parsed, lower: str, spec: LabelSpec, others: Sequence[LabelSpec]
+    parsed: claims.Parsed, spec: LabelSpec, labels: Collection[str]
 ) -> tuple[bool, list[str]]:
-    """Whether the query (``lower``: lower case, American) names the target's label, and the
-    terms of other labels it names outside a checked relation ("next to the edema" is a
-    relation; "the edema region" calls the target edema)."""
-    named = any(_mentions(lower, t) for t in _names(spec))
-    rest = parsed.rest
-    for term in sorted(_names(spec), key=len, reverse=True):
-        rest = re.sub(_term_pattern(term), " ", rest)
-    wrong = [
-        t
-        for other in others
-        if other.name != spec.name
-        for t in _names(other)
-        if _mentions(rest, t)
-    ]
+    """Whether the query names the target's label, and the terms of other labels it uses for
+    the target (a term as a relation's object, "next to the edema", is no name)."""
+    named = any(name == spec.name for _, name in parsed.named)
+    wrong = [term for term, name in parsed.named if name != spec.name and name in labels]
     return named, wrong
 
 
+def shown_organs(record: Mapping, spec: LabelSpec) -> set[str]:
+    """The organ groups the image shows: its body part, its label's terms, its relations."""
+    said = " ".join([record["body_part"] or "", *_names(spec), *_related(record)])
+    return vocab.organs_in(vocab.american(said.lower()))
+
+
+def _anatomy(parsed: claims.Parsed, record: Mapping, spec: LabelSpec) -> Verdict:
+    shown = shown_organs(record, spec)
+    for word, groups in parsed.organs:
+        verdict = vocab.organ_verdict(groups, shown)
+        if verdict == "wrong":
+            return Verdict(
+                "medical_prior",
+                "anatomy",
+                False,
+                f"names the {word}, but this image shows the {record['body_part']}",
+            )
+        if verdict == "subregion":
+            return Verdict(
+                "medical_prior",
+                "anatomy",
+                False,
+                f"'{word}': where in the {record['body_part']} the target lies is unverifiable",
+            )
+        if verdict == "unknown":
+            return Verdict(
+                "medical_prior",
+                "anatomy",
+                False,
+                f"'{word}': unverifiable, the image's body part is {record['body_part']!r}",
+            )
+    if parsed.organs:
+        return Verdict("medical_prior", "anatomy", True, f"{parsed.organs[0][0]}: shown")
+    return Verdict("medical_prior", "anatomy", True, "no organ named")
+
+
+def _modality(parsed: claims.Parsed, record: Mapping) -> tuple[Verdict, list[str]]:
+    """Every technique or sequence word names the rendering; appearance ones ("enhancing")
+    are returned for the judge."""
+    panels = vocab.rendered(record["modality"] or "")
+    judged = []
+    for word, claim in parsed.modalities:
+        techniques = {p.technique for p in panels}
+        problem = None
+        if not panels:
+            problem = f"'{word}': unverifiable, the image's modality is {record['modality']!r}"
+        elif claim.technique not in techniques:
+            problem = f"names another modality ({word}) for a {record['modality']} image"
+        elif claim.sequence:
+            mri = [p for p in panels if p.technique == "mri"]
+            if not any(p.sequence == claim.sequence for p in mri):
+                if any(p.sequence is None for p in mri):
+                    problem = f"'{word}': unverifiable, the MRI sequence is not known"
+                else:
+                    shown = ", ".join(p.sequence or "?" for p in mri)
+                    problem = (
+                        f"names another sequence ({word}) for a {record['modality']} image "
+                        f"(shows {shown})"
+                    )
+        if problem:
+            return Verdict("medical_prior", "modality_words", False, problem), judged
+        if claim.appearance:
+            judged.append(word)
+    if parsed.modalities:
+        said = ", ".join(w for w, _ in parsed.modalities)
+        return Verdict("medical_prior", "modality_words", True, f"{said}: as rendered"), judged
+    return Verdict("medical_prior", "modality_words", True, "no other modality named"), judged
+
+
 def prior_query_checks(
-    parsed: claims.Parsed,
-    text: str,
-    record: Mapping,
-    spec: LabelSpec,
-    others: Sequence[LabelSpec] = (),
-) -> list[Verdict]:
-    """The query names the target as its label (or generically), calls it by no other label of
-    the source, names no organ the image does not show (when its body part is a known organ)
-    and no other modality."""
-    lower = vocab.american(text.lower())
-    named, wrong = naming(parsed, lower, spec, others)
-    generic = any(_mentions(lower, t) for t in vocab.GENERIC_NOUNS)
-    shown = vocab.organs_in(
-        vocab.american(" ".join([record["body_part"], *_names(spec), *_related(record)]).lower())
-    )
-    shown |= {g for group in shown for g in vocab.ORGANS_SEEN_WITH.get(group, ())}
-    elsewhere = sorted(vocab.organs_in(lower) - shown) if shown else []
-    own = vocab.modality_key(record["modality"])
-    foreign = [
-        w
-        for key, words in vocab.MODALITY_WORDS.items()
-        if key != own
-        for w in words
-        if _mentions(lower, w)
-    ]
+    parsed: claims.Parsed, text: str, record: Mapping, spec: LabelSpec, labels: Collection[str]
+) -> tuple[list[Verdict], list[str]]:
+    """The query names the target as its label (or generically) and by no other label, names
+    only organs the image shows and only its own modality and sequence; also returns the
+    appearance words of modality terms ("enhancing"), which only the judge can confirm."""
+    named, wrong = naming(parsed, spec, labels)
+    generic = bool(parsed.generic)
+    modality, judged = _modality(parsed, record)
     return [
         _v(
             "medical_prior",
@@ -342,23 +413,24 @@ def prior_query_checks(
             if wrong
             else f"does not name the target as {spec.display} (terms: {', '.join(spec.terms)})",
         ),
-        _v(
-            "medical_prior",
-            "anatomy",
-            not elsewhere,
-            "no other organ named",
-            f"names the {elsewhere[0] if elsewhere else ''}, but this image shows the "
-            f"{record['body_part']}",
-        ),
-        _v(
-            "medical_prior",
-            "modality_words",
-            not foreign,
-            "no other modality named",
-            f"names another modality ({foreign[0] if foreign else ''}) for a "
-            f"{record['modality']} image",
-        ),
-    ]
+        _anatomy(parsed, record, spec),
+        modality,
+    ], judged
+
+
+def appearance_check(words: Sequence[str], judge: bool) -> Verdict:
+    """Appearance words only a VLM judge can confirm: left to it, or rejected without one."""
+    if not words:
+        return Verdict("visual", "appearance", True, "no appearance words")
+    said = ", ".join(f"'{w}'" for w in dict.fromkeys(words))
+    if judge:
+        return Verdict("visual", "appearance", True, f"left to the VLM judge: {said}")
+    return Verdict(
+        "visual",
+        "appearance",
+        False,
+        f"appearance words only a VLM judge can confirm (--judge): {said}",
+    )
 
 
 # ---- visual (offline) -----------------------------------------------------------------------
@@ -399,13 +471,40 @@ def visual_target_checks(record: Mapping, spec: LabelSpec) -> list[Verdict]:
 
 
 # ---- orchestration --------------------------------------------------------------------------
+def label_terms(labels: Mapping[str, LabelSpec]) -> dict[str, str]:
+    """Every term a query may use for a label (lower case, American spelling, as the claims
+    parser reads queries) -> the label's name."""
+    return {
+        vocab.american(term.lower()): name for name, spec in labels.items() for term in _names(spec)
+    }
+
+
 class Verifier:
     """Runs the offline stages for one source's records; ``structures`` maps terms to the names
-    used in ``relations`` (labels and context structures)."""
+    used in ``relations`` (labels and context structures). With ``judge`` (a VLM judge will see
+    every query that passes), appearance words are left to the judge instead of rejected."""
 
-    def __init__(self, labels: Mapping[str, LabelSpec], structures: Mapping[str, str]):
+    def __init__(
+        self,
+        labels: Mapping[str, LabelSpec],
+        structures: Mapping[str, str],
+        *,
+        judge: bool = False,
+    ):
         self.labels = labels
-        self.structures = dict(structures)
+        self.structures = {**label_terms(labels), **structures}
+        self.judge = judge
+        self.neutral = tuple(w for spec in labels.values() for w in spec.neutral_words)
+        self.appearance = tuple(w for spec in labels.values() for w in spec.appearance_words)
+
+    def parse(self, text: str) -> claims.Parsed:
+        return claims.parse(
+            text,
+            self.structures,
+            labels=frozenset(self.labels),
+            neutral=self.neutral,
+            appearance=self.appearance,
+        )
 
     def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
         spec = self.labels[record["label"]]
@@ -421,24 +520,27 @@ class Verifier:
         text: object,
         style: object,
         target: Mapping[str, list[Verdict]],
-        siblings: list[Mapping],
+        siblings: Sequence[Mapping],
     ) -> list[Verdict]:
-        """All verdicts up to and including the first failing stage (online judge excluded)."""
+        """All verdicts up to and including the first failing stage (online judge excluded).
+        ``siblings`` are the targets of the record's image (itself included; empty for an
+        image with one target)."""
         verdicts = format_checks(text, style)
         if not all(v.passed for v in verdicts):
             return verdicts
-        parsed = claims.parse(text, self.structures)
+        parsed = self.parse(text)
         spec = self.labels[record["label"]]
-        others = list(self.labels.values())
-        named, wrong = naming(parsed, vocab.american(text.lower()), spec, others)
-        generic = not (named or wrong)  # "the lesion": unique among every target of the image
+        named, wrong = naming(parsed, spec, self.labels)
+        scene = claims.Scene(
+            tuple(siblings) if siblings else (record,),
+            by_label=named or bool(wrong),  # "the lesion": unique among every target
+            labels=self.labels,
+        )
+        priors, judged = prior_query_checks(parsed, text, record, spec, self.labels)
         stages = (
-            ("geometry", lambda: geometry_checks(parsed, record, siblings, any_label=generic)),
-            (
-                "medical_prior",
-                lambda: prior_query_checks(parsed, text, record, spec, others),
-            ),
-            ("visual", list),
+            ("geometry", lambda: geometry_checks(parsed, record, scene)),
+            ("medical_prior", lambda: priors),
+            ("visual", lambda: [appearance_check([*parsed.appearance, *judged], self.judge)]),
         )
         for stage, query_level in stages:
             batch = target[stage] + query_level()

@@ -39,7 +39,7 @@ from .verify import STYLES
 
 logger = logging.getLogger("medground_hf.generation")
 
-GENERATE_PROMPT = "generate-v2"
+GENERATE_PROMPT = "generate-v3"
 JUDGE_PROMPT = "judge-v1"
 MAX_RETRY_AFTER = 120.0
 # Refusals of single requests (e.g. HTTP 400) before any success that mean the whole run is
@@ -446,7 +446,7 @@ def facts(target: Target) -> dict:
     out = {
         "label": spec.display,
         "synonyms": list(spec.synonyms),
-        "size": list(vocab.SIZE_PHRASES[shape["size_category"]]),
+        "size": vocab.size_phrases(record, spec),
         "shape": [w for w, test in vocab.SHAPE_PREDICATES.items() if test(shape)],
         "orientation": shape["orientation"] if shape["orientation"] != "none" else None,
         "position_in_image": templates.location_phrases(record),

@@ -42,6 +42,11 @@ MOST_OF_IMAGE = 0.40
 LARGE_PART_OF_IMAGE = 0.20
 SMALL_PART_OF_IMAGE = 0.05
 
+# A3 brain lobes on axial slices (anterior up): the centroid's depth along the brain mask's
+# antero-posterior extent on the slice, from its anterior edge.
+FRONTAL_MAX_DEPTH = 0.35
+OCCIPITAL_MIN_DEPTH = 0.80
+
 Record = Mapping
 
 _AXIS = {"x": (0, "width"), "y": (1, "height")}
@@ -222,3 +227,18 @@ def largest_dimension_mm(r: Record) -> float | None:
 def image_share(r: Record) -> float:
     """Z2: the share of the image the target's mask covers."""
     return float(r["area_px"]) / (r["width"] * r["height"])
+
+
+def lobe(r: Record, brain_box: Sequence[int]) -> str | None:
+    """A3: "frontal" or "occipital" on an axial slice (anterior up) by the centroid's depth
+    along the brain's box on that slice, or None (between them, or another region that needs
+    an atlas)."""
+    _, y0, _, y1 = brain_box
+    if y1 <= y0:
+        return None
+    depth = (float(r["centroid_xy"][1]) - y0) / (y1 - y0)
+    if depth <= FRONTAL_MAX_DEPTH:
+        return "frontal"
+    if depth >= OCCIPITAL_MIN_DEPTH:
+        return "occipital"
+    return None

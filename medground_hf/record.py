@@ -60,6 +60,11 @@ RELATIONS = {
     "contains": List(Value("string")),
 }
 
+# Named structures of the image that are not targets (e.g. the brain mask of a slice), by their
+# box on the image: what anatomical claims relative to them need ("frontal": the front of the
+# brain's extent on this slice). Empty for sources without context masks.
+CONTEXT_BOX = {"name": Value("string"), "bbox_xyxy": List(Value("int32"), length=4)}
+
 VISUAL = {
     "region_mean": Value("float32"),
     "region_std": Value("float32"),
@@ -116,6 +121,7 @@ GROUNDING_FEATURES = Features(
         "shape": SHAPE,
         "spatial": SPATIAL,
         "relations": RELATIONS,
+        "context_boxes": List(CONTEXT_BOX),
         "visual": VISUAL,
         "queries": List(QUERY),
         "provenance": PROVENANCE,

@@ -165,6 +165,10 @@ def sample_to_records(
                     display_convention=sl.display_convention if sl else "as-acquired",
                 ),
                 "relations": rel,
+                "context_boxes": [
+                    {"name": name, "bbox_xyxy": list(structure.bbox_xyxy)}
+                    for name, structure in context.items()
+                ],
                 "visual": visual_stats(sample.image, comp),
                 "queries": [],
                 "provenance": {

@@ -62,6 +62,9 @@ class LabelSpec:
       when the pixel spacing is known; ``biometric``: the size is a measurement against a norm
       (fetal head), so no size word at all. Other labels get only image-relative wording
       ("occupying a small part of the image").
+
+    ``neutral_words`` and ``appearance_words`` extend the verifier's lexicons for this source:
+    words that claim nothing, and appearance words only a VLM judge can confirm.
     """
 
     id: int
@@ -79,6 +82,8 @@ class LabelSpec:
     piece_names: tuple[str, ...] = ()  # (one piece, several pieces); default "region(s) of ..."
     size_classes: tuple[SizeClass, ...] = ()
     biometric: bool = False
+    neutral_words: tuple[str, ...] = ()
+    appearance_words: tuple[str, ...] = ()
 
     @property
     def terms(self) -> tuple[str, ...]:

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 from fake_vlm_server import Fault
-from medground_hf.generation import anthropic_backend, vocab
+from medground_hf.generation import anthropic_backend
 from medground_hf.generation.anthropic_backend import DEFAULT_MODEL, BatchPending, price
 from medground_hf.generation.base import GenerationError
 from medground_hf.generation.cache import RequestCache
 from medground_hf.generation.commands import GenerationOptions, generate_folder, run_generation
 from medground_hf.generation.pipeline import labels_of
 
+from medground_hf import margins
 from medground_hf.build import build
 from medground_hf.folder import read_manifest
 
@@ -96,11 +97,11 @@ def test_success_cost_and_the_cache(backend, server, tmp_path, splits, sources):
     outcome = run_generation(splits, sources, opts)
     assert server.calls[_path(backend)] == N
     v = outcome.verification
-    assert v["generator"] == backend and v["prompt_version"] == "generate-v2"
+    assert v["generator"] == backend and v["prompt_version"] == "generate-v3"
     assert v["usage"]["requests"] == N and v["usage"]["cached"] == 0
     kept = _rows(outcome.grounding)
     assert kept and all(q["model"] == v["model"] for r in kept for q in r["queries"])
-    assert all(q["prompt_version"] == "generate-v2" for r in kept for q in r["queries"])
+    assert all(q["prompt_version"] == "generate-v3" for r in kept for q in r["queries"])
     body = server.log[0]["body"]
     headers = {k.lower(): val for k, val in server.log[0]["headers"].items()}
     if backend == "anthropic":
@@ -216,11 +217,11 @@ def test_false_vlm_claims_are_rejected(server, tmp_path, splits, sources):
     outcome = run_generation(splits, sources, options(server, tmp_path))
     kept = {r["id"] for r in _rows(outcome.grounding)}
     for row in _rows(outcome.rejected):
-        if row["queries"] and row["rejected_stage"] == "geometry":
-            assert vocab.horizontal(row) != "left" or row["num_candidates"] > 1
+        if row["queries"] and row["rejected_stage"] == "geometry":  # the viewer rule P1
+            assert margins.image_half(row) != "left" or row["num_candidates"] > 1
     for row in splits["train"].remove_columns("image"):
         if row["id"] in kept:
-            assert vocab.horizontal(row) == "left"
+            assert margins.image_half(row) == "left"
     assert outcome.verification["queries_generated"] == N
 
 

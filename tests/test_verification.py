@@ -10,51 +10,22 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import synthetic_records
 from datasets import load_dataset
 from medground_hf.generation import verify
 from medground_hf.generation.pipeline import Siblings, verifier_terms
 
+from medground_hf.folder import iter_rows
 from medground_hf.sample import Sample, SliceInfo, sample_to_records
-from medground_hf.source import LabelSpec, SourceInfo
+from medground_hf.source import LabelSpec
 
-POLYP = LabelSpec(
-    1, "polyp", "polyp", synonyms=("colorectal polyp",), min_size=4, modalities=("endoscopy",)
-)
-LESION = LabelSpec(1, "lesion", "lesion", min_size=4, area_mm2_range=(10.0, 5000.0))
-
-
-def _source(*labels: LabelSpec, modality: str = "endoscopy") -> SourceInfo:
-    return SourceInfo(
-        "synthetic", "Synthetic", "cc-by-4.0", "", True, "", "", modality, "colon", "", labels
-    )
-
-
-def _disk(shape, cy, cx, r) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
-
-
-def _records(masks, *, spec=POLYP, image=None, modality="endoscopy", **sample_kwargs):
-    shape = (200, 300)
-    if image is None:  # bright targets on a mid-grey textured background
-        rng = np.random.default_rng(0)
-        image = rng.integers(60, 90, size=shape, dtype=np.uint8)
-        for m in masks:
-            image[m] = 200
-    sample = Sample(
-        case_id="case",
-        group_id="case",
-        image=image,
-        image_bytes=b"",
-        masks=[(spec, np.logical_or.reduce(masks))],
-        source_files=[],
-        modality=modality,
-        **sample_kwargs,
-    )
-    records, _ = sample_to_records(
-        sample, _source(spec, modality=modality), builder="t", builder_version="1", config_name="d"
-    )
-    return records
+POLYP, LESION = synthetic_records.POLYP, synthetic_records.LESION
+_source = synthetic_records.source
+_disk = synthetic_records.disk
+_records = synthetic_records.records
+_run = synthetic_records.run
+_failed = synthetic_records.failed
+_kept = synthetic_records.kept
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +36,6 @@ def two_polyps():
     records = _records([big, small])
     by_size = sorted(records, key=lambda r: -r["area_px"])
     return by_size[0], by_size[1], records
-
-
-def _run(record, text, siblings=(), spec=POLYP, style="location", structures=None):
-    verifier = verify.Verifier({spec.name: spec}, structures or verifier_terms({}, set()))
-    target = verifier.target_checks(record)
-    return verifier.query_checks(record, text, style, target, list(siblings))
-
-
-def _failed(verdicts) -> dict[str, str]:
-    return {f"{v.stage}.{v.check}": v.reason for v in verdicts if not v.passed}
-
-
-def _kept(verdicts) -> bool:
-    return all(v.passed for v in verdicts) and verdicts[-1].stage == "visual"
 
 
 # ---- format ---------------------------------------------------------------------------------
@@ -221,7 +178,7 @@ def test_higher_and_lower_of_the_two(two_polyps):
     big, small, records = two_polyps
     assert _kept(_run(small, "the lower of the two polyps", records, style="relational"))
     failed = _failed(_run(big, "the lower of the two polyps", records, style="relational"))
-    assert "lowermost" in failed["geometry.relational"]
+    assert "farthest down" in failed["geometry.relational"]
     assert _kept(_run(big, "the upper one of the two polyps", records, style="relational"))
 
 
@@ -283,11 +240,13 @@ def test_ambiguity_on_real_kvasir_images_with_several_polyps(built_kvasir):
 
 # ---- geometry: morphology ---------------------------------------------------------------------
 def test_size_and_shape_words(two_polyps):
+    """Without pixel spacing a bare size word is unverifiable (true or not); shape words are
+    checked against the shape cues."""
     big, small, records = two_polyps
-    assert small["shape"]["size_category"] in ("tiny", "small")
-    failed = _failed(_run(small, "the large polyp on the right side of the image", records))
-    assert "size category" in failed["geometry.morphology"]
-    assert _kept(_run(small, "the small round polyp on the right side of the image", records))
+    for text in ("the large polyp", "the small polyp", "the tiny polyp", "the big polyp"):
+        failed = _failed(_run(small, f"{text} on the right side of the image", records))
+        assert "unverifiable" in failed["geometry.morphology"], text
+    assert _kept(_run(small, "the round polyp on the right side of the image", records))
     failed = _failed(_run(small, "the elongated polyp on the right side of the image", records))
     assert "elongation" in failed["geometry.morphology"]
     bar = np.zeros((200, 300), bool)
@@ -347,7 +306,7 @@ def test_size_range_on_real_hc18(built_hc18):
 
 def test_terminology_and_modality_words(two_polyps):
     big, _, records = two_polyps
-    failed = _failed(_run(big, "the larger of the two fetal heads", records, style="relational"))
+    failed = _failed(_run(big, "the larger fetal head", records, style="relational"))
     assert "medical_prior.terminology" in failed
     assert _kept(_run(big, "the larger of the two lesions", records, style="relational"))
     failed = _failed(_run(big, "the larger polyp on this MRI slice", records, style="clinical"))
@@ -427,6 +386,36 @@ def test_bare_left_right_on_2d_images_must_name_the_image_too(two_polyps):
     assert "2D" in failed["geometry.spatial"]  # an anatomical side is the patient's: unknown
 
 
+def test_positions_need_a_margin_a_viewer_would_see():
+    """Just above-left of the centre (centroid at 0.43 W, 0.42 H): neither clearly left nor
+    clearly upper (viewer rule P1), so "upper half", "left side" and their negations are all
+    rejected, as are a corner and an edge; a target in the upper left corner is all of them."""
+    near = _records([_disk((200, 300), 84, 130, 12)])[0]
+    for text in (
+        "in the upper half of the image",
+        "on the left side of the image",
+        "not in the lower half of the image",
+        "not on the right side of the image",
+        "in the upper left corner of the image",
+        "near the top of the image",
+        "near the left edge of the image",
+    ):
+        assert "geometry.spatial" in _failed(_run(near, f"the polyp {text}", [near])), text
+    corner = _records([_disk((200, 300), 18, 22, 15)])[0]
+    for text in (
+        "in the upper left corner of the image",
+        "in the upper left of the image",
+        "near the top of the image",
+        "near the left edge of the image",
+        "at the periphery of the image",
+        "not in the lower half of the image",
+        "not in the center of the image",
+    ):
+        assert _kept(_run(corner, f"the polyp {text}", [corner])), text
+    failed = _failed(_run(corner, "the polyp in the lower right corner of the image", [corner]))
+    assert "upper left" in failed["geometry.spatial"]
+
+
 MRI = ("MRI",)
 EDEMA = LabelSpec(2, "edema", "peritumoral edema", synonyms=("oedema",), modalities=MRI)
 ENHANCING = LabelSpec(4, "enhancing_tumour", "enhancing tumour", modalities=MRI)
@@ -469,26 +458,32 @@ def test_a_query_naming_another_label_or_modality_is_rejected(tumour_parts):
     assert not _check(verifier, enhancing, "the enhancing tumour seen on this MR image")
     both = list(records.values())
     for text, name in (
-        ("the non-enhancing tumour seen on this MRI slice", "non-enhancing tumour"),
-        ("the oedema region in the image", "oedema"),
+        ("the non-enhancing tumour seen on this MRI slice", "non-enhancing tumor"),
+        ("the oedema region in the image", "edema"),
     ):
         failed = _check(verifier, enhancing, text, both)
         assert name in failed["medical_prior.terminology"], text
     # another label as the object of a checked relation is fine, and is checked
-    assert not _check(verifier, enhancing, "the enhancing tumour surrounded by the edema")
+    assert not _check(verifier, enhancing, "the enhancing tumour surrounded by the edema", both)
     for text in ("the enhancing tumour on this CT", "the enhancing tumour on this CT slice"):
-        assert "(ct)" in _check(verifier, enhancing, text)["medical_prior.modality_words"]
+        assert (
+            "another modality (ct"
+            in _check(verifier, enhancing, text)["medical_prior.modality_words"]
+        )
 
 
 def test_british_and_american_spellings_are_the_same_words(tumour_parts):
     records, verifier = tumour_parts
     enhancing, edema = records["enhancing_tumour"], records["edema"]
-    assert not _check(verifier, enhancing, "the enhancing tumor inside the peritumoral oedema")
-    assert not _check(verifier, edema, "the edema containing the enhancing tumor")
+    both = [enhancing, edema]
+    assert not _check(
+        verifier, enhancing, "the enhancing tumor inside the peritumoral oedema", both
+    )
+    assert not _check(verifier, edema, "the edema containing the enhancing tumor", both)
     # the relation is read (and found false) whatever the spelling
-    failed = _check(verifier, edema, "the oedema inside the enhancing tumor")
+    failed = _check(verifier, edema, "the oedema inside the enhancing tumor", both)
     assert "inside relations" in failed["geometry.relational"]
-    failed = _check(verifier, edema, "the edema in the centre of the image")
+    failed = _check(verifier, edema, "the edema in the centre of the image", both)
     assert "geometry.spatial" not in failed  # centre == center, and the edema is centred
 
 
@@ -572,14 +567,15 @@ def test_anatomical_directions_on_slices(axis, true, false):
         patient_side=lambda m: "right",
     )[0]
     assert _kept(_run(record, true, [record], spec=LESION)), true
-    assert "upper part" in _failed(_run(record, false, [record], spec=LESION))["geometry.spatial"]
+    failed = _failed(_run(record, false, [record], spec=LESION))["geometry.spatial"]
+    assert "vertical position upper" in failed and "the lower part" in failed
     if axis == "axial":
         failed = _failed(_run(record, "the superior lesion", [record], spec=LESION))
         assert "not a direction within an axial slice" in failed["geometry.spatial"]
     if axis == "sagittal":  # anterior is on the image's left, where the lesion is
         assert _kept(_run(record, "the anterior lesion", [record], spec=LESION))
         failed = _failed(_run(record, "the posterior lesion", [record], spec=LESION))
-        assert "left part" in failed["geometry.spatial"]
+        assert "posterior is the right part" in failed["geometry.spatial"]
 
 
 def test_anatomical_direction_on_a_2d_image_is_unsupported(two_polyps):
@@ -589,18 +585,25 @@ def test_anatomical_direction_on_a_2d_image_is_unsupported(two_polyps):
 
 
 def test_an_organ_the_image_does_not_show_is_rejected(two_polyps, volume_slice):
-    """The synthetic source shows the colon: "in the stomach" is a wrong organ, "on the rectal
-    wall" is the same organ group; a lesion "in the liver" on a brain slice is wrong too."""
+    """The synthetic source shows the colon: "in the stomach" is a wrong organ, "on the colonic
+    wall" and "in the large bowel" are the colon, "in the rectum" is a part of it that the
+    image cannot tell (unverifiable); a lesion "in the liver" on a brain slice is wrong too, and
+    with an unknown body part every organ word is unverifiable."""
     big, _, records = two_polyps
     failed = _failed(_run(big, "the larger polyp in the stomach", records))
     assert "names the stomach, but this image shows the colon" in failed["medical_prior.anatomy"]
-    assert _kept(_run(big, "the larger polyp on the rectal wall", records))
+    assert _kept(_run(big, "the larger polyp on the colonic wall", records))
+    assert _kept(_run(big, "the larger polyp in the large bowel", records))
+    failed = _failed(_run(big, "the larger polyp in the rectum", records))
+    assert "unverifiable" in failed["medical_prior.anatomy"]
     brain = {**volume_slice, "body_part": "brain"}
     assert _kept(_run(brain, "the lesion inside the brain", [brain], spec=LESION))
     failed = _failed(_run(brain, "the lesion in the liver", [brain], spec=LESION))
     assert "liver" in failed["medical_prior.anatomy"]
-    unknown = {**volume_slice, "body_part": "various"}  # no organ known: nothing to check
-    assert _kept(_run(unknown, "the lesion in the liver", [unknown], spec=LESION))
+    unknown = {**volume_slice, "body_part": "various"}  # no organ known: nothing is checkable
+    failed = _failed(_run(unknown, "the lesion in the liver", [unknown], spec=LESION))
+    assert "unverifiable" in failed["medical_prior.anatomy"]
+    assert _kept(_run(unknown, "the lesion on this MRI slice", [unknown], spec=LESION))
 
 
 def test_a_generic_noun_must_single_out_the_target_among_every_label(tumour_parts):
@@ -615,3 +618,76 @@ def test_a_generic_noun_must_single_out_the_target_among_every_label(tumour_part
     assert "other target(s) of 2" in failed["geometry.unique"]
     assert not _check(verifier, enhancing, "the enhancing tumour in the center of the image", both)
     assert not _check(verifier, enhancing, "the lesion surrounded by the edema", both)
+
+
+def test_appearance_words_are_left_to_the_judge_which_decides(built_kvasir, tmp_path, monkeypatch):
+    """ "the reddish polyp": rejected offline (no rule sees colour); with a VLM judge (the real
+    openai SDK against the fake server) the appearance check passes saying so, and the judge's
+    own verdict keeps or rejects the query."""
+    from fake_vlm_server import FakeVLM, Fault
+    from medground_hf.generation.commands import GenerationOptions, make_judge
+    from medground_hf.generation.reverify import verify_queries
+
+    one = next(
+        r["id"]
+        for r in iter_rows(built_kvasir, "grounding", columns=["id", "num_candidates"])
+        if r["num_candidates"] == 1
+    )
+    lines = [
+        {"id": one, "text": f"the {w} polyp in the image"} for w in ("reddish", "pedunculated")
+    ]
+    offline = verify_queries(built_kvasir, lines).verdicts
+    for line in offline:
+        (failed,) = [v for v in line["verdicts"] if not v["passed"]]
+        assert failed["check"] == "appearance" and "judge" in failed["reason"]
+    monkeypatch.setenv("FAKE_VLM_KEY", "sk-fake")
+    with FakeVLM() as server:
+        server.faults = [Fault("deny")]  # the first judged query is denied
+        options = GenerationOptions(
+            judge="openai-compatible",
+            judge_model="judge-vlm",
+            base_url=f"{server.url}/v1",
+            api_key_env="FAKE_VLM_KEY",
+            cache=str(tmp_path / "cache.sqlite"),
+            concurrency=1,
+        )
+        judge = make_judge(options)
+        try:
+            judged = verify_queries(built_kvasir, lines, judge=judge).verdicts
+        finally:
+            judge.close()
+    assert [line["kept"] for line in judged] == [False, True]
+    for line in judged:
+        checks = {v["check"]: v for v in line["verdicts"]}
+        assert checks["appearance"]["passed"]
+        assert checks["appearance"]["reason"].startswith("left to the VLM judge")
+        assert "vlm_judge" in checks
+
+
+def test_a_folder_built_before_context_boxes_is_regenerated_and_reverified(built_kvasir, tmp_path):
+    """Folders from before the record carried ``context_boxes`` still work with ``medground
+    generate`` (the column is added empty) and ``medground verify``."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    from medground_hf.generation.reverify import verify_queries
+
+    from medground_hf.cli import main
+    from medground_hf.folder import read_manifest, write_manifest
+
+    old = tmp_path / "old"
+    shutil.copytree(built_kvasir, old)
+    for shard in (old / "grounding").glob("*.parquet"):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns(["context_boxes"]), shard)
+    write_manifest(old, read_manifest(old))  # records the edited shards, as a build would
+    one = next(
+        r["id"]
+        for r in iter_rows(old, "grounding", columns=["id", "num_candidates"])
+        if r["num_candidates"] == 1
+    )
+    report = verify_queries(old, [{"id": one, "text": "the polyp in this colonoscopy frame"}])
+    assert report.verdicts[0]["kept"]
+    assert main(["generate", str(old)]) == 0
+    rows = list(iter_rows(old, "grounding", columns=["id", "context_boxes", "queries"]))
+    assert rows and all(r["context_boxes"] is None and r["queries"] for r in rows)
