@@ -261,11 +261,13 @@ def run(
     *,
     batch_size: int = 256,
     structures: Iterable[str] = (),
+    progress: bool = True,
 ) -> Outcome:
     """Generate and verify every split; returns kept and rejected rows and the manifest entry.
 
     ``structures`` adds structure names found elsewhere in the corpus (a build verifies chunk
-    by chunk, and every chunk must know every name the whole corpus uses).
+    by chunk, and every chunk must know every name the whole corpus uses). ``progress=False``:
+    no bar (a build draws one for all its chunks).
     """
     siblings = Siblings.scan(splits)
     siblings.structure_names.update(structures)
@@ -281,7 +283,8 @@ def run(
     grounding: dict[str, Dataset] = {}
     rejected: dict[str, Dataset] = {}
     stats = _Stats()
-    bar = phase_bar("generate+verify", sum(len(ds) for ds in raw.values()), "target")
+    total = sum(len(ds) for ds in raw.values())
+    bar = phase_bar("generate+verify", total, "target", disable=not progress)
 
     def counted(batch: Mapping[str, list]) -> dict[str, list]:
         out = stage(batch)

@@ -138,14 +138,26 @@ def make_all_records(engine, spec: BuilderSpec, work: WorkDir, chunks: Sequence[
                 items - read,
                 read,
             )
-    engine.map(partial(make_records, spec, str(work.root)), todo, desc="records")
+    engine.map(
+        partial(make_records, spec, str(work.root)),
+        todo,
+        desc="items",
+        weights=[len(c.items) for c in todo],
+        unit="item",
+    )
     return [work.read_json(RECORDS, c.name) for c in chunks]
 
 
 def verify_all(engine, job: Verification, work: WorkDir, chunks: Sequence[Chunk]) -> list:
     made = [c for c in chunks if work.has_table(RECORDS, c.name)]
-    tasks = [(c.name, c.identity()) for c in _pending(work, VERIFIED, made)]
-    engine.map(partial(verify_records, job, str(work.root)), tasks, desc="generate+verify")
+    todo = _pending(work, VERIFIED, made)
+    engine.map(
+        partial(verify_records, job, str(work.root)),
+        [(c.name, c.identity()) for c in todo],
+        desc="generate+verify",
+        weights=[work.read_json(RECORDS, c.name)["counts"]["records"] for c in todo],
+        unit="target",
+    )
     return [work.read_json(VERIFIED, c.name) for c in made]
 
 
@@ -197,7 +209,7 @@ def write_shards(engine, out: Path, work: WorkDir, chunks: Sequence[Chunk], stag
                 (config, shard_name(split, i, len(groups)), stage, names)
                 for i, names in enumerate(groups)
             ]
-    engine.map(partial(_write_shard, str(out), str(work.root)), tasks, desc="write shards")
+    engine.map(partial(_write_shard, str(out), str(work.root)), tasks, desc=None)
 
 
 def _write_shard(out: str, work: str, task: tuple) -> int:

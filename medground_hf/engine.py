@@ -16,7 +16,8 @@ from multiprocessing import get_context
 from typing import TypeVar
 
 import pyarrow as pa
-from tqdm.auto import tqdm
+
+from .progress import phase_bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,18 +59,23 @@ class LocalEngine:
         fn: Callable[[T], R],
         tasks: Sequence[T],
         *,
-        desc: str,
+        desc: str | None,
+        weights: Sequence[int] | None = None,
+        unit: str = "chunk",
     ) -> list[R]:
+        """``fn`` of every task, in task order. ``desc`` names the phase's bar (None: no bar),
+        which advances by each task's weight (items, targets) as tasks finish."""
         if not tasks:
             return []
-        bar = tqdm(total=len(tasks), desc=desc, unit="chunk", leave=False)
+        weights = list(weights) if weights is not None else [1] * len(tasks)
+        bar = phase_bar(desc or "", sum(weights), unit, disable=desc is None)
         try:
             if self.num_proc == 1 or len(tasks) == 1:
                 results = []
-                for task in tasks:
+                for task, weight in zip(tasks, weights, strict=True):
                     results.append(fn(task))
                     release_memory()
-                    bar.update()
+                    bar.update(weight)
                 return results
             if self._pool is None:
                 # spawn: a forked child would inherit the parent's Arrow threads and locks
@@ -80,9 +86,9 @@ class LocalEngine:
                 )
             futures = [self._pool.submit(fn, task) for task in tasks]
             results = []
-            for future in futures:
+            for future, weight in zip(futures, weights, strict=True):
                 results.append(future.result())
-                bar.update()
+                bar.update(weight)
             return results
         finally:
             bar.close()

@@ -51,24 +51,36 @@ class RayEngine:
         fn: Callable[[T], R],
         tasks: Sequence[T],
         *,
-        desc: str,
+        desc: str | None,
+        weights: Sequence[int] | None = None,
+        unit: str = "chunk",
     ) -> list[R]:
+        """As :meth:`medground_hf.engine.LocalEngine.map`, as one Ray Data stage."""
         if not tasks:
             return []
         import ray.data
         from ray import cloudpickle
 
+        from .progress import phase_bar
+
         def run(row: dict) -> dict:
             result = fn(cloudpickle.loads(row["task"]))
             return {"index": row["index"], "result": cloudpickle.dumps(result)}
 
+        weights = list(weights) if weights is not None else [1] * len(tasks)
         rows = [{"index": i, "task": cloudpickle.dumps(t)} for i, t in enumerate(tasks)]
         stage = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
             run, concurrency=self.concurrency, num_cpus=1
         )
-        logger.info("%s: %d tasks on Ray", desc, len(rows))
-        done = sorted(stage.take_all(), key=lambda r: r["index"])
-        return [cloudpickle.loads(r["result"]) for r in done]
+        results: dict[int, R] = {}
+        bar = phase_bar(desc or "", sum(weights), unit, disable=desc is None)
+        try:
+            for row in stage.iter_rows():
+                results[row["index"]] = cloudpickle.loads(row["result"])
+                bar.update(weights[row["index"]])
+        finally:
+            bar.close()
+        return [results[i] for i in range(len(tasks))]
 
     def close(self) -> None:
         if self._started:

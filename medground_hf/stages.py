@@ -146,12 +146,10 @@ def verify_records(job: Verification, work: str, task: tuple[str, str]) -> dict:
     """Generate and verify one chunk's records (``task``: its name and identity); kept and
     rejected rows to the work folder."""
     from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar
 
     from .generation import pipeline
-
-    disable_progress_bar()  # one bar for the stage, not one per chunk
     from .generation.base import Usage
+    from .progress import quiet_datasets
 
     name, identity = task
     store = WorkDir(work)
@@ -163,14 +161,16 @@ def verify_records(job: Verification, work: str, task: tuple[str, str]) -> dict:
         before.add(judge.usage)
     batch_size = 256 if options.generator == "template" else max(64, 32 * options.concurrency)
     split = name.rsplit("-", 1)[0]
-    outcome = pipeline.run(
-        {split: Dataset(table)},
-        pipeline.labels_of(job.sources),
-        generator,
-        judge,
-        batch_size=batch_size,
-        structures=job.structures,
-    )
+    with quiet_datasets():  # in a worker process too: the build draws one bar for all chunks
+        outcome = pipeline.run(
+            {split: Dataset(table)},
+            pipeline.labels_of(job.sources),
+            generator,
+            judge,
+            batch_size=batch_size,
+            structures=job.structures,
+            progress=False,
+        )
     spent = outcome.verification["usage"]
     outcome.verification["usage"] = {k: v - getattr(before, k) for k, v in spent.items()}
     for config, parts in (("grounding", outcome.grounding), ("rejected", outcome.rejected)):
