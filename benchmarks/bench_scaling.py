@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +51,8 @@ SA_MED2D_SOURCE_GB = 300.0  # approximate size of its released images (PNG)
 
 def run_build(corpus: Path, out: Path, *extra: str) -> dict:
     cmd = [sys.executable, "-c", MEASURE, "build", "image_mask_folder", "--data-dir",
-           str(corpus), "--out", str(out), "--overwrite", "--set", "min_size=16", *extra]  # fmt: skip
+           str(corpus), "--out", str(out), "--overwrite", "--set", "min_size=16",
+           *extra]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])

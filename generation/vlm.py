@@ -37,7 +37,7 @@ from medground_hf.staging import fault
 
 from . import templates, vocab
 from .base import Generated, GenerationError, Generator, Judge, Target, Usage
-from .cache import RequestCache, request_key
+from .cache import RequestCache, open_cache, request_key
 from .verify import STYLES
 
 logger = logging.getLogger("medground_hf.generation")
@@ -674,7 +674,9 @@ def _backend(kind: str, model: str | None, options) -> Backend:
 
 def _runner(kind: str, model: str | None, options, *, batch: bool = False) -> Runner:
     backend = _backend(kind, model, options)
-    cache = RequestCache(options.cache_path())
+    cache = open_cache(options.cache) if options.cache else RequestCache(options.cache_path())
+    if batch and not isinstance(cache, RequestCache):
+        raise GenerationError("--batch needs an SQLite request cache (--cache FILE), not a folder")
     if batch:
         from .anthropic_backend import BatchRunner
 

@@ -318,12 +318,20 @@ def build(
             if gen_options is not None:
                 from .generation.pipeline import combine
 
+                options, merge_cache = shared_cache(gen_options, engine, stage.resume)
                 job = Verification(
-                    gen_options,
+                    options,
                     [source_metadata(builder.source)],
                     sorted({n for s in summaries for n in s["structures"]}),
                 )
                 parts = verify_all(runner, job, work, chunks)
+                if merge_cache is not None:
+                    from .generation.cache import merge_into
+
+                    count = merge_into(options["cache"], merge_cache)
+                    logger.info(
+                        "%d answer(s) of the workers' cache added to %s", count, merge_cache
+                    )
                 verification = combine(s["verification"] for s in parts)
                 kind = VERIFIED
             write_shards(runner, stage.path, work, chunks, kind)
@@ -371,6 +379,23 @@ def build(
             manifest["derived_configs"] = selection
         finish_folder(stage.path, manifest)
     return manifest
+
+
+def shared_cache(options: dict, engine: str, resume: Path) -> tuple[dict, Path | None]:
+    """The request cache a build's workers use. On Ray they may run on several machines, which
+    share no SQLite file: unless the user chose a folder cache, answers go to a folder cache in
+    the staging folder (kept when a killed build resumes) and are added to the user's SQLite
+    cache at the end. Returns the options and that SQLite path (None: nothing to add)."""
+    from .generation.commands import GenerationOptions
+
+    chosen = options.get("cache")
+    if engine != "ray" or (options["generator"] == "template" and options["judge"] == "offline"):
+        return options, None
+    if chosen and (str(chosen).endswith("/") or Path(chosen).is_dir()):
+        return options, None
+    folder = resume / "requests"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {**options, "cache": f"{folder}/"}, GenerationOptions(**options).cache_path()
 
 
 def generation_identity(generator: str, options: Mapping[str, object] | None) -> dict | None:

@@ -22,6 +22,20 @@ R = TypeVar("R")
 logger = logging.getLogger("medground_hf")
 
 
+def _task_error(error: BaseException) -> BaseException | None:
+    """The error a task raised (a bad input file, a generator that cannot go on), found inside
+    the exceptions Ray wraps it in; None for a failure of Ray itself."""
+    from .errors import InputError
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (InputError, BuildError)):
+            return error
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return None
+
+
 class RayEngine:
     """Runs tasks as Ray Data stages; joins ``address`` (``auto``: a running ``ray start``
     cluster), else the cluster in ``RAY_ADDRESS``, else starts a local instance."""
@@ -78,6 +92,11 @@ class RayEngine:
             for row in stage.iter_rows():
                 results[row["index"]] = cloudpickle.loads(row["result"])
                 bar.update(weights[row["index"]])
+        except Exception as exc:
+            cause = _task_error(exc)
+            if cause is None:
+                raise
+            raise cause from None  # the one-line error a local build would give
         finally:
             bar.close()
         return [results[i] for i in range(len(tasks))]
