@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -63,6 +62,3 @@ class WorkDir:
     def read_json(self, stage: str, name: str) -> dict | None:
         path = self.path(stage, name, ".json")
         return json.loads(path.read_text("utf-8")) if path.is_file() else None
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
