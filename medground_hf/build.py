@@ -336,48 +336,48 @@ def build(
                 kind = VERIFIED
             write_shards(runner, stage.path, work, chunks, kind)
             fault("shards")
+            counts = combine_counts(summaries)
+            manifest = {
+                "pipeline_version": PIPELINE_VERSION,
+                "sources": [source_metadata(builder.source)],
+                "builds": [
+                    {
+                        "source": builder.source.name,
+                        "builder": builder.name,
+                        "builder_version": str(builder.VERSION),
+                        "config": builder.config.name,
+                        "split_ratios": dict(builder.config.split_ratios),
+                        "on_error": on_error,
+                    }
+                ],
+                "counts": {
+                    "items_read": items_read,
+                    "items_built": built_items,
+                    "items_skipped": len(skipped_items),
+                    "components_dropped": sum(1 for s in skips if s["stage"] == "min_size"),
+                    "image_bytes": sum(c["image_bytes"] for c in counts.values()),
+                    "splits": {
+                        split: {k: v for k, v in c.items() if k != "image_bytes"}
+                        for split, c in counts.items()
+                    },
+                },
+                "skipped": skips,
+                COMMAND_KEY: key,
+            }
+            if shard is not None:
+                manifest["shard"] = {
+                    "index": shard[0],
+                    "count": shard[1],
+                    "items_total": all_items,
+                    "listing": listing,
+                }
+            if verification is not None:
+                manifest["verification"] = verification
+            if selection is not None:
+                manifest["derived_configs"] = selection
+            finish_folder(stage.path, manifest, runner)
         finally:
             runner.close()
-        counts = combine_counts(summaries)
-        manifest = {
-            "pipeline_version": PIPELINE_VERSION,
-            "sources": [source_metadata(builder.source)],
-            "builds": [
-                {
-                    "source": builder.source.name,
-                    "builder": builder.name,
-                    "builder_version": str(builder.VERSION),
-                    "config": builder.config.name,
-                    "split_ratios": dict(builder.config.split_ratios),
-                    "on_error": on_error,
-                }
-            ],
-            "counts": {
-                "items_read": items_read,
-                "items_built": built_items,
-                "items_skipped": len(skipped_items),
-                "components_dropped": sum(1 for s in skips if s["stage"] == "min_size"),
-                "image_bytes": sum(c["image_bytes"] for c in counts.values()),
-                "splits": {
-                    split: {k: v for k, v in c.items() if k != "image_bytes"}
-                    for split, c in counts.items()
-                },
-            },
-            "skipped": skips,
-            COMMAND_KEY: key,
-        }
-        if shard is not None:
-            manifest["shard"] = {
-                "index": shard[0],
-                "count": shard[1],
-                "items_total": all_items,
-                "listing": listing,
-            }
-        if verification is not None:
-            manifest["verification"] = verification
-        if selection is not None:
-            manifest["derived_configs"] = selection
-        finish_folder(stage.path, manifest)
     return manifest
 
 
@@ -407,12 +407,13 @@ def generation_identity(generator: str, options: Mapping[str, object] | None) ->
     return GenerationOptions(generator=generator, **dict(options or {})).identity()
 
 
-def finish_folder(out: Path, manifest: dict) -> None:
+def finish_folder(out: Path, manifest: dict, engine=None) -> None:
     """The last step of every command that writes a folder (build, generate, merge, into its
     staging folder): derived configs rewritten from ``grounding`` (none, and stale ones gone,
-    when every target was rejected), then the manifest (with every shard's hash) and the card."""
+    when every target was rejected; on ``engine``'s workers when given), then the manifest (with
+    every shard's hash) and the card."""
     if (out / "grounding").is_dir():
-        manifest["formats"] = write_format_configs(out, manifest)
+        manifest["formats"] = write_format_configs(out, manifest, engine)
     else:
         remove_format_configs(out)
         manifest.pop("formats", None)

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 
-from medground_hf.folder import ShardFile, config_shards, iter_batches, read_manifest, shard_name
-from medground_hf.progress import phase_bar
+from medground_hf.folder import (
+    ShardFile,
+    config_shards,
+    iter_batches,
+    iter_rows,
+    parquet_rows,
+    read_manifest,
+    shard_name,
+)
 
 from .chat import DIALECTS, Dialect
 from .coco import COCO_FEATURES, CocoIds, coco_images
 from .rows import (
     GROUNDING,
-    count_rows,
+    REJECTED,
     grounding_splits,
     kept_queries,
     split_targets,
@@ -126,50 +134,104 @@ def _finish(writer: ShardFile, stats: dict, config: str, split: str) -> None:
         writer.path.unlink()
 
 
-def write_format_configs(out: str | Path, manifest: dict | None = None) -> dict:
+def coco_offsets(out: Path, manifest: dict) -> dict[str, dict[str, int]]:
+    """The first COCO image, annotation, ref and sentence id of each split: ids run on across
+    splits (unique in the whole dataset), and knowing where each split starts lets the splits
+    be written at the same time. Counted from light columns, no image read."""
+    offsets, running = {}, dict(CocoIds.from_manifest(manifest).next_ids)
+    for split in target_splits(out):
+        offsets[split] = dict(running)
+        targets, images = set(), set()
+        for row in iter_rows(out, GROUNDING, split, columns=["id", "image_id", "queries"]):
+            targets.add(row["id"])
+            images.add(row["image_id"])
+            kept = len(kept_queries(row))
+            running["ref"] += kept > 0
+            running["sent"] += kept
+        for row in iter_rows(out, REJECTED, split, columns=["id", "image_id"]):
+            targets.add(row["id"])
+            images.add(row["image_id"])
+        running["image"] += len(images)
+        running["ann"] += len(targets)
+    return offsets
+
+
+def write_config_split(
+    out: str, manifest: dict, offsets: dict, task: tuple[str | None, str]
+) -> dict:
+    """One derived config of one split (a task an engine may run in any process); returns its
+    rows, and for a chat config (or ``None``: count only) the split's targets and those without
+    kept queries."""
+    config, split = task
+    out_path = Path(out)
+    if config is None:
+        rows = list(iter_rows(out_path, GROUNDING, split, columns=["queries"]))
+        without = sum(not kept_queries(row) for row in rows)
+        return {"rows": 0, "targets": len(rows), "without": without}
+    path = out_path / config / shard_name(split, 0, 1)
+    if config == COCO:
+        ids = CocoIds.from_manifest(manifest)
+        ids.next_ids = dict(offsets[split])
+        coco = ShardFile(path, COCO_FEATURES.arrow_schema)
+        coco.write_rows(coco_images(split_targets(out_path, split), split, ids))
+        return {"rows": _close(coco)}
+    dialect = next(d for d in DIALECTS.values() if d.config == config)
+    writer = ShardFile(path, dialect.layout.features().arrow_schema)
+    targets = without = 0
+    for table in image_batches(config_shards(out_path, GROUNDING, split)):
+        rows = table.select(_LIGHT).to_pylist()
+        targets += len(rows)
+        without += sum(not kept_queries(row) for row in rows)
+        writer.write(chat_table(dialect, table, rows))
+    return {"rows": _close(writer), "targets": targets, "without": without}
+
+
+def _close(writer: ShardFile) -> int:
+    """Close a shard; one without rows is removed (an empty config would not load)."""
+    count = writer.close()
+    if not count:
+        writer.path.unlink()
+    return count
+
+
+def write_format_configs(out: str | Path, manifest: dict | None = None, engine=None) -> dict:
     """Write the selected derived configs; returns their row counts for the manifest.
 
     Every target becomes a COCO annotation, rejected ones and those without kept queries (a
     build without a generator) included; only targets with kept queries give chat rows and refs,
     and how many were left out is part of the returned stats. A chat config with no rows at all
-    is not written (an empty config would not load).
+    is not written (an empty config would not load). Each config of each split is one task of
+    ``engine`` (a build's worker processes or Ray cluster), else they run here one by one.
     """
+    from medground_hf.engine import LocalEngine
+
     out = Path(out)
     manifest = manifest or read_manifest(out)
     remove_format_configs(out)
     stats: dict = {"targets": {}, "targets_without_kept_queries": {}, "rows": {}}
     selected = selected_configs(manifest)
-    grounding_splits(out)  # a clear error when there is nothing to derive from
-    dialects = [d for d in DIALECTS.values() if d.config in selected]
-    passes = (COCO in selected) + 1  # the second pass also counts targets for the stats
-    bar = phase_bar("writing formats", count_rows(out, GROUNDING) * passes, "row")
-    if COCO in selected:
-        ids = CocoIds.from_manifest(manifest)  # one id sequence: ids unique across splits
-        for split in target_splits(out):
-            coco = ShardFile(out / COCO / shard_name(split, 0, 1), COCO_FEATURES.arrow_schema)
-            coco.write_rows(coco_images(split_targets(out, split, bar.update), split, ids))
-            _finish(coco, stats, COCO, split)
-    for split in grounding_splits(out):
-        writers = {
-            d.config: ShardFile(
-                out / d.config / shard_name(split, 0, 1), d.layout.features().arrow_schema
-            )
-            for d in dialects
-        }
-        targets = without = 0
-        for table in image_batches(config_shards(out, GROUNDING, split)):
-            rows = table.select(_LIGHT).to_pylist()
-            bar.update(len(rows))
-            targets += len(rows)
-            without += sum(not kept_queries(row) for row in rows)
-            for d in dialects:
-                writers[d.config].write(chat_table(d, table, rows))
-        for config, writer in writers.items():
-            _finish(writer, stats, config, split)
-        stats["targets"][split] = targets
-        stats["targets_without_kept_queries"][split] = without
+    splits = grounding_splits(out)  # a clear error when there is nothing to derive from
+    tasks = [(COCO, split) for split in target_splits(out) if COCO in selected]
+    # the targets of each split are counted with its first chat config, or alone (no config)
+    chats = [d.config for d in DIALECTS.values() if d.config in selected] or [None]
+    tasks += [(config, split) for split in splits for config in chats]
+    rows = {s: sum(parquet_rows(p) for p in config_shards(out, GROUNDING, s)) for s in splits}
+    offsets = coco_offsets(out, manifest) if COCO in selected else {}
+    runner = engine or LocalEngine()
+    results = runner.map(
+        partial(write_config_split, str(out), manifest, offsets),
+        tasks,
+        desc="writing formats",
+        weights=[rows.get(split, 0) for _, split in tasks],
+        unit="row",
+    )
+    for (config, split), result in zip(tasks, results, strict=True):
+        if config is not None and result["rows"]:
+            stats["rows"].setdefault(config, {})[split] = result["rows"]
+        if config != COCO:  # every chat config counts the same targets
+            stats["targets"][split] = result["targets"]
+            stats["targets_without_kept_queries"][split] = result["without"]
     for config in selected:
         if (out / config).is_dir() and not any((out / config).iterdir()):
             (out / config).rmdir()
-    bar.close()
     return stats
