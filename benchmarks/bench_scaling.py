@@ -30,18 +30,20 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from synthetic import write_corpus  # noqa: E402
 
+# peak = the process's own VmHWM (ru_maxrss would carry the parent's peak across fork and exec)
 MEASURE = """
-import json, resource, sys, time
+import json, re, resource, sys, time
 from medground_hf.cli import main
 start = time.perf_counter()
 code = main(sys.argv[1:])
 usage = resource.getrusage(resource.RUSAGE_SELF)
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
+status = open("/proc/self/status").read()
 print(json.dumps({
     "code": code,
     "wall": time.perf_counter() - start,
     "cpu": usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
-    "peak_mb": usage.ru_maxrss / 1024,
+    "peak_mb": int(re.search(r"VmHWM:\\s+(\\d+)", status)[1]) / 1024,
 }))
 """
 SA_MED2D_IMAGES = 4_600_000

@@ -165,9 +165,11 @@ def write_config_split(
     config, split = task
     out_path = Path(out)
     if config is None:
-        rows = list(iter_rows(out_path, GROUNDING, split, columns=["queries"]))
-        without = sum(not kept_queries(row) for row in rows)
-        return {"rows": 0, "targets": len(rows), "without": without}
+        targets = without = 0
+        for row in iter_rows(out_path, GROUNDING, split, columns=["queries"]):
+            targets += 1
+            without += not kept_queries(row)
+        return {"rows": 0, "targets": targets, "without": without}
     path = out_path / config / shard_name(split, 0, 1)
     if config == COCO:
         ids = CocoIds.from_manifest(manifest)
