@@ -95,6 +95,24 @@ def label_counts(out: Path) -> list[dict]:
     ]
 
 
+def config_sizes(out: Path, manifest: dict) -> list[dict]:
+    """Bytes on disk of each config, and that size over the bytes of the distinct images the
+    dataset holds (each config that embeds images stores each of them once)."""
+    images = manifest["counts"].get("image_bytes")
+    rows = []
+    for config in configs_metadata(out):
+        name = config["config_name"]
+        size = sum(p.stat().st_size for p in (out / name).glob("*.parquet"))
+        ratio = f"{size / images:.2f}" if images else "-"
+        rows.append({"config": name, "mb": f"{size / 2**20:.1f}", "ratio": ratio})
+    total = sum(float(r["mb"]) for r in rows)
+    if images:
+        rows.append(
+            {"config": "**total**", "mb": f"{total:.1f}", "ratio": f"{total * 2**20 / images:.2f}"}
+        )
+    return rows
+
+
 def pass_rates(verification: dict | None) -> list[dict]:
     """Per stage and source: checked, passed and the pass rate in percent."""
     rows = []
@@ -156,6 +174,8 @@ def render_card(out: Path, manifest: dict) -> str:
         verification=manifest.get("verification"),
         rates=pass_rates(manifest.get("verification")),
         formats=manifest.get("formats"),
+        sizes=config_sizes(out, manifest),
+        image_mb=f"{manifest['counts'].get('image_bytes', 0) / 2**20:.1f}",
         schema=schema_rows(GROUNDING_FEATURES),
         conventions=convention_rows(),
         qwen_resize=boxes.QWEN25_RESIZE,

@@ -1,4 +1,6 @@
-"""A content-addressed request cache on disk (SQLite), and the persisted Message Batch ids.
+"""A content-addressed request cache on disk (SQLite), and the persisted Message Batch ids; or,
+for workers on several machines, the same cache as one small file per answer in a folder on
+storage they all share (:class:`FolderCache`).
 
 Keys hash everything that determines an answer (task, model, prompt version, parameters, image
 bytes, target cues, query), so re-running or resuming an interrupted run sends no request twice.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -104,3 +107,58 @@ class RequestCache:
 
     def close(self) -> None:
         self.db.close()
+
+
+class FolderCache:
+    """``key -> answer`` as one JSON file per key under a folder every worker sees (a shared
+    filesystem): nothing to lock, an answer appears by rename, so workers on any machine and a
+    resumed run share it. Answers only: Message Batches need the SQLite cache."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, key: str) -> Path:
+        return self.path / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            return json.loads(self._file(key).read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, value: Mapping) -> None:
+        path = self._file(key)
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(value), "utf-8")
+        os.replace(partial, path)
+
+    def items(self) -> Iterable[tuple[str, dict]]:
+        for path in sorted(self.path.glob("??/*.json")):
+            yield path.stem, json.loads(path.read_text("utf-8"))
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+def open_cache(path: str | Path) -> RequestCache | FolderCache:
+    """A folder (an existing one, or a path ending in ``/``) is a :class:`FolderCache`; anything
+    else the SQLite :class:`RequestCache`."""
+    if str(path).endswith("/") or Path(path).is_dir():
+        return FolderCache(path)
+    return RequestCache(path)
+
+
+def merge_into(folder: str | Path, path: str | Path) -> int:
+    """Copy a folder cache's answers into an SQLite cache (after a distributed run, so later
+    runs on this machine reuse them); returns how many."""
+    target = RequestCache(path)
+    try:
+        count = 0
+        for key, value in FolderCache(folder).items():
+            target.put(key, value)
+            count += 1
+        return count
+    finally:
+        target.close()

@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from datasets import Dataset, Features, Image, Value
@@ -29,6 +29,7 @@ from .verify import STAGES, Verdict, Verifier, first_failure, label_terms
 REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
 _KIND = "_row_kind"  # grounding | query (one rejected query) | target (rejected as a whole)
 _GENERATED = "_queries_generated"  # on the one primary row of each target
+REJECTED_SCHEMA = Features({**GROUNDING_FEATURES, **REJECTED_COLUMNS}).arrow_schema
 _RAW = Features({**GROUNDING_FEATURES, "image": Image(decode=False)})
 _OUT = Features({**_RAW, **REJECTED_COLUMNS, _KIND: Value("string"), _GENERATED: Value("int32")})
 _LIGHT = [
@@ -300,9 +301,17 @@ def run(
     judge: Judge | None = None,
     *,
     batch_size: int = 256,
+    structures: Iterable[str] = (),
+    progress: bool = True,
 ) -> Outcome:
-    """Generate and verify every split; returns kept and rejected rows and the manifest entry."""
+    """Generate and verify every split; returns kept and rejected rows and the manifest entry.
+
+    ``structures`` adds structure names found elsewhere in the corpus (a build verifies chunk
+    by chunk, and every chunk must know every name the whole corpus uses). ``progress=False``:
+    no bar (a build draws one for all its chunks).
+    """
     siblings = Siblings.scan(splits)
+    siblings.structure_names.update(structures)
     stage = Stage(generator, judge, labels, siblings)
     raw = {name: ds.cast_column("image", Image(decode=False)) for name, ds in splits.items()}
     if any(len(ds) for ds in raw.values()):
@@ -315,7 +324,8 @@ def run(
     grounding: dict[str, Dataset] = {}
     rejected: dict[str, Dataset] = {}
     stats = _Stats()
-    bar = phase_bar("generate+verify", sum(len(ds) for ds in raw.values()), "target")
+    total = sum(len(ds) for ds in raw.values())
+    bar = phase_bar("generate+verify", total, "target", disable=not progress)
 
     def counted(batch: Mapping[str, list]) -> dict[str, list]:
         out = stage(batch)
@@ -447,6 +457,55 @@ class _Stats:
         }
 
 
+_SUMMED = (
+    "queries_generated",
+    "queries_kept",
+    "queries_rejected",
+    "targets_total",
+    "targets_kept",
+    "targets_rejected",
+)
+
+
+def _joined(values: Iterable[str | None]) -> str | None:
+    """One value where all agree, else every distinct one in order (e.g. two generators)."""
+    distinct = list(dict.fromkeys(v for v in values if v))
+    return ", ".join(distinct) if distinct else None
+
+
+def combine(parts: Iterable[dict]) -> dict:
+    """One verification entry from several (the chunks of a build, shards, merged folders):
+    counts, stage rows per (stage, source) and reasons summed, usage added, names joined."""
+    parts = list(parts)
+    checked: Counter = Counter()
+    passed: Counter = Counter()
+    reasons: Counter = Counter()
+    usage: Counter = Counter(dict.fromkeys(Usage().as_dict(), 0))
+    for part in parts:
+        for row in part["stages"]:
+            checked[(row["stage"], row["source"])] += row["checked"]
+            passed[(row["stage"], row["source"])] += row["passed"]
+        reasons.update({(r["stage"], r["reason"]): r["count"] for r in part["reasons"]})
+        usage.update(part.get("usage") or {})
+    merged: dict = {key: sum(p[key] for p in parts) for key in _SUMMED}
+    keys = sorted(checked, key=lambda k: (STAGES.index(k[0]), k[1]))
+    merged.update(
+        generator=_joined(p["generator"] for p in parts),
+        model=_joined(p.get("model") for p in parts),
+        prompt_version=_joined(p["prompt_version"] for p in parts),
+        stages=[
+            {"stage": st, "source": so, "checked": checked[(st, so)], "passed": passed[(st, so)]}
+            for st, so in keys
+        ],
+        reasons=[
+            {"stage": stage, "reason": reason, "count": count}
+            for (stage, reason), count in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        usage={k: round(v, 6) if k == "cost_usd" else v for k, v in usage.items()},
+    )
+    return merged
+
+
 def labels_of(sources: list) -> dict[str, dict[str, LabelSpec]]:
     """Label specs per source, from SourceInfo objects or the manifest's ``sources`` entries."""
     out: dict[str, dict[str, LabelSpec]] = {}
@@ -470,4 +529,4 @@ def _spec_from_dict(data: Mapping) -> LabelSpec:
     return LabelSpec(**values)
 
 
-__all__ = ["Outcome", "Siblings", "Stage", "labels_of", "run"]
+__all__ = ["Outcome", "Siblings", "Stage", "combine", "labels_of", "run"]

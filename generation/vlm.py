@@ -16,8 +16,11 @@ import hashlib
 import io
 import json
 import logging
+import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from importlib import resources
 from string import Template
@@ -34,7 +37,7 @@ from medground_hf.staging import fault
 
 from . import templates, vocab
 from .base import Generated, GenerationError, Generator, Judge, Target, Usage
-from .cache import RequestCache, request_key
+from .cache import RequestCache, open_cache, request_key
 from .verify import STYLES
 
 logger = logging.getLogger("medground_hf.generation")
@@ -578,10 +581,32 @@ def to_generated(completion: Completion) -> Generated:
 class VLMJudge(_Prompted, Judge):
     """The online visual check: the VLM sees the image with the box drawn, and the query."""
 
+    DRAWN = 256  # boxed images kept: a target's queries are judged together
+
     def __init__(self, runner: Runner, *, max_tokens: int = 200):
         super().__init__()
         self.bind(runner, JUDGE_PROMPT)
         self.max_tokens = max_tokens
+        self._drawn: OrderedDict[str, Future] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def boxed(self, record: Mapping) -> tuple[str, str]:
+        """The record's image with its box drawn, base64-encoded once per target however many
+        of its queries are judged, also when their requests are built at the same time in
+        several threads (decoding, drawing and encoding cost more than a request)."""
+        with self._lock:
+            pending = self._drawn.get(record["id"])
+            mine = pending is None
+            if mine:
+                pending = self._drawn[record["id"]] = Future()
+                while len(self._drawn) > self.DRAWN:
+                    self._drawn.popitem(last=False)
+        if mine:
+            try:
+                pending.set_result(draw(record, box=True))
+            except BaseException as exc:
+                pending.set_exception(exc)
+        return pending.result()
 
     def job(self, target: Target, query: str) -> Job:
         record = target.record
@@ -597,7 +622,7 @@ class VLMJudge(_Prompted, Judge):
         )
 
         def request() -> Request:
-            image_b64, mtype = draw(record, box=True)
+            image_b64, mtype = self.boxed(record)
             text = self.prompt.user.substitute(query=query, label=target.spec.display)
             return Request(
                 self.prompt.system,
@@ -649,7 +674,9 @@ def _backend(kind: str, model: str | None, options) -> Backend:
 
 def _runner(kind: str, model: str | None, options, *, batch: bool = False) -> Runner:
     backend = _backend(kind, model, options)
-    cache = RequestCache(options.cache_path())
+    cache = open_cache(options.cache) if options.cache else RequestCache(options.cache_path())
+    if batch and not isinstance(cache, RequestCache):
+        raise GenerationError("--batch needs an SQLite request cache (--cache FILE), not a folder")
     if batch:
         from .anthropic_backend import BatchRunner
 

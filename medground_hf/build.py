@@ -1,46 +1,51 @@
-"""``medground build``: run a source builder and write a loadable dataset folder.
+"""``medground build``: list a source's items, make records and queries chunk by chunk on an
+engine, and write a loadable dataset folder.
 
-builder (``download_and_prepare`` into a scratch Arrow cache) -> canonical records per split ->
-Parquet shards + manifest + card. Generation and verification plug in between records and shards.
+builder listing (on the driver, once) -> chunks -> records per chunk (workers) -> generation and
+verification per chunk (workers) -> Parquet shards of ``grounding`` and ``rejected`` -> derived
+configs, manifest, card, all in the staging folder (:mod:`medground_hf.staging`) that then
+replaces ``out`` in one rename. Chunks are checkpoints: a killed build, run again, redoes only
+the chunks it had not finished (see :mod:`medground_hf.workdir`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
+from functools import partial
 from pathlib import Path
 
-from datasets import Dataset
-from datasets.exceptions import DatasetGenerationError
-
 from . import PIPELINE_VERSION
-from .errors import InputError, read_skips
-from .folder import MANIFEST, read_manifest, split_key, write_manifest, write_split
+from .chunks import Chunk, plan_chunks, shard_chunks
+from .errors import InputError, sort_skips
+from .folder import (
+    MANIFEST,
+    MAX_SHARD_BYTES,
+    read_manifest,
+    shard_name,
+    split_key,
+    write_manifest,
+    write_shard,
+)
 from .formats import remove_format_configs, write_format_configs
 from .formats.configs import check_selection
 from .integrity import check_folder
 from .progress import quiet_datasets
 from .source import SourceInfo
+from .stages import RECORDS, VERIFIED, BuilderSpec, Verification, make_records, verify_records
 from .staging import command_key, fault, is_empty, recover, staged
+from .workdir import WorkDir
 
 logger = logging.getLogger("medground_hf")
+SHARD_CONFIGS = ("grounding", "rejected")
 
 
 class BuildError(RuntimeError):
     """The build cannot go on; the message says why (and which file, for input errors)."""
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """``datasets`` wraps generator errors; surface the InputError that names the file (or the
-    OSError, e.g. a full disk)."""
-    seen = error
-    while seen is not None:
-        if isinstance(seen, (InputError, OSError)):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return error
 
 
 def source_metadata(source: SourceInfo) -> dict:
@@ -96,66 +101,130 @@ def check_options(source: str, cls: type, options: Mapping[str, object]) -> None
         )
 
 
-def run_builder(
-    source: str,
-    data_dir: Path,
-    work: Path,
-    *,
-    config_name: str | None = None,
-    on_error: str = "raise",
-    split_ratios: Mapping[str, float] | None = None,
-    num_proc: int | None = None,
-    options: Mapping[str, object] | None = None,
-    checkpoints: Path | None = None,
-):
-    """Run one builder into ``work``; returns it and its datasets per split. Finished items are
-    checkpointed in ``checkpoints`` (and taken from there when a rerun resumes)."""
-    cls = builder_class(source)
-    check_options(source, cls, options or {})
-    kwargs = dict(options or {})
-    if split_ratios:
-        kwargs["split_ratios"] = dict(split_ratios)
-    if checkpoints is not None:
-        kwargs["checkpoint_dir"] = str(checkpoints)
+def make_builder(spec: BuilderSpec):
     try:
-        builder = cls(
-            config_name=config_name,
-            data_dir=str(data_dir),
-            cache_dir=str(work / "cache"),
-            on_error=on_error,
-            report_dir=str(work / "skips"),
-            **kwargs,
-        )
+        return spec.builder()
     except (TypeError, ValueError) as exc:
-        raise BuildError(f"{source}: bad builder options: {exc}") from exc
-    try:
-        builder.download_and_prepare(
-            output_dir=str(work / "arrow"), num_proc=num_proc, verification_mode="no_checks"
+        if isinstance(exc, InputError):
+            raise
+        raise BuildError(f"{spec.source}: bad builder options: {exc}") from exc
+
+
+def chunk_hash(chunks: Sequence[Chunk]) -> str:
+    """One hash of the whole listing: which items, in which chunks."""
+    keys = [[c.name, [item.key for item in c.items]] for c in chunks]
+    return hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+
+
+def _pending(work: WorkDir, stage: str, chunks: Sequence[Chunk]) -> list[Chunk]:
+    """The chunks ``stage`` has not finished on these very items (all, unless resuming)."""
+    todo = [
+        c for c in chunks if (work.read_json(stage, c.name) or {}).get("identity") != c.identity()
+    ]
+    if len(todo) < len(chunks):
+        logger.info("%s: %d of %d chunks already done", stage, len(chunks) - len(todo), len(chunks))
+    return todo
+
+
+def make_all_records(engine, spec: BuilderSpec, work: WorkDir, chunks: Sequence[Chunk]) -> list:
+    todo = _pending(work, RECORDS, chunks)
+    if len(todo) < len(chunks):
+        for split in dict.fromkeys(c.split for c in chunks):
+            items = sum(len(c.items) for c in chunks if c.split == split)
+            read = sum(len(c.items) for c in todo if c.split == split)
+            logger.info(
+                "split %s: %d item(s) taken from the interrupted run, %d read",
+                split,
+                items - read,
+                read,
+            )
+    engine.map(
+        partial(make_records, spec, str(work.root)),
+        todo,
+        desc="items",
+        weights=[len(c.items) for c in todo],
+        unit="item",
+    )
+    return [work.read_json(RECORDS, c.name) for c in chunks]
+
+
+def verify_all(engine, job: Verification, work: WorkDir, chunks: Sequence[Chunk]) -> list:
+    made = [c for c in chunks if work.has_table(RECORDS, c.name)]
+    todo = _pending(work, VERIFIED, made)
+    engine.map(
+        partial(verify_records, job, str(work.root)),
+        [(c.name, c.identity()) for c in todo],
+        desc="generate+verify",
+        weights=[work.read_json(RECORDS, c.name)["counts"]["records"] for c in todo],
+        unit="target",
+    )
+    return [work.read_json(VERIFIED, c.name) for c in made]
+
+
+def combine_counts(summaries: Sequence[dict]) -> dict:
+    """The manifest's counts from chunk summaries (or from the counts of several folders)."""
+    splits: dict[str, dict] = {}
+    for s in summaries:
+        into = splits.setdefault(
+            s["split"], {"records": 0, "images": 0, "cases": 0, "labels": {}, "image_bytes": 0}
         )
-    except InputError:
-        raise
-    except DatasetGenerationError as exc:
-        cause = _unwrap(exc)
-        if isinstance(cause, (InputError, OSError)):
-            raise cause from None
-        raise
-    # a split whose every item was skipped holds no data: there is nothing to load or write
-    splits = {
-        name: builder.as_dataset(split=name)
-        for name, info in sorted((builder.info.splits or {}).items(), key=lambda s: split_key(s[0]))
-        if info.num_examples
-    }
-    return builder, splits
-
-
-def count_split(ds: Dataset) -> dict:
-    cols = ds.select_columns(["image_id", "case_id", "label"]).to_dict()
+        for key in ("records", "images", "cases", "image_bytes"):
+            into[key] += s["counts"].get(key, 0)
+        into["labels"] = dict(
+            sorted((Counter(into["labels"]) + Counter(s["counts"]["labels"])).items())
+        )
     return {
-        "records": len(ds),
-        "images": len(set(cols["image_id"])),
-        "cases": len(set(cols["case_id"])),
-        "labels": dict(sorted(Counter(cols["label"]).items())),
+        split: c
+        for split, c in sorted(splits.items(), key=lambda kv: split_key(kv[0]))
+        if c["records"]
     }
+
+
+def write_shards(engine, out: Path, work: WorkDir, chunks: Sequence[Chunk], stage: str) -> None:
+    """``grounding`` and ``rejected`` shards from the chunks' tables, in chunk order; consecutive
+    chunks are grouped into shards of at most ~500 MB, each shard written by one task."""
+    tasks = []
+    for config in SHARD_CONFIGS:
+        table_name = (
+            (lambda c: c.name) if stage == RECORDS else (lambda c, k=config: f"{c.name}.{k}")
+        )
+        if stage == RECORDS and config != "grounding":
+            continue
+        for split in dict.fromkeys(c.split for c in chunks):
+            parts = [
+                table_name(c)
+                for c in chunks
+                if c.split == split and work.has_table(stage, table_name(c))
+            ]
+            groups: list[list[str]] = []
+            size = 0
+            for name in parts:
+                bytes_ = work.path(stage, name, ".arrow").stat().st_size
+                if not groups or size + bytes_ > MAX_SHARD_BYTES:
+                    groups.append([])
+                    size = 0
+                groups[-1].append(name)
+                size += bytes_
+            tasks += [
+                (config, shard_name(split, i, len(groups)), stage, names)
+                for i, names in enumerate(groups)
+            ]
+    engine.map(partial(_write_shard, str(out), str(work.root)), tasks, desc=None)
+
+
+def _write_shard(out: str, work: str, task: tuple) -> int:
+    from .generation.pipeline import REJECTED_SCHEMA
+    from .stages import RECORD_SCHEMA
+
+    config, name, stage, parts = task
+    store = WorkDir(work)
+    schema = RECORD_SCHEMA if config == "grounding" else REJECTED_SCHEMA
+    batches = (
+        batch
+        for part in parts
+        for batch in store.read_table(stage, part).select(schema.names).to_batches(256)
+    )
+    return write_shard(Path(out) / config / name, schema, batches)
 
 
 @quiet_datasets()
@@ -173,15 +242,23 @@ def build(
     generator: str = "template",
     generation_options: Mapping[str, object] | None = None,
     derived_configs: Sequence[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict:
     """Build ``source`` from ``data_dir`` into the folder ``out``; returns the manifest.
 
     ``generator`` writes the queries (``"none"`` leaves them empty) and the verification stages
     split targets into the ``grounding`` and ``rejected`` configs; ``generation_options`` are
-    further :class:`~medground_hf.generation.commands.GenerationOptions` fields.
+    further :class:`~medground_hf.generation.commands.GenerationOptions` fields. ``shard``
+    ``(i, n)`` builds the i-th of n parts of the corpus, for ``medground merge`` to join.
+    ``engine`` runs the work in local processes (``num_proc`` of them) or on Ray; neither
+    changes the result.
     """
     selection = check_selection(list(derived_configs)) if derived_configs is not None else None
     out = Path(out)
+    cls = builder_class(source)
+    check_options(source, cls, options or {})
     key = command_key(
         "build",
         {
@@ -194,68 +271,131 @@ def build(
             "generator": generator,
             "generation": generation_identity(generator, generation_options),
             "derived_configs": selection,
+            "shard": list(shard) if shard else None,
             "pipeline_version": PIPELINE_VERSION,
         },
     )
     done = already_done(out, key, overwrite)
     if done is not None:
         return done
+    builder_options = dict(options or {})
+    if split_ratios:
+        builder_options["split_ratios"] = dict(split_ratios)
+    spec = BuilderSpec(
+        source, str(Path(data_dir)), config_name, on_error, json.dumps(builder_options)
+    )
+    gen_options = None
+    if generator != "none":
+        from .generation.commands import GenerationOptions
+
+        chosen = GenerationOptions(generator=generator, **dict(generation_options or {}))
+        gen_options = asdict(chosen)
+    from .engine import make_engine
+
     with staged(out, key) as stage:
-        builder, splits = run_builder(
-            source,
-            Path(data_dir),
-            stage.scratch,
-            config_name=config_name,
-            on_error=on_error,
-            split_ratios=split_ratios,
-            num_proc=num_proc,
-            options=options,
-            checkpoints=stage.resume / "items",
-        )
-        skips = read_skips(stage.scratch / "skips")
-        counts = {split: count_split(ds) for split, ds in splits.items()}
-        fault("records")
-        verification = write_configs(
-            stage.path, builder.source, splits, generator, generation_options
-        )
-        fault("shards")
-        items_read = sum(len(items) for items in builder.items_by_split.values())
-        skipped_items = [s for s in skips if s["stage"] == "input"]
-        built_items = sum(c["cases"] for c in counts.values())
-        if items_read != built_items + len(skipped_items):
-            raise BuildError(
-                f"counts do not add up: read {items_read}, built {built_items}, "
-                f"skipped {len(skipped_items)}"
-            )
-        manifest = {
-            "pipeline_version": PIPELINE_VERSION,
-            "sources": [source_metadata(builder.source)],
-            "builds": [
-                {
-                    "source": builder.source.name,
-                    "builder": builder.name,
-                    "builder_version": str(builder.VERSION),
-                    "config": builder.config.name,
-                    "split_ratios": dict(builder.config.split_ratios),
-                    "on_error": on_error,
+        builder = make_builder(spec)
+        chunks = plan_chunks(builder.split_items())
+        all_items = sum(len(c.items) for c in chunks)
+        listing = chunk_hash(chunks)  # the whole corpus: the shards of one build share it
+        if shard is not None:
+            chunks = shard_chunks(chunks, *shard)
+        work = WorkDir(stage.resume / "chunks")
+        runner = make_engine(engine, num_proc, ray_address)
+        try:
+            summaries = make_all_records(runner, spec, work, chunks)
+            fault("records")
+            skips = sort_skips([s for summary in summaries for s in summary["skipped"]])
+            items_read = sum(s["items_read"] for s in summaries)
+            built_items = sum(s["items_built"] for s in summaries)
+            skipped_items = [s for s in skips if s["stage"] == "input"]
+            if items_read != built_items + len(skipped_items):
+                raise BuildError(
+                    f"counts do not add up: read {items_read}, built {built_items}, "
+                    f"skipped {len(skipped_items)}"
+                )
+            verification = None
+            kind = RECORDS
+            if gen_options is not None:
+                from .generation.pipeline import combine
+
+                options, merge_cache = shared_cache(gen_options, engine, stage.resume)
+                job = Verification(
+                    options,
+                    [source_metadata(builder.source)],
+                    sorted({n for s in summaries for n in s["structures"]}),
+                )
+                parts = verify_all(runner, job, work, chunks)
+                if merge_cache is not None:
+                    from .generation.cache import merge_into
+
+                    count = merge_into(options["cache"], merge_cache)
+                    logger.info(
+                        "%d answer(s) of the workers' cache added to %s", count, merge_cache
+                    )
+                verification = combine(s["verification"] for s in parts)
+                kind = VERIFIED
+            write_shards(runner, stage.path, work, chunks, kind)
+            fault("shards")
+            counts = combine_counts(summaries)
+            manifest = {
+                "pipeline_version": PIPELINE_VERSION,
+                "sources": [source_metadata(builder.source)],
+                "builds": [
+                    {
+                        "source": builder.source.name,
+                        "builder": builder.name,
+                        "builder_version": str(builder.VERSION),
+                        "config": builder.config.name,
+                        "split_ratios": dict(builder.config.split_ratios),
+                        "on_error": on_error,
+                    }
+                ],
+                "counts": {
+                    "items_read": items_read,
+                    "items_built": built_items,
+                    "items_skipped": len(skipped_items),
+                    "components_dropped": sum(1 for s in skips if s["stage"] == "min_size"),
+                    "image_bytes": sum(c["image_bytes"] for c in counts.values()),
+                    "splits": {
+                        split: {k: v for k, v in c.items() if k != "image_bytes"}
+                        for split, c in counts.items()
+                    },
+                },
+                "skipped": skips,
+                COMMAND_KEY: key,
+            }
+            if shard is not None:
+                manifest["shard"] = {
+                    "index": shard[0],
+                    "count": shard[1],
+                    "items_total": all_items,
+                    "listing": listing,
                 }
-            ],
-            "counts": {
-                "items_read": items_read,
-                "items_built": built_items,
-                "items_skipped": len(skipped_items),
-                "components_dropped": sum(1 for s in skips if s["stage"] == "min_size"),
-                "splits": counts,
-            },
-            "skipped": skips,
-            COMMAND_KEY: key,
-        }
-        if verification is not None:
-            manifest["verification"] = verification
-        if selection is not None:
-            manifest["derived_configs"] = selection
-        finish_folder(stage.path, manifest)
+            if verification is not None:
+                manifest["verification"] = verification
+            if selection is not None:
+                manifest["derived_configs"] = selection
+            finish_folder(stage.path, manifest, runner)
+        finally:
+            runner.close()
     return manifest
+
+
+def shared_cache(options: dict, engine: str, resume: Path) -> tuple[dict, Path | None]:
+    """The request cache a build's workers use. On Ray they may run on several machines, which
+    share no SQLite file: unless the user chose a folder cache, answers go to a folder cache in
+    the staging folder (kept when a killed build resumes) and are added to the user's SQLite
+    cache at the end. Returns the options and that SQLite path (None: nothing to add)."""
+    from .generation.commands import GenerationOptions
+
+    chosen = options.get("cache")
+    if engine != "ray" or (options["generator"] == "template" and options["judge"] == "offline"):
+        return options, None
+    if chosen and (str(chosen).endswith("/") or Path(chosen).is_dir()):
+        return options, None
+    folder = resume / "requests"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {**options, "cache": f"{folder}/"}, GenerationOptions(**options).cache_path()
 
 
 def generation_identity(generator: str, options: Mapping[str, object] | None) -> dict | None:
@@ -267,33 +407,13 @@ def generation_identity(generator: str, options: Mapping[str, object] | None) ->
     return GenerationOptions(generator=generator, **dict(options or {})).identity()
 
 
-def write_configs(
-    out: Path,
-    source: SourceInfo,
-    splits: Mapping[str, Dataset],
-    generator: str,
-    generation_options: Mapping[str, object] | None,
-) -> dict | None:
-    """Generate + verify queries, then write the grounding (and rejected) shards per split."""
-    if generator == "none":
-        for split, ds in splits.items():
-            if len(ds):
-                write_split(out, "grounding", split, ds)
-        return None
-    from .generation.commands import GenerationOptions, run_generation, write_outcome
-
-    options = GenerationOptions(generator=generator, **dict(generation_options or {}))
-    outcome = run_generation(splits, [source], options)
-    write_outcome(out, outcome)
-    return outcome.verification
-
-
-def finish_folder(out: Path, manifest: dict) -> None:
+def finish_folder(out: Path, manifest: dict, engine=None) -> None:
     """The last step of every command that writes a folder (build, generate, merge, into its
     staging folder): derived configs rewritten from ``grounding`` (none, and stale ones gone,
-    when every target was rejected), then the manifest (with every shard's hash) and the card."""
+    when every target was rejected; on ``engine``'s workers when given), then the manifest (with
+    every shard's hash) and the card."""
     if (out / "grounding").is_dir():
-        manifest["formats"] = write_format_configs(out, manifest)
+        manifest["formats"] = write_format_configs(out, manifest, engine)
     else:
         remove_format_configs(out)
         manifest.pop("formats", None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .build import BuildError, build
+from .chunks import parse_shard
 from .errors import ON_ERROR_CHOICES, InputError, MissingExtra
 from .generation import commands as generation
 from .hub import PublishError
@@ -64,7 +65,7 @@ def print_summary(out: Path, manifest: dict) -> None:
 
 
 def _config_list(text: str | None) -> list[str] | None:
-    """``--configs coco,chat-llava`` (or ``none``) as a list; None keeps the default (all)."""
+    """``--configs coco,chat-llava`` (``all``, or ``none``) as a list; None keeps the default."""
     if text is None:
         return None
     return [] if text.strip() == "none" else [c.strip() for c in text.split(",") if c.strip()]
@@ -86,6 +87,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             k: v for k, v in vars(generation.options_from_args(args)).items() if k != "generator"
         },
         derived_configs=_config_list(args.configs),
+        shard=parse_shard(args.shard) if args.shard else None,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
     print_summary(Path(args.out), manifest)
     generation.print_verification(manifest.get("verification"))
@@ -270,7 +274,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", required=True, help="your copy of the corpus")
     b.add_argument("--out", required=True, help="output dataset folder")
     b.add_argument("--config-name", default=None, help="builder config (default: the builder's)")
-    b.add_argument("--num-proc", type=int, default=None, help="worker processes")
+    b.add_argument(
+        "--num-proc",
+        type=int,
+        default=None,
+        help="worker processes (records, queries, shards); with --engine ray: tasks at a time",
+    )
     b.add_argument(
         "--on-error",
         choices=ON_ERROR_CHOICES,
@@ -290,8 +299,26 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--configs",
         default=None,
-        help="derived configs to write, comma-separated (e.g. coco,chat-qwen2.5-vl) or 'none'; "
-        "default: coco and every chat dialect (each embeds its images)",
+        help="derived configs to write, comma-separated (e.g. coco,chat-qwen2.5-vl), 'all' or "
+        "'none'; default: coco (each config stores its images once more; `medground export` "
+        "writes any dialect as files instead)",
+    )
+    b.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="build only part I of N (0 <= I < N) of the corpus; `medground merge` joins them",
+    )
+    b.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local worker processes (--num-proc) or a Ray cluster (pip install medground-hf[ray])",
+    )
+    b.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (default: a running one, else a local Ray instance)",
     )
     generation.add_arguments(b)
     b.set_defaults(func=cmd_build)

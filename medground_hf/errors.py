@@ -42,6 +42,7 @@ class SkipReport:
 
     def __init__(self, folder: str | os.PathLike | None):
         self.folder = Path(folder) if folder is not None else None
+        self.entries: list[dict] = []  # this writer's skips, for callers that pass them on
 
     def add(
         self, item: str, path: str | None, stage: str, reason: str, level: int = logging.WARNING
@@ -58,6 +59,7 @@ class SkipReport:
 
     def extend(self, entries: list[dict]) -> None:
         """Append entries already logged (those of an item resumed from a checkpoint)."""
+        self.entries.extend(entries)
         if self.folder is None or not entries:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -71,4 +73,9 @@ def read_skips(folder: str | os.PathLike) -> list[dict]:
     for file in sorted(Path(folder).glob("skipped-*.jsonl")):
         with open(file, encoding="utf-8") as fh:
             entries.extend(json.loads(line) for line in fh if line.strip())
+    return sort_skips(entries)
+
+
+def sort_skips(entries: list[dict]) -> list[dict]:
+    """Skips in a stable order (by item, then stage), whichever worker reported them."""
     return sorted(entries, key=lambda e: (e["item"], e["stage"]))

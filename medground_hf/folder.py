@@ -16,41 +16,207 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import Dataset
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 MANIFEST = "medground.json"
 FILES = "files"  # manifest key: every shard's size, rows and sha256
 DEFAULT_CONFIG = "grounding"
 MAX_SHARD_BYTES = 500 * 2**20
 ROW_BATCH = 64  # rows decoded at a time when streaming shards (images stay undecoded bytes)
+# A row group holds at most this many bytes of distinct images (one image may exceed it alone),
+# so a reader never holds more than that of one column chunk, and at most this many rows.
+ROW_GROUP_IMAGE_BYTES = 2 * 2**20
+ROW_GROUP_ROWS = 1024
+# Large enough that no row group's image dictionary ever falls back to plain encoding.
+_DICTIONARY_LIMIT = 2**30
+_READ_BUFFER = 2**20  # column chunks are read in pieces, so a huge row group streams too
 SPLIT_ORDER = ("train", "validation", "test")
 _SHARD = re.compile(r"^(?P<split>[A-Za-z0-9_.]+)-\d{5}-of-\d{5}\.parquet$")
 
+Batch = pa.Table | pa.RecordBatch
 
-def write_split(out: Path, config: str, split: str, ds: Dataset) -> list[Path]:
-    """Write one split of one config as Parquet shards of at most ~500 MB, images embedded."""
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def image_bytes(batch: Batch) -> pa.Array | None:
+    """The encoded bytes of each row's image (the first of an ``images`` list), or None when
+    the config has no image column."""
+    names = batch.schema.names
+    if "image" in names:
+        column = batch.column("image")
+    elif "images" in names:
+        column = pc.list_element(batch.column("images"), 0)
+    else:
+        return None
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return pc.struct_field(column, "bytes")
+
+
+def image_starts(data: pa.Array, previous: pa.Scalar | None) -> np.ndarray:
+    """Whether each row's image differs from the row before it (rows of one image are adjacent
+    in every config, so a change marks a new image)."""
+    if len(data) == 0:
+        return np.zeros(0, dtype=bool)
+    first = previous is None or not previous.is_valid or previous != data[0]
+    if len(data) == 1:
+        return np.array([first])
+    same = pc.fill_null(pc.equal(data[1:], data[:-1]), False).to_numpy(zero_copy_only=False)
+    return np.concatenate([[first], ~same])
+
+
+class ShardFile:
+    """One Parquet shard, written batch by batch so nothing holds a whole split.
+
+    Rows of one image are kept in one row group and the image bytes are dictionary-encoded, so
+    each image is stored once per row group however many targets (or chat turns) it has. A row
+    group is closed at an image boundary once its distinct images reach
+    :data:`ROW_GROUP_IMAGE_BYTES`. The file appears under its name only when complete.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path = path
+        self.schema = schema
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._last: pa.Scalar | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = path.with_name(f".{path.name}.partial")
+        self._writer = pq.ParquetWriter(
+            self._partial, schema, dictionary_pagesize_limit=_DICTIONARY_LIMIT
+        )
+
+    def write(self, batch: Batch) -> None:
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        if table.num_rows == 0:
+            return
+        table = table.select(self.schema.names)
+        if not table.schema.equals(self.schema, check_metadata=False):
+            table = table.cast(self.schema)
+        data = image_bytes(table)
+        if data is None:
+            starts = np.ones(table.num_rows, dtype=bool)
+            sizes = np.zeros(table.num_rows, dtype=np.int64)
+        else:
+            starts = image_starts(data, self._last)
+            sizes = pc.fill_null(pc.binary_length(data), 0).to_numpy().astype(np.int64)
+            self._last = data[-1]
+        begin = 0
+        for row in np.flatnonzero(starts):
+            full = self._pending_bytes + sizes[row] > ROW_GROUP_IMAGE_BYTES
+            if (full or self._pending_rows + row - begin >= ROW_GROUP_ROWS) and (
+                self._pending_rows + row - begin
+            ):
+                self._hold(table.slice(begin, row - begin))
+                self._flush()
+                begin = row
+            self._pending_bytes += int(sizes[row])
+        self._hold(table.slice(begin))
+
+    def write_rows(self, rows: Iterable[dict]) -> None:
+        """Rows as plain dicts in the schema's shape (images as ``{"bytes", "path"}``),
+        converted to Arrow a batch at a time."""
+        batch: list[dict] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= ROW_BATCH:
+                self.write(pa.Table.from_pylist(batch, schema=self.schema))
+                batch = []
+        if batch:
+            self.write(pa.Table.from_pylist(batch, schema=self.schema))
+
+    def _hold(self, part: pa.Table) -> None:
+        if part.num_rows:
+            self._pending.append(part)
+            self._pending_rows += part.num_rows
+
+    def _flush(self) -> None:
+        if self._pending_rows:
+            group = pa.concat_tables(self._pending)
+            self._writer.write_table(group, row_group_size=group.num_rows)
+            self.rows += group.num_rows
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+
+    def close(self) -> int:
+        """Finish the file and move it into place; returns its number of rows."""
+        self._flush()
+        self._writer.close()
+        self._partial.replace(self.path)
+        return self.rows
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._partial.unlink(missing_ok=True)
+
+
+def write_shard(path: Path, schema: pa.Schema, batches: Iterable[Batch]) -> int:
+    """Write ``batches`` as the one shard ``path``; returns its number of rows."""
+    shard = ShardFile(path, schema)
+    try:
+        for batch in batches:
+            shard.write(batch)
+    except BaseException:
+        shard.abort()
+        raise
+    return shard.close()
+
+
+def write_table_split(out: Path, config: str, split: str, table: pa.Table) -> list[Path]:
+    """Write one split of one config from an Arrow table as shards of at most ~500 MB."""
     folder = out / config
-    folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"{split}-*.parquet"):
         old.unlink()
-    size = ds.data.nbytes if len(ds) else 0
-    shards = max(1, math.ceil(size / MAX_SHARD_BYTES))
+    shards = max(1, math.ceil(table.nbytes / MAX_SHARD_BYTES)) if table.num_rows else 1
+    step = math.ceil(table.num_rows / shards) if table.num_rows else 0
     paths = []
     for index in range(shards):
-        path = folder / f"{split}-{index:05d}-of-{shards:05d}.parquet"
-        ds.shard(num_shards=shards, index=index, contiguous=True).to_parquet(str(path))
+        path = folder / shard_name(split, index, shards)
+        part = table.slice(index * step, step)
+        write_shard(path, table.schema, part.to_batches(max_chunksize=ROW_GROUP_ROWS))
         paths.append(path)
     return paths
 
 
-def split_key(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+def write_split(out: Path, config: str, split: str, ds: Dataset) -> list[Path]:
+    """Write one split of one config (a ``datasets.Dataset``) as shards, images embedded."""
+    table = ds.with_format("arrow")[:] if len(ds) else ds.data.table.slice(0, 0)
+    schema = ds.features.arrow_schema
+    return write_table_split(out, config, split, table.select(schema.names).cast(schema))
+
+
+def config_shards(out: Path, config: str, split: str | None = None) -> list[Path]:
+    """The shards of one config (one split, or every split), in order."""
+    return sorted((out / config).glob(f"{split}-*.parquet" if split else "*.parquet"))
+
+
+def iter_batches(
+    paths: Iterable[Path], columns: Sequence[str] | None = None, batch_size: int = ROW_BATCH
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_size`` rows from shards, whatever their row groups:
+    column chunks are read in pieces, so memory follows the batch, not the row group.
+    ``columns`` reads only those a shard has (``rejected_stage`` exists in ``rejected`` only)."""
+    for path in paths:
+        try:
+            parquet = pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
+            names = set(parquet.schema_arrow.names)
+            wanted = None if columns is None else [c for c in columns if c in names]
+            yield from parquet.iter_batches(batch_size=batch_size, columns=wanted)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
 
 
 def iter_rows(
@@ -66,17 +232,14 @@ def iter_rows(
     the rows whose ``column`` is one of ``values`` (filtered in Arrow: the others are never
     converted to Python); ``column`` must be among ``columns``."""
     allowed = pa.array(sorted(where[1]), pa.string()) if where else None
-    for path in sorted((out / config).glob(f"{split}-*.parquet" if split else "*.parquet")):
-        try:
-            parquet = pq.ParquetFile(path)
-            names = set(parquet.schema_arrow.names)
-            wanted = None if columns is None else [c for c in columns if c in names]
-            for batch in parquet.iter_batches(batch_size=ROW_BATCH, columns=wanted):
-                if where is not None:
-                    batch = batch.filter(pc.is_in(batch.column(where[0]), value_set=allowed))
-                yield from batch.to_pylist()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ValueError(f"{path}: unreadable Parquet shard: {exc}") from exc
+    for batch in iter_batches(config_shards(out, config, split), columns):
+        if where is not None:
+            batch = batch.filter(pc.is_in(batch.column(where[0]), value_set=allowed))
+        yield from batch.to_pylist()
+
+
+def split_key(split: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
 
 
 def config_splits(out: Path) -> dict[str, list[str]]:

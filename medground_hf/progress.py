@@ -39,9 +39,9 @@ def close_bars() -> None:
         bar.close()
 
 
-def phase_bar(phase: str, total: int | None, unit: str) -> tqdm:
+def phase_bar(phase: str, total: int | None, unit: str, *, disable: bool = False) -> tqdm:
     """The bar of one phase (``TQDM_DISABLE=1`` hides it, as for any tqdm bar)."""
-    return tqdm(total=total, desc=phase, unit=f" {unit}", dynamic_ncols=True)
+    return tqdm(total=total, desc=phase, unit=f" {unit}", dynamic_ncols=True, disable=disable)
 
 
 class ProcessBar:

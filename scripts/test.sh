@@ -9,7 +9,7 @@ VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[dev,dicom]'
+python -m pip install --quiet -e '.[dev,dicom,ray]'
 if [ ! -x /usr/bin/chromium ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

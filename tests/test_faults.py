@@ -1,5 +1,5 @@
 """Fault injection: ``build``, ``generate``, ``merge`` and ``export`` killed with SIGKILL at every
-write phase (``MEDGROUND_FAULT``), and a full disk (injected, and a real 3 MB tmpfs when this
+write phase (``MEDGROUND_FAULT``), and a full disk (injected, and a real 512 kB tmpfs when this
 machine lets us mount one). After each kill the folder is the old one or the new complete one,
 never a mix; the rerun of the same command completes with the same files as an uninterrupted
 run. The commands run as real subprocesses of the installed CLI."""
@@ -256,11 +256,12 @@ def test_a_full_disk_is_one_line_and_replaces_nothing(phase, corpus, old, new, t
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 3 MB tmpfs (needs root and a kernel that lets this container mount)."""
+    """A real 512 kB tmpfs (needs root and a kernel that lets this container mount): less than
+    the build below needs, which stores each of its 10 images (~270 kB in all) about 3 times."""
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")

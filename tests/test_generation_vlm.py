@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 from fake_vlm_server import Fault
-from medground_hf.generation import anthropic_backend
+from medground_hf.generation import anthropic_backend, vlm
 from medground_hf.generation.anthropic_backend import DEFAULT_MODEL, BatchPending, price
 from medground_hf.generation.base import GenerationError
 from medground_hf.generation.cache import RequestCache
@@ -225,13 +225,19 @@ def test_false_vlm_claims_are_rejected(server, tmp_path, splits, sources):
     assert outcome.verification["queries_generated"] == N
 
 
-def test_vlm_judge_verdicts(server, tmp_path, splits, sources):
+def test_vlm_judge_verdicts(server, tmp_path, splits, sources, monkeypatch):
     server.faults = [Fault("deny")]
     opts = options(server, tmp_path, judge="anthropic")
     opts.generator = "template"
+    drawn: list[str] = []  # the real draw(), counted: each target's image is encoded once
+    real_draw = vlm.draw
+    monkeypatch.setattr(
+        vlm, "draw", lambda record, **kw: drawn.append(record["id"]) or real_draw(record, **kw)
+    )
     outcome = run_generation(splits, sources, opts)
     judged = server.calls["/v1/messages"]
     assert judged >= N  # every query that passed the offline checks was judged
+    assert len(drawn) == len(set(drawn)) and judged > len(drawn)
     body = server.log[0]["body"]
     assert "Expression:" in body["messages"][0]["content"][1]["text"]
     assert body["max_tokens"] == 200

@@ -1,21 +1,18 @@
-"""What the formats share: the grounding splits, kept queries, image file names, and a streaming
-Parquet writer for derived configs.
+"""What the formats share: the grounding splits, targets, kept queries and image file names.
 
 Formats read the ``grounding`` shards batch by batch (:func:`medground_hf.folder.iter_rows`,
-images stay undecoded bytes) and write each derived config the same way, so neither side holds a
-corpus in memory.
+images stay undecoded bytes) and write each derived config with
+:class:`medground_hf.folder.ShardFile`, so neither side holds a corpus in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Features
 
-from medground_hf.folder import MAX_SHARD_BYTES, ROW_BATCH, config_splits, iter_rows, split_key
+from medground_hf.folder import config_splits, iter_rows, split_key
 from medground_hf.imageio import open_bytes
 
 GROUNDING = "grounding"
@@ -99,59 +96,3 @@ def image_format(data: bytes, name: str) -> str:
 def image_file(row: dict) -> str:
     """Relative file name of a row's image in an export: ``images/<image_id>.<ext>``."""
     return f"images/{row['image_id']}.{image_format(row['image']['bytes'], row['image_id'])}"
-
-
-class ShardWriter:
-    """Writes rows of one config split as ``<split>-NNNNN-of-MMMMM.parquet`` shards of <~500 MB.
-
-    The schema carries the ``datasets`` features (images embedded as bytes) so ``load_dataset``
-    decodes them; shard names get their final count when the writer closes.
-    """
-
-    def __init__(self, out: Path, config: str, split: str, features: Features):
-        self.folder = out / config
-        self.split = split
-        self.features = features
-        self.schema = features.arrow_schema
-        self.paths: list[Path] = []
-        self.rows = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._bytes = 0
-        self._pending: list[dict] = []
-
-    def write(self, rows: Iterable[dict]) -> None:
-        for row in rows:
-            self._pending.append(self.features.encode_example(row))
-            if len(self._pending) >= ROW_BATCH:
-                self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.Table.from_pylist(self._pending, schema=self.schema)
-        self._pending = []
-        if self._writer is None or self._bytes >= MAX_SHARD_BYTES:
-            self._open()
-        self._writer.write_table(table)
-        self._bytes += table.nbytes
-        self.rows += table.num_rows
-
-    def _open(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f".{self.split}-{len(self.paths):05d}.partial"
-        self.paths.append(path)
-        self._writer = pq.ParquetWriter(path, self.schema)
-        self._bytes = 0
-
-    def close(self) -> int:
-        """Finish the shards (none when no row was written); returns the number of rows."""
-        self._flush()
-        if self._writer is not None:
-            self._writer.close()
-        for old in self.folder.glob(f"{self.split}-*.parquet"):
-            old.unlink()
-        for index, path in enumerate(self.paths):
-            path.rename(self.folder / f"{self.split}-{index:05d}-of-{len(self.paths):05d}.parquet")
-        return self.rows
