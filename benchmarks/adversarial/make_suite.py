@@ -77,13 +77,21 @@ ANCHORS = {  # where the target is seen; Writer.anchor() sometimes adds "seen", 
         "on this fetal ultrasound scan",
         "on the ultrasound image",
     ],
-    "mri": [
+    "mri_flair": [
         "on this axial FLAIR slice",
         "in this MRI slice",
         "on the FLAIR image",
         "in the image",
         "on this axial brain MRI slice",
         "on this FLAIR slice",
+    ],
+    "mri_t1c": [
+        "on this axial post-contrast T1 slice",
+        "in this MRI slice",
+        "on the contrast-enhanced T1 image",
+        "in the image",
+        "on this axial brain MRI slice",
+        "on this T1c slice",
     ],
 }
 PICTURE = {
@@ -197,7 +205,7 @@ class Writer:
         return self.rng.choice(PLURALS[self.r.label])
 
     def anchor(self) -> str:
-        where = self.rng.choice(ANCHORS[self.s.kind])
+        where = self.rng.choice(ANCHORS[self.s.wording])
         return (
             f"{self.rng.choice(['seen', 'visible', 'shown'])} {where}"
             if self.rng.random() < 0.3
@@ -206,7 +214,7 @@ class Writer:
 
     def place(self) -> str:
         """An anchor without a participle (for forms that have their own)."""
-        return self.rng.choice(ANCHORS[self.s.kind])
+        return self.rng.choice(ANCHORS[self.s.wording])
 
     def pic(self) -> str:
         return self.rng.choice(PICTURE[self.s.kind])
@@ -976,11 +984,17 @@ class Writer:
             "on this obstetric ultrasound",
             "in the sonographic image",
         ],
-        "mri": [
+        "mri_flair": [
             "on this FLAIR image",
             "on the axial FLAIR MRI",
             "on this MR slice",
             "on the fluid-attenuated inversion recovery image",
+        ],
+        "mri_t1c": [
+            "on this post-contrast T1 image",
+            "on the gadolinium-enhanced T1-weighted slice",
+            "on this MR slice",
+            "on the contrast-enhanced T1 image",
         ],
     }
     MODALITY_FALSE = {
@@ -1006,7 +1020,7 @@ class Writer:
             "on the mammogram",
             "on the histology slide",
         ],
-        "mri": [
+        "mri_flair": [
             "on this post-contrast image",
             "on the gadolinium-enhanced slice",
             "on this diffusion-weighted image",
@@ -1018,13 +1032,25 @@ class Writer:
             "on the susceptibility-weighted image",
             "on this T1-weighted image",
         ],
+        "mri_t1c": [
+            "on this FLAIR image",
+            "on the fluid-attenuated inversion recovery slice",
+            "on this diffusion-weighted image",
+            "on the CT slice",
+            "on the ADC map",
+            "on the PET image",
+            "on this T2-weighted image",
+            "on the ultrasound image",
+            "on the susceptibility-weighted image",
+            "on this FLAIR-weighted MRI slice",
+        ],
     }
 
     def modalities(self) -> Iterator[Draft]:
         yield self.draft(
-            f"the {self.term()} {self.pick(self.MODALITY_TRUE[self.s.kind])}", "modality", []
+            f"the {self.term()} {self.pick(self.MODALITY_TRUE[self.s.wording])}", "modality", []
         )
-        for where in self.rng.sample(self.MODALITY_FALSE[self.s.kind], 2):
+        for where in self.rng.sample(self.MODALITY_FALSE[self.s.wording], 2):
             yield self.draft(
                 f"the {self.term()} {where}", "modality", [(T.never, f"wrong modality: {where}")]
             )

@@ -116,6 +116,12 @@ class Scene:
     spacing_mm: tuple[float, float] | None = None
     fragments: Counter = field(default_factory=Counter)  # label -> components below min size
     brain_rows: tuple[int, int] | None = None  # antero-posterior extent of the brain, rows
+    sequence: str | None = None  # the MRI sequence rendered (BraTS: flair or t1c)
+
+    @property
+    def wording(self) -> str:
+        """Which anchor and modality wording fits the image: its kind, and for MRI its sequence."""
+        return f"{self.kind}_{self.sequence}" if self.sequence else self.kind
 
     def candidates(self, region: Region) -> list[Region]:
         return [r for r in self.regions if r.label == region.label]
@@ -136,6 +142,8 @@ def components(mask: np.ndarray, min_size: int) -> tuple[list[np.ndarray], int]:
 KVASIR_MIN, HC18_MIN, BRATS_MIN = 32, 256, 16
 BRATS_LABELS = {1: "necrosis", 2: "edema", 3: "non_enhancing_tumour", 4: "enhancing_tumour"}
 BRATS_SINGLE = {"edema"}
+# The default BraTS build renders each label on the sequence that shows it.
+BRATS_SHOWN = {"flair": {"edema"}, "t1c": {"necrosis", "non_enhancing_tumour", "enhancing_tumour"}}
 
 
 def kvasir_scene(data: Path, case: str) -> Scene:
@@ -212,7 +220,7 @@ class BratsCase:
         assert xs[0] > xs[1], "column 0 must be the patient's right"
 
 
-def brats_scene(case: BratsCase, case_id: str, k: int) -> Scene:
+def brats_scene(case: BratsCase, case_id: str, k: int, sequence: str = "flair") -> Scene:
     case.check_display(k)
     labels = case.display(case.labels, k)
     brain = case.display(case.brain, k)
@@ -221,7 +229,7 @@ def brats_scene(case: BratsCase, case_id: str, k: int) -> Scene:
     small: Counter = Counter()
     for value, name in BRATS_LABELS.items():
         mask = labels == value
-        if not mask.any():
+        if name not in BRATS_SHOWN[sequence] or not mask.any():
             continue
         if name in BRATS_SINGLE:
             if mask.sum() >= BRATS_MIN:
@@ -241,7 +249,7 @@ def brats_scene(case: BratsCase, case_id: str, k: int) -> Scene:
     extent = (int(brain_rows[0]), int(brain_rows[-1]) + 1) if brain_rows.size else None
     return Scene(
         "brats2013",
-        f"brats2013/{case_id}/axial-{k:03d}",
+        f"brats2013/{case_id}/axial-{k:03d}/{sequence}",
         "mri",
         w,
         h,
@@ -249,6 +257,7 @@ def brats_scene(case: BratsCase, case_id: str, k: int) -> Scene:
         (1.0, 1.0),
         small,
         extent,
+        sequence,
     )
 
 
@@ -310,12 +319,12 @@ def load_scenes(data: Path, built: dict[str, Path]) -> tuple[list[Scene], list[s
     images = built_images(built["brats2013"])
     cases: dict[str, BratsCase] = {}
     for image_id in sorted(images):
-        _, case_id, view = image_id.split("/")
+        _, case_id, view, sequence = image_id.split("/")
         axis, index = view.split("-")
         assert axis == "axial", image_id
         if case_id not in cases:
             cases[case_id] = BratsCase.load(data / "brats2013" / case_id)
-        add(brats_scene(cases[case_id], case_id, int(index)), images)
+        add(brats_scene(cases[case_id], case_id, int(index), sequence), images)
     return scenes, skipped
 
 
