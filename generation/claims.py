@@ -1467,13 +1467,18 @@ def _negate(p: _Parser, negators: list[tuple[int, int, str]]) -> None:
         scope_end = stop.start() if stop else limit
         after = [k for k in claims if end <= p.out.claims[k].start < scope_end]
         scope: list[int] = []
+        last = None
         for k in after:
             claim = p.out.claims[k]
-            if scope:
-                last = p.out.claims[scope[-1]]
+            if last is not None:
                 gap = original[last.end : claim.start] if claim.start > last.end else ""
                 if not _COORDINATED.fullmatch(gap):
                     break
+            last = claim
+            # "not the larger of the two": the count names the set compared within, it stays
+            # asserted (negating it would turn a true query into a false one)
+            if scope and claim.kind == "count":
+                continue
             scope.append(k)
         judged = [a for a, pos in p.appearance_at if end <= pos < scope_end]
         said = re.sub(r"\s+", " ", word.strip())
