@@ -46,6 +46,8 @@ def comparable(row: dict, context: set[str]) -> dict:
         k: [n for n in v if n not in context] if isinstance(v, list) else v
         for k, v in row["relations"].items()
     }
+    # context structures the export leaves out (the brain mask) have no box coming back either
+    out["context_boxes"] = [c for c in row["context_boxes"] if c["name"] not in context]
     return out
 
 
