@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from . import PIPELINE_VERSION
 from .chunks import Chunk, plan_chunks, shard_chunks
-from .errors import InputError, sort_skips
+from .errors import InputError, read_skips, sort_skips
 from .folder import (
     MANIFEST,
     MAX_SHARD_BYTES,
@@ -282,7 +283,12 @@ def build(
     if split_ratios:
         builder_options["split_ratios"] = dict(split_ratios)
     spec = BuilderSpec(
-        source, str(Path(data_dir)), config_name, on_error, json.dumps(builder_options)
+        source,
+        str(Path(data_dir)),
+        config_name,
+        on_error,
+        json.dumps(builder_options),
+        run=uuid.uuid4().hex,
     )
     gen_options = None
     if generator != "none":
@@ -293,8 +299,12 @@ def build(
     from .engine import make_engine
 
     with staged(out, key) as stage:
+        # the driver lists the items; what the listing skips (e.g. an unreadable file found
+        # while scanning) is reported to the skip folder and joins the workers' skips
         builder = make_builder(spec)
+        builder.config.report_dir = str(stage.scratch / "skips")
         chunks = plan_chunks(builder.split_items())
+        builder.medground_listed = True  # in-process chunks reuse this listing
         all_items = sum(len(c.items) for c in chunks)
         listing = chunk_hash(chunks)  # the whole corpus: the shards of one build share it
         if shard is not None:
@@ -304,7 +314,8 @@ def build(
         try:
             summaries = make_all_records(runner, spec, work, chunks)
             fault("records")
-            skips = sort_skips([s for summary in summaries for s in summary["skipped"]])
+            listed = read_skips(stage.scratch / "skips")
+            skips = sort_skips(listed + [s for summary in summaries for s in summary["skipped"]])
             items_read = sum(s["items_read"] for s in summaries)
             built_items = sum(s["items_built"] for s in summaries)
             skipped_items = [s for s in skips if s["stage"] == "input"]

@@ -32,9 +32,20 @@ class BuilderSpec:
     config_name: str | None = None
     on_error: str = "raise"
     options: str = "{}"
+    run: str = ""  # one per build: a process never reuses a builder (and its caches) of another
 
     def builder(self):
         return _builder(self)
+
+    def listed_builder(self):
+        """The builder, having listed the corpus once in this process: some builders keep what
+        the listing found (e.g. the DICOM series of each study) for ``load_item``. The driver's
+        builder is listed already; a worker process lists once, for all its chunks."""
+        builder = self.builder()
+        if not getattr(builder, "medground_listed", False):
+            builder.split_items()
+            builder.medground_listed = True
+        return builder
 
 
 @cache
@@ -84,7 +95,7 @@ def split_counts(table: pa.Table) -> dict:
 
 def make_records(spec: BuilderSpec, work: str, chunk: Chunk) -> dict:
     """Records of a chunk's items into the work folder; returns the chunk's summary."""
-    builder = spec.builder()
+    builder = spec.listed_builder()
     report = SkipReport(None)
     records, built = [], 0
     for item in chunk.items:
