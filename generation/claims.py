@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from medground_hf import margins
+from medground_hf.source import LabelSpec
 
 from . import vocab
 
@@ -31,7 +32,7 @@ class Scene:
 
     targets: tuple[Mapping, ...]
     by_label: bool = True
-    labels: Mapping[str, object] = field(default_factory=dict)
+    labels: Mapping[str, LabelSpec] = field(default_factory=dict)
 
     def candidates(self, r: Mapping) -> list[Mapping]:
         if not self.by_label:
@@ -496,12 +497,14 @@ def _physical_size(word: str, phrase: str, start: int) -> Claim:
 
     def decide(r: Mapping, scene: Scene) -> tuple[bool | None, str]:
         spec = scene.labels.get(r["label"])
-        if getattr(spec, "biometric", False):
+        if spec is None:
+            return None, f"unverifiable: no label spec for {r['label']}"
+        if spec.biometric:
             return None, (
                 f"a {r['label'].replace('_', ' ')} takes no size word: its size is a "
                 "measurement against a norm"
             )
-        classes = {c.word: c for c in getattr(spec, "size_classes", ())}
+        classes = {c.word: c for c in spec.size_classes}
         if word not in classes:
             known = ", ".join(classes) or "none"
             return None, (

@@ -16,7 +16,7 @@ from importlib import resources
 import yaml
 
 from medground_hf import margins
-from medground_hf.cues import half
+from medground_hf.source import LabelSpec
 
 # Shape words: circularity/elongation/solidity come from medground_hf.geometry.shape_cues.
 ROUND_MIN_CIRCULARITY = 0.75
@@ -29,25 +29,13 @@ IRREGULAR_MAX_CIRCULARITY = 0.6
 CRESCENT_MAX_SOLIDITY = 0.75
 CRESCENT_MAX_CIRCULARITY = 0.5
 
-# The words the template generator uses per size category (image-relative categories of
-# medground_hf.geometry.SIZE_CATEGORIES; the verifier checks size words physically, see claims).
-SIZE_PHRASES: dict[str, tuple[str, ...]] = {
-    "tiny": ("tiny", "very small"),
-    "small": ("small",),
-    "medium": ("medium-sized", "moderately sized"),
-    "large": ("large", "very large"),
-}
 
-
-def size_phrases(record: Mapping, spec: object) -> list[str]:
+def size_phrases(record: Mapping, spec: LabelSpec) -> list[str]:
     """The size wording the verifier accepts for a target: its clinical size class where the
     pixel spacing is known and the label declares classes (``LabelSpec.size_classes``; none for
     a biometric label), and the share of the image it fills when one of the image-relative
     phrases holds (docs/viewer-rules.md Z1, Z2)."""
-    mm = margins.largest_dimension_mm(record)
-    out = []
-    if mm is not None and not getattr(spec, "biometric", False):
-        out += [c.word for c in getattr(spec, "size_classes", ()) if c.holds(mm)]
+    out = list(spec.size_words(margins.largest_dimension_mm(record)))
     share = margins.image_share(record)
     if share >= margins.MOST_OF_IMAGE:
         out.append("filling most of the image")
@@ -335,12 +323,6 @@ def in_dialect(text: str, which: str | None) -> str:
 def horizontal(record: Mapping) -> str:
     """Image-space side of the centroid: left / right / center (the record's image_side)."""
     return record["spatial"]["image_side"]
-
-
-def vertical(record: Mapping) -> str:
-    """Image-space height of the centroid: upper / lower / middle, with the image side's dead
-    band (:func:`medground_hf.cues.half`)."""
-    return half(record["centroid_xy"][1], record["height"], ("upper", "middle", "lower"))
 
 
 def is_round(shape: Mapping) -> bool:

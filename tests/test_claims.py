@@ -14,6 +14,7 @@ from synthetic_records import LESION, POLYP, SHAPE, box, disk, failed, kept, rec
 
 from medground_hf import margins
 from medground_hf.sample import SliceInfo
+from medground_hf.source import POLYP_SIZE_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -522,3 +523,46 @@ def test_the_size_wording_given_to_a_vlm_is_what_the_verifier_keeps():
         assert vocab.size_phrases(record, POLYP) == expected
         for phrase in expected:
             assert check(record, f"the polyp {phrase}"), phrase
+
+
+@pytest.mark.parametrize(
+    ("radius", "word", "truth"),
+    [
+        # 0.2 mm per pixel: a disk of radius r spans (2r + 1) * 0.2 mm
+        (10, "diminutive", True),  # 4.2 mm
+        (10, "small", True),
+        (10, "large", False),
+        (20, "diminutive", False),  # 8.2 mm
+        (20, "small", True),
+        (30, "large", True),  # 12.2 mm
+        (30, "small", False),
+        (30, "tiny", False),  # no such class: unverifiable
+    ],
+)
+def test_physical_size_classes_where_the_spacing_is_known(radius, word, truth):
+    """Z1: polyp classes by the largest dimension in mm; negation is the other class."""
+    spec = replace(POLYP, size_classes=POLYP_SIZE_CLASSES)
+    record = records([disk(SHAPE, 100, 150, radius)], spec=spec, pixel_spacing_mm=(0.2, 0.2))[0]
+    assert kept(run(record, f"the {word} polyp", [record], spec=spec)) is truth
+    if word != "tiny":
+        negated = run(record, f"the polyp that is not {word}", [record], spec=spec)
+        assert kept(negated) is not truth
+
+
+def test_a_biometric_label_takes_no_size_word():
+    spec = replace(LESION, biometric=True, size_classes=POLYP_SIZE_CLASSES)
+    record = records([disk(SHAPE, 100, 150, 30)], spec=spec, pixel_spacing_mm=(0.2, 0.2))[0]
+    reason = failed(run(record, "the large lesion", [record], spec=spec))
+    assert "takes no size word" in reason["geometry.morphology"]
+    assert check(record, "the lesion occupying a small part of the image", spec=spec)
+
+
+def test_a_count_naming_the_compared_set_stays_asserted_under_negation(pair):
+    """ "not the larger of the two": only the comparison is negated, the count still holds."""
+    big, small, both = pair
+    assert kept(run(small, "the polyp that is not the larger of the two polyps", both))
+    assert not kept(run(big, "the polyp that is not the larger of the two polyps", both))
+    three = records([disk(SHAPE, 50, 50, 30), disk(SHAPE, 150, 150, 20), disk(SHAPE, 60, 250, 10)])
+    smallest = min(three, key=lambda r: r["area_px"])
+    said = failed(run(smallest, "the polyp that is not the larger of the two polyps", three))
+    assert "has 3 polyp candidate" in said["geometry.relational"]
