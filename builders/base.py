@@ -19,6 +19,7 @@ from pathlib import Path
 
 import datasets
 
+from medground_hf import storage
 from medground_hf.checkpoints import ItemCheckpoints, item_key
 from medground_hf.errors import ON_ERROR_CHOICES, InputError, SkipReport, logger
 from medground_hf.progress import ProcessBar
@@ -140,6 +141,8 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
     RELEASE_NOTES: Mapping[str, str] = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = ""
     SOURCE: SourceInfo
+    # Why the builder cannot read a URL --data-dir (None: it can, through medground_hf.storage)
+    URL_REFUSAL: str | None = None
 
     # ---- what a subclass provides -------------------------------------------------------------
     @property
@@ -177,16 +180,23 @@ class MedGroundBuilder(datasets.GeneratorBasedBuilder):
         return self.MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def data_path(self) -> Path:
-        """The user's copy of the corpus: it must exist and hold something."""
+        """The user's copy of the corpus: it must exist and hold something. A URL gives a
+        ``UPath`` (the same calls over fsspec, see :mod:`medground_hf.storage`)."""
         if not self.config.data_dir:
             raise InputError(
                 None, f"{self.name}: no data dir given.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
             )
-        path = Path(self.config.data_dir).expanduser()
-        if not path.is_dir():
-            raise InputError(path, "data dir does not exist or is not a folder")
-        if not any(path.iterdir()):
-            raise InputError(path, "data dir is empty")
+        if storage.is_url(self.config.data_dir) and self.URL_REFUSAL:
+            raise InputError(
+                self.config.data_dir,
+                f"{self.name} cannot read a URL --data-dir: {self.URL_REFUSAL}",
+            )
+        path = storage.path(self.config.data_dir)
+        with storage.errors(path, "cannot list the data dir"):
+            if not path.is_dir():
+                raise InputError(path, "data dir does not exist or is not a folder")
+            if not any(path.iterdir()):
+                raise InputError(path, "data dir is empty")
         return path
 
     def split_items(self) -> dict[str, list[Item]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import datasets
 
+from medground_hf import storage
 from medground_hf.errors import InputError
 from medground_hf.source import LabelSpec, SourceInfo
 from medground_hf.volumes import Target
@@ -214,8 +215,9 @@ class Brats(VolumeBuilder):
     def _find(
         self, item: Item, patterns: Sequence[str], what: str, *, required: bool = True
     ) -> Path | None:
-        hits = [Path(f) for f in item.files if matches(Path(f), patterns)]
-        folder = Path(item.files[0]).parent
+        paths = [storage.path(f) for f in item.files]
+        hits = [p for p in paths if matches(p, patterns)]
+        folder = paths[0].parent
         if len(hits) > 1:
             raise InputError(
                 folder, f"several {what} files match {list(patterns)}: {[p.name for p in hits]}"

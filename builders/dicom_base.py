@@ -92,6 +92,11 @@ class DicomBuilder(VolumeBuilder):
     cases: dict[str, DicomCase]
     names: dict[str, str]  # label name (id form) -> display name, in order of first appearance
     modalities: tuple[str, ...] = ()
+    URL_REFUSAL = (
+        "the DICOM scan reads only the header of every file in place and groups series by "
+        "their folders on disk; mount the bucket (s3fs, gcsfuse, mountpoint-s3) or copy the "
+        "corpus to a local folder"
+    )
 
     def _info(self):
         dicom.pydicom_module(self.name)  # a missing extra is one clear line, before any work

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import datasets
 
+from medground_hf import storage
 from medground_hf.errors import InputError
 from medground_hf.source import LabelSpec, SourceInfo
 
@@ -92,7 +93,7 @@ class HC18(ImageMaskFolder):
 
     @property
     def csv_path(self) -> Path:
-        return Path(self.config.data_dir).expanduser() / PIXEL_SIZE_CSV
+        return storage.path(self.config.data_dir) / PIXEL_SIZE_CSV
 
     def list_items(self, data_dir: Path) -> list[Item]:
         if not self.csv_path.is_file():
@@ -102,7 +103,7 @@ class HC18(ImageMaskFolder):
     @cached_property
     def pixel_sizes(self) -> dict[str, float]:
         sizes: dict[str, float] = {}
-        with open(self.csv_path, newline="", encoding="utf-8") as fh:
+        with self.csv_path.open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 try:
                     sizes[row["filename"]] = float(row["pixel size(mm)"])
@@ -111,7 +112,7 @@ class HC18(ImageMaskFolder):
         return sizes
 
     def spacing_of(self, item: Item) -> tuple[float, float]:
-        name = Path(item.files[0]).name
+        name = storage.path(item.files[0]).name
         if name not in self.pixel_sizes:
             raise InputError(self.csv_path, f"no pixel size for {name}")
         size = self.pixel_sizes[name]

@@ -16,11 +16,12 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import datasets
 import numpy as np
 
+from medground_hf import storage
 from medground_hf.errors import InputError
 from medground_hf.geometry import fill_holes
 from medground_hf.imageio import (
@@ -180,9 +181,9 @@ class ImageMaskFolder(MedGroundBuilder):
         items = []
         listings: dict[Path, Listing] = {}  # each mask folder is listed once, not per image
         for image in sorted(p for p in image_dir.rglob("*") if self.is_image(p)):
-            relative = image.relative_to(image_dir)
+            relative = PurePosixPath(image.relative_to(image_dir).as_posix())  # also of a UPath
             key = relative.with_suffix("").as_posix()
-            folder = mask_dir / relative.parent
+            folder = mask_dir.joinpath(*relative.parent.parts)
             if folder not in listings:
                 files = folder.iterdir() if folder.is_dir() else ()
                 listings[folder] = Listing([p for p in files if is_image_file(p)])
@@ -220,7 +221,7 @@ class ImageMaskFolder(MedGroundBuilder):
         return None
 
     def load_item(self, item: Item) -> Iterator[Sample]:
-        image_path, mask_path = (Path(f) for f in item.files)
+        image_path, mask_path = (storage.path(f) for f in item.files)
         image, data, converted = load_image(image_path)
         values = load_mask(mask_path, palette_indices=self.config.mask_mode == "labels")
         check_same_size(image_path, image, mask_path, values)

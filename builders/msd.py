@@ -12,10 +12,11 @@ import json
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import datasets
 
+from medground_hf import storage
 from medground_hf.errors import InputError
 from medground_hf.source import SourceInfo
 from medground_hf.volumes import Target
@@ -111,7 +112,11 @@ def read_dataset_json(data_dir: Path) -> MsdTask:
         labels = {int(k): str(v) for k, v in meta["labels"].items()}
         modalities = {int(k): str(v) for k, v in meta["modality"].items()}
         training = [
-            (data_dir / entry["image"], data_dir / entry["label"]) for entry in meta["training"]
+            (
+                data_dir.joinpath(*PurePosixPath(entry["image"]).parts),  # "./imagesTr/..."
+                data_dir.joinpath(*PurePosixPath(entry["label"]).parts),
+            )
+            for entry in meta["training"]
         ]
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         raise InputError(
@@ -151,7 +156,7 @@ class MedicalSegmentationDecathlon(VolumeBuilder):
 
     @cached_property
     def task(self) -> MsdTask:
-        return read_dataset_json(Path(self.config.data_dir).expanduser())
+        return read_dataset_json(storage.path(self.config.data_dir))
 
     @property
     def source(self) -> SourceInfo:
@@ -211,7 +216,7 @@ class MedicalSegmentationDecathlon(VolumeBuilder):
         return "lung" if "lung" in self.task.name.lower() else "soft_tissue"
 
     def case_files(self, item: Item) -> CaseFiles:
-        image, label = (Path(f) for f in item.files)
+        image, label = (storage.path(f) for f in item.files)
         several = len(self.task.modalities) > 1
         available = {
             slug(name): ChannelFile(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import datasets
 
+from medground_hf import storage
 from medground_hf.errors import InputError
 from medground_hf.source import SourceInfo
 from medground_hf.volumes import Target
@@ -101,9 +102,9 @@ class NiftiLabelmap(VolumeBuilder):
     def names(self) -> dict[int, str]:
         cfg = self.config
         if cfg.label_names_file:
-            path = Path(cfg.label_names_file)
-            if not path.is_absolute() and cfg.data_dir:
-                path = Path(cfg.data_dir).expanduser() / path
+            path = storage.path(cfg.label_names_file)
+            if not storage.is_url(path) and not path.is_absolute() and cfg.data_dir:
+                path = storage.path(cfg.data_dir) / cfg.label_names_file
             return read_label_names(path)
         return {int(k): str(v) for k, v in cfg.label_names.items() if int(k) != 0}
 
@@ -142,7 +143,7 @@ class NiftiLabelmap(VolumeBuilder):
     def _image(self, case: str, modality: str | None) -> Path:
         cfg = self.config
         pattern = cfg.image_pattern or ("{case}_{modality}.nii*" if modality else "{case}.nii*")
-        folder = Path(cfg.data_dir).expanduser() / cfg.images_subdir
+        folder = storage.path(cfg.data_dir) / cfg.images_subdir
         wanted = pattern.format(case=glob.escape(case), modality=modality or "")
         hits = sorted(p for p in folder.glob(wanted) if is_nifti(p))
         if len(hits) != 1:
@@ -159,4 +160,4 @@ class NiftiLabelmap(VolumeBuilder):
             ]
         else:
             channels = [ChannelFile("image", cfg.modality, self._image(item.key, None), None)]
-        return CaseFiles(channels=channels, label=Path(item.files[0]))
+        return CaseFiles(channels=channels, label=storage.path(item.files[0]))

@@ -20,7 +20,7 @@ from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 
-from . import PIPELINE_VERSION
+from . import PIPELINE_VERSION, storage
 from .chunks import Chunk, plan_chunks, shard_chunks
 from .errors import InputError, read_skips, sort_skips
 from .folder import (
@@ -264,7 +264,7 @@ def build(
         "build",
         {
             "source": source,
-            "data_dir": str(Path(data_dir).resolve()),
+            "data_dir": storage.normalise(data_dir),
             "config_name": config_name,
             "on_error": on_error,
             "split_ratios": dict(split_ratios or {}),
@@ -284,7 +284,7 @@ def build(
         builder_options["split_ratios"] = dict(split_ratios)
     spec = BuilderSpec(
         source,
-        str(Path(data_dir)),
+        storage.location(data_dir),
         config_name,
         on_error,
         json.dumps(builder_options),

@@ -23,20 +23,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import storage
+
 FLUSH_ITEMS = 32
 FLUSH_BYTES = 64 * 2**20
 _LOADED_CHUNKS = 4  # chunks kept in memory while resuming (items come back in listing order)
 
 
 def item_key(key: str, files: Sequence[str]) -> str:
-    """The item's identity: its key and each file's path, size and modification time."""
-    parts = [key]
-    for name in files:
-        try:
-            stat = os.stat(name)
-            parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
-        except OSError:
-            parts.append(f"{name}:missing")
+    """The item's identity: its key and each file's path, size and modification time (for a
+    URL: size and the store's version tag, see :func:`medground_hf.storage.stamp`)."""
+    parts = [key, *(f"{name}:{storage.stamp(name)}" for name in files)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

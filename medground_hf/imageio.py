@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from . import storage
 from .errors import InputError
 from .intensity import percentile_window
 
@@ -25,7 +26,7 @@ EXIF_ORIENTATION = 0x0112
 
 def read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        data = storage.read_bytes(path)
     except OSError as exc:
         raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
     if not data:

@@ -22,6 +22,7 @@ Conventions (documented in the README, "3D volumes", and tested on constructed a
 
 from __future__ import annotations
 
+import gzip
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +39,10 @@ from nibabel.orientations import (
     io_orientation,
     ornt_transform,
 )
+from nibabel.spatialimages import HeaderDataError
 from skimage.filters import threshold_otsu
 
+from . import storage
 from .errors import InputError
 from .imageio import png_bytes
 from .intensity import Window, background_value, sample_voxels
@@ -62,9 +65,10 @@ MASK_THRESHOLD = 0.5
 
 # ---- reading ----------------------------------------------------------------------------------
 def read_nifti(path: Path) -> nib.Nifti1Image:
-    """Open a NIfTI header (data stays on disk until asked for)."""
+    """Open a NIfTI header (data stays on disk until asked for; a URL's file is read once into
+    memory and decoded from there, see :mod:`medground_hf.storage`)."""
     try:
-        img = nib.load(str(path))
+        img = _from_url(path) if storage.is_url(path) else nib.load(str(path))
     except FileNotFoundError as exc:
         raise InputError(path, "file does not exist") from exc
     except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
@@ -72,6 +76,16 @@ def read_nifti(path: Path) -> nib.Nifti1Image:
     if not isinstance(img, nib.Nifti1Image):
         raise InputError(path, f"expected a NIfTI image, got {type(img).__name__}")
     return img
+
+
+def _from_url(path) -> nib.Nifti1Image:
+    data = storage.read_bytes(path)
+    if data[:2] == b"\x1f\x8b":  # gzip magic (.nii.gz)
+        data = gzip.decompress(data)
+    try:
+        return nib.Nifti1Image.from_bytes(data)
+    except HeaderDataError as exc:  # nib.load says ImageFileError for these
+        raise ValueError(str(exc)) from exc
 
 
 def spatial_shape(img: nib.Nifti1Image, path: Path, *, allow_4d: bool = False) -> tuple[int, ...]:
@@ -111,7 +125,8 @@ def check_same_grid(
     atol: float = AFFINE_ATOL_MM,
 ) -> None:
     """Image and label map must share one voxel grid: same 3D shape, same affine (``atol`` mm)."""
-    ref_name = f"{Path(ref_path).parent.name}/{Path(ref_path).name}"
+    named = storage.path(ref_path)
+    ref_name = f"{named.parent.name}/{named.name}"
     if tuple(ref.shape[:3]) != tuple(img.shape[:3]):
         raise InputError(
             path, f"grid {tuple(img.shape[:3])} differs from {ref_name} {tuple(ref.shape[:3])}"
