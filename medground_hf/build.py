@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ from .integrity import check_folder
 from .progress import quiet_datasets
 from .source import SourceInfo
 from .stages import RECORDS, VERIFIED, BuilderSpec, Verification, make_records, verify_records
-from .staging import command_key, fault, is_empty, recover, staged
+from .staging import RemoteFolder, command_key, fault, is_empty, local_target, recover, staged
 from .workdir import WorkDir
 
 logger = logging.getLogger("medground_hf")
@@ -58,10 +59,15 @@ def source_metadata(source: SourceInfo) -> dict:
 COMMAND_KEY = "command_key"  # manifest key: which command (and options) wrote the folder
 
 
-def already_done(out: Path, key: str, overwrite: bool) -> dict | None:
+def already_done(
+    out: Path | str, key: str, overwrite: bool, work_dir: str | Path | None = None
+) -> dict | None:
     """The manifest of ``out`` when the same command already wrote it completely (nothing to
     do); None when it is to be written. A non-empty folder written otherwise needs
-    ``overwrite``."""
+    ``overwrite``. A URL ``out`` (a string) gets a swap a killed run left half done finished
+    first (:class:`~medground_hf.staging.RemoteFolder`)."""
+    if isinstance(out, str):
+        return _already_at_url(out, key, overwrite, work_dir)
     recover(out)
     if overwrite or is_empty(out):
         return None
@@ -70,6 +76,19 @@ def already_done(out: Path, key: str, overwrite: bool) -> dict | None:
         logger.info("%s: already written by this same command (--overwrite rebuilds it)", out)
         return manifest
     raise BuildError(f"{out}: output folder is not empty (use --overwrite to replace it)")
+
+
+def _already_at_url(url: str, key: str, overwrite: bool, work_dir) -> dict | None:
+    remote = RemoteFolder(url)
+    remote.recover()
+    if overwrite or remote.is_empty():
+        return None
+    if (remote.read_manifest() or {}).get(COMMAND_KEY) == key:
+        manifest = check_folder(url)
+        shutil.rmtree(local_target(url, work_dir).parent, ignore_errors=True)  # a leftover
+        logger.info("%s: already written by this same command (--overwrite rebuilds it)", url)
+        return manifest
+    raise BuildError(f"{url}: output folder is not empty (use --overwrite to replace it)")
 
 
 def builder_class(source: str) -> type:
@@ -246,6 +265,7 @@ def build(
     shard: tuple[int, int] | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    work_dir: str | Path | None = None,
 ) -> dict:
     """Build ``source`` from ``data_dir`` into the folder ``out``; returns the manifest.
 
@@ -254,10 +274,18 @@ def build(
     further :class:`~medground_hf.generation.commands.GenerationOptions` fields. ``shard``
     ``(i, n)`` builds the i-th of n parts of the corpus, for ``medground merge`` to join.
     ``engine`` runs the work in local processes (``num_proc`` of them) or on Ray; neither
-    changes the result.
+    changes the result. ``out`` may be an fsspec URL: the folder is built under ``work_dir``
+    (a local or shared folder), then uploaded and swapped in (see
+    :class:`~medground_hf.staging.RemoteFolder`).
     """
     selection = check_selection(list(derived_configs)) if derived_configs is not None else None
-    out = Path(out)
+    remote = storage.is_url(out)
+    out = storage.location(out) if remote else Path(storage.location(out))
+    if work_dir is not None and not remote:
+        raise BuildError(
+            "--work-dir is for a URL --out (a local --out is staged beside itself, so that "
+            "the new folder takes the old one's place in one rename)"
+        )
     cls = builder_class(source)
     check_options(source, cls, options or {})
     key = command_key(
@@ -276,7 +304,7 @@ def build(
             "pipeline_version": PIPELINE_VERSION,
         },
     )
-    done = already_done(out, key, overwrite)
+    done = already_done(out, key, overwrite, work_dir)
     if done is not None:
         return done
     builder_options = dict(options or {})
@@ -298,7 +326,7 @@ def build(
         gen_options = asdict(chosen)
     from .engine import make_engine
 
-    with staged(out, key) as stage:
+    with staged(out, key, work_dir) as stage:
         # the driver lists the items; what the listing skips (e.g. an unreadable file found
         # while scanning) is reported to the skip folder and joins the workers' skips
         builder = make_builder(spec)
@@ -312,6 +340,11 @@ def build(
         work = WorkDir(stage.resume / "chunks")
         runner = make_engine(engine, num_proc, ray_address)
         try:
+            if remote and work_dir is None and getattr(runner, "nodes", 1) > 1:
+                raise BuildError(
+                    f"{out}: a Ray cluster of several machines needs --work-dir on storage "
+                    "every node mounts at the same path (workers write the staging folder there)"
+                )
             summaries = make_all_records(runner, spec, work, chunks)
             fault("records")
             listed = read_skips(stage.scratch / "skips")

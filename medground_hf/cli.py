@@ -42,7 +42,7 @@ def builder_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def print_summary(out: Path, manifest: dict) -> None:
+def print_summary(out: Path | str, manifest: dict) -> None:
     counts = manifest["counts"]
     print(f"Built {out}")
     for split, c in counts["splits"].items():
@@ -90,8 +90,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard) if args.shard else None,
         engine=args.engine,
         ray_address=args.ray_address,
+        work_dir=args.work_dir,
     )
-    print_summary(Path(args.out), manifest)
+    print_summary(args.out, manifest)
     generation.print_verification(manifest.get("verification"))
     return 0
 
@@ -271,8 +272,16 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build a grounding dataset folder from a source corpus")
     b.add_argument("source", help="source builder name (see `medground sources`)")
-    b.add_argument("--data-dir", required=True, help="your copy of the corpus")
-    b.add_argument("--out", required=True, help="output dataset folder")
+    b.add_argument(
+        "--data-dir", required=True, help="your copy of the corpus (a folder or an fsspec URL)"
+    )
+    b.add_argument("--out", required=True, help="output dataset folder (or an fsspec URL)")
+    b.add_argument(
+        "--work-dir",
+        default=None,
+        help="with a URL --out: where the folder is built before the upload "
+        "(default ~/.cache/medground/staging; shared storage for Ray on several machines)",
+    )
     b.add_argument("--config-name", default=None, help="builder config (default: the builder's)")
     b.add_argument(
         "--num-proc",
@@ -445,9 +454,19 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("datasets", "huggingface_hub", "filelock", "httpx", "httpx2"):
+    for noisy in (
+        "datasets",
+        "huggingface_hub",
+        "filelock",
+        "httpx",
+        "httpx2",
+        "botocore",
+        "aiobotocore",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command != "build":  # only `build` writes or reads URLs
+            refuse_urls(args)
         with quiet_datasets():
             return args.func(args)
     except (InputError, MissingExtra, BuildError, PublishError, ValueError) as exc:
@@ -465,6 +484,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+FOLDER_ARGS = ("out", "src", "to", "folders", "dataset", "predictions")
+
+
+def refuse_urls(args: argparse.Namespace) -> None:
+    """Commands other than ``build`` read and write local folders: a URL is one clear line."""
+    from .storage import StorageError, is_url
+
+    for name in FOLDER_ARGS:
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and is_url(item):
+                raise StorageError(
+                    f"{item}: medground {args.command} reads and writes local folders only; "
+                    "copy the folder first (e.g. aws s3 sync, gcloud storage rsync), or read it "
+                    "with datasets.load_dataset(URL, storage_options=...)"
+                )
 
 
 def system_error(exc: OSError | sqlite3.Error) -> str:

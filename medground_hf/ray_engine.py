@@ -57,6 +57,7 @@ class RayEngine:
                 ray.init(address=address, log_to_driver=False, include_dashboard=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise BuildError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+        self.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))  # machines
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
 

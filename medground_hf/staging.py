@@ -38,6 +38,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import storage
+
 logger = logging.getLogger("medground_hf")
 
 STAGING_SUFFIX = ".medground-staging"
@@ -45,6 +47,9 @@ OLD_SUFFIX = ".medground-old"
 STATE = ".medground-staging.json"  # which command writes this staging folder
 WORK = ".medground-work"  # working files, removed before the folder is put in place
 RESUME = "resume"  # under WORK: kept when the same command resumes
+UPLOADED = "uploaded.jsonl"  # under RESUME: files of a URL output already in <out>.incoming/
+INCOMING_SUFFIX = ".incoming"  # <out>.incoming/: a URL output's new folder, uploaded first
+UPLOAD_MARK = ".medground-upload.json"  # in <out>.incoming/: the command uploading there
 SCRATCH = "scratch"  # under WORK: rewritten by every run
 
 # Where a command can be interrupted; MEDGROUND_FAULT names one of these.
@@ -57,7 +62,9 @@ PHASES = (
     "manifest",  # manifest written, before the card
     "export",  # one export file written (export)
     "commit",  # staging folder complete and on disk, before the swap
-    "swap",  # inside the swap: old folder moved aside, new one not yet cleaned up
+    "upload",  # one file of a URL output uploaded to <out>.incoming/
+    "swap",  # inside the swap: old folder moved aside (URL: its manifest removed), new one not
+    # yet in place
 )
 _FAULT_KINDS = ("kill", "enospc")
 _reached: Counter = Counter()
@@ -163,6 +170,20 @@ class Stage:
         fault("commit")
         replace(self.path, self.target)
 
+    def publish(self, remote: RemoteFolder) -> None:
+        """Upload the complete folder to ``<url>.incoming/`` (resuming an interrupted upload),
+        drop the local staging folder, swap the new folder in (see :class:`RemoteFolder`)."""
+        shutil.rmtree(self.scratch)
+        files = sorted(
+            p.relative_to(self.path).as_posix()
+            for p in self.path.rglob("*")
+            if p.is_file() and p.relative_to(self.path).parts[0] not in (STATE, WORK)
+        )
+        fault("commit")
+        remote.upload(self.path, files, self.key or "", self.resume / UPLOADED)
+        shutil.rmtree(self.path.parent)  # this URL's own folder under the work dir
+        remote.swap()
+
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
@@ -251,13 +272,21 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
 
 
 @contextmanager
-def staged(target: str | Path, key: str | None = None) -> Iterator[Stage]:
+def staged(
+    target: str | Path, key: str | None = None, work_dir: str | Path | None = None
+) -> Iterator[Stage]:
     """Write a folder atomically: yields a :class:`Stage` whose ``path`` becomes ``target`` when
     the block ends without an error. ``key`` (see :func:`command_key`) lets a rerun of the same
-    command resume; None starts afresh every time."""
-    target = Path(target)
-    recover(target)
-    stage = Stage(target, key)
+    command resume; None starts afresh every time. A URL ``target`` is built in a local
+    staging folder under ``work_dir`` and then uploaded and swapped in (:class:`RemoteFolder`)."""
+    remote = RemoteFolder(str(target)) if storage.is_url(target) else None
+    if remote is not None:
+        remote.recover()
+        stage = Stage(local_target(remote.url, work_dir), key)
+    else:
+        target = Path(target)
+        recover(target)
+        stage = Stage(target, key)
     stage.open()
     try:
         yield stage
@@ -265,8 +294,152 @@ def staged(target: str | Path, key: str | None = None) -> Iterator[Stage]:
         logger.info(
             "%s is unchanged; the partial output stays in %s (rerun the same command to resume, "
             "or delete it)",
-            target,
+            remote.url if remote is not None else target,
             stage.path,
         )
         raise
-    stage.commit()
+    if remote is None:
+        stage.commit()
+    else:
+        stage.publish(remote)
+
+
+# ---- outputs at a URL (object stores have no rename) ---------------------------------------------
+def local_target(url: str, work_dir: str | Path | None) -> Path:
+    """Where a URL output is built before it is uploaded: ``<work_dir>/<hash of url>/<name>``
+    (default work dir ``~/.cache/medground/staging``), so its staging folder is found again by
+    a rerun of the same command on this machine."""
+    root = Path(work_dir).expanduser() if work_dir else Path.home() / ".cache/medground/staging"
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    return root / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+
+
+class RemoteFolder:
+    """A dataset folder at a URL, replaced by a protocol that never shows a mixed folder as
+    complete (readers refuse a folder without a valid manifest, :mod:`medground_hf.integrity`):
+
+    1. **upload**: every file goes to ``<url>.incoming/``, the manifest last; a file already
+       uploaded by an interrupted run of the same command (journal in the staging folder, by
+       sha256) is not sent again. A complete ``.incoming/`` is one holding its manifest.
+    2. **swap**: the manifest at ``<url>`` is deleted first (from here on ``<url>`` is not a
+       complete folder), stale files deleted, the new files copied in (server-side copies), the
+       new manifest copied last; then ``.incoming/`` is removed (its manifest first).
+
+    A run killed during the swap leaves a complete ``.incoming/``; the next run of a command
+    writing ``<url>`` finishes the swap (:meth:`recover`) before anything else.
+    """
+
+    def __init__(self, url: str):
+        self.url = storage.location(url)
+        self.fs, self.root = storage.filesystem(self.url)
+        self.root = self.root.rstrip("/")
+        self.incoming = self.root + INCOMING_SUFFIX
+
+    def _files(self, root: str) -> dict[str, str]:
+        """Relative POSIX name -> full store path of every file under ``root``."""
+        with storage.errors(self.url, "cannot list"):
+            if not self.fs.exists(root):
+                return {}
+            found = self.fs.find(root)
+        prefix = root + "/"
+        return {p[len(prefix) :]: p for p in found if p.startswith(prefix)}
+
+    def is_empty(self) -> bool:
+        return not self._files(self.root)
+
+    def read_manifest(self) -> dict | None:
+        from .folder import MANIFEST
+
+        with storage.errors(self.url, "cannot read the manifest"):
+            try:
+                return json.loads(self.fs.cat_file(f"{self.root}/{MANIFEST}"))
+            except FileNotFoundError:
+                return None
+
+    def incoming_complete(self) -> bool:
+        from .folder import MANIFEST
+
+        with storage.errors(self.url, "cannot read"):
+            return self.fs.exists(f"{self.incoming}/{MANIFEST}")
+
+    def upload(self, local: Path, files: list[str], key: str, journal: Path) -> None:
+        """Put the complete folder ``local`` (its ``files``) at ``<url>.incoming/``."""
+        from .folder import MANIFEST, sha256_of
+
+        self.fs.invalidate_cache()
+        mark = f"{self.incoming}/{UPLOAD_MARK}"
+        with storage.errors(self.url + INCOMING_SUFFIX, "cannot upload"):
+            try:
+                previous = json.loads(self.fs.cat_file(mark)).get("key")
+            except FileNotFoundError:
+                previous = None
+            if previous != key:  # another command's upload, or none: start afresh
+                if self.fs.exists(self.incoming):
+                    self.fs.rm(self.incoming, recursive=True)
+                journal.unlink(missing_ok=True)
+                self.fs.pipe_file(mark, json.dumps({"key": key}).encode())
+            present = {rel: self.fs.size(path) for rel, path in self._files(self.incoming).items()}
+            stale = [f"{self.incoming}/{rel}" for rel in present if rel not in files]
+            stale = [p for p in stale if not p.endswith(UPLOAD_MARK)]
+            if stale:
+                self.fs.rm(stale)
+            done = {}
+            if journal.is_file():
+                for line in journal.read_text("utf-8").splitlines():
+                    entry = json.loads(line)
+                    done[entry["file"]] = entry["sha256"]
+            order = sorted(files, key=lambda rel: rel == MANIFEST)  # the manifest last
+            sent = 0
+            with open(journal, "a", encoding="utf-8") as log:
+                for rel in order:
+                    path = local / rel
+                    digest = sha256_of(path)
+                    if done.get(rel) == digest and present.get(rel) == path.stat().st_size:
+                        continue
+                    self.fs.put_file(str(path), f"{self.incoming}/{rel}")
+                    log.write(json.dumps({"file": rel, "sha256": digest}) + "\n")
+                    log.flush()
+                    sent += 1
+                    fault("upload")
+        logger.info(
+            "%s: %d file(s) uploaded, %d already there from the interrupted run",
+            self.url + INCOMING_SUFFIX,
+            sent,
+            len(files) - sent,
+        )
+
+    def swap(self) -> None:
+        """Replace the folder at the URL by the complete ``.incoming/`` one (see the class)."""
+        from .folder import MANIFEST
+
+        self.fs.invalidate_cache()
+        with storage.errors(self.url, "cannot swap the new folder in"):
+            new = self._files(self.incoming)
+            new.pop(UPLOAD_MARK, None)
+            if MANIFEST not in new:
+                raise storage.StorageError(f"{self.url}{INCOMING_SUFFIX}: incomplete upload")
+            target_manifest = f"{self.root}/{MANIFEST}"
+            if self.fs.exists(target_manifest):
+                self.fs.rm_file(target_manifest)  # from here on: not a complete folder
+            fault("swap")
+            stale = [p for rel, p in self._files(self.root).items() if rel not in new]
+            if stale:
+                self.fs.rm(stale)
+            rest = sorted(rel for rel in new if rel != MANIFEST)
+            if rest:
+                self.fs.copy([new[rel] for rel in rest], [f"{self.root}/{rel}" for rel in rest])
+            self.fs.copy(new[MANIFEST], target_manifest)  # complete again: the new folder
+            self.fs.rm_file(new[MANIFEST])  # nothing left to finish
+            self.fs.rm(self.incoming, recursive=True)
+        self.fs.invalidate_cache()
+
+    def recover(self) -> None:
+        """Finish a swap a killed run left half done (a complete ``.incoming/``)."""
+        self.fs.invalidate_cache()
+        if self.incoming_complete():
+            logger.warning(
+                "%s: finishing the replacement an interrupted run left in %s",
+                self.url,
+                self.url + INCOMING_SUFFIX,
+            )
+            self.swap()
