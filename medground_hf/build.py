@@ -80,8 +80,9 @@ def already_done(
 
 def _already_at_url(url: str, key: str, overwrite: bool, work_dir) -> dict | None:
     remote = RemoteFolder(url)
-    remote.recover()
-    if overwrite or remote.is_empty():
+    remote.check_writable()
+    finished = remote.recover()  # the swap of a killed run: of this command, it is done
+    if remote.is_empty() or (overwrite and not finished):
         return None
     if (remote.read_manifest() or {}).get(COMMAND_KEY) == key:
         manifest = check_folder(url)

@@ -344,6 +344,14 @@ class RemoteFolder:
         prefix = root + "/"
         return {p[len(prefix) :]: p for p in found if p.startswith(prefix)}
 
+    def check_writable(self) -> None:
+        """Fail now, not after the build, when the store cannot be written (no bucket, no
+        credentials, unreachable): a probe object is written and removed."""
+        probe = f"{self.incoming}/.medground-probe"
+        with storage.errors(self.url, "cannot write"):
+            self.fs.pipe_file(probe, b"")
+            self.fs.rm_file(probe)
+
     def is_empty(self) -> bool:
         return not self._files(self.root)
 
@@ -433,13 +441,16 @@ class RemoteFolder:
             self.fs.rm(self.incoming, recursive=True)
         self.fs.invalidate_cache()
 
-    def recover(self) -> None:
-        """Finish a swap a killed run left half done (a complete ``.incoming/``)."""
+    def recover(self) -> bool:
+        """Finish a swap a killed run left half done (a complete ``.incoming/``); whether
+        there was one."""
         self.fs.invalidate_cache()
-        if self.incoming_complete():
-            logger.warning(
-                "%s: finishing the replacement an interrupted run left in %s",
-                self.url,
-                self.url + INCOMING_SUFFIX,
-            )
-            self.swap()
+        if not self.incoming_complete():
+            return False
+        logger.warning(
+            "%s: finishing the replacement an interrupted run left in %s",
+            self.url,
+            self.url + INCOMING_SUFFIX,
+        )
+        self.swap()
+        return True

@@ -254,3 +254,17 @@ def merged_kvasir_brats(generated_kvasir: Path, built_brats: Path, tmp_path_fact
     out = tmp_path_factory.mktemp("merged") / "kvasir_brats"
     merge([generated_kvasir, built_brats], out)
     return out
+
+
+@pytest.fixture(scope="session")
+def object_store(kvasir_dir: Path, brats_dir: Path):
+    """A real S3-compatible server on 127.0.0.1 holding the Kvasir-SEG and BraTS samples
+    (``tests/object_store.py``); the AWS variables point this process and its children at it."""
+    from object_store import start
+
+    saved = dict(os.environ)
+    server, store = start({"kvasir": kvasir_dir, "brats": brats_dir})
+    yield store
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
