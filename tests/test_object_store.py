@@ -10,12 +10,16 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from built_rows import build_rows
 from test_shards_and_workers import assert_same_rows, same_manifest
+from test_volume_builders import phantom, save, write_msd
 
 from medground_hf.build import build
 from medground_hf.cli import main
 from medground_hf.folder import read_manifest
+from medground_hf.formats.export import export
 from medground_hf.integrity import FolderMismatch, check_folder
 from medground_hf.storage import stamp
 
@@ -58,6 +62,54 @@ def test_brats_from_s3_equals_the_local_build(object_store, built_brats, tmp_pat
     manifest = build("brats", url, tmp_path / "brats", derived_configs=["all"])
     assert_same_rows(tmp_path / "brats", built_brats)
     same_manifest(manifest, read_manifest(built_brats))
+
+
+def hc18_subset(hc18_dir, root):
+    images = root / "training_set"
+    images.mkdir(parents=True)
+    for stem in ("000_HC", "001_HC", "002_HC", "003_HC"):
+        for name in (f"{stem}.png", f"{stem}_Annotation.png"):
+            (images / name).write_bytes((hc18_dir / "training_set" / name).read_bytes())
+    csv = "training_set_pixel_size_and_HC.csv"
+    (root / csv).write_bytes((hc18_dir / csv).read_bytes())
+    return root, {}
+
+
+def coco_export(built_kvasir, root):
+    export(built_kvasir, "coco", root)
+    return root, {"min_size": 32, "modality": "endoscopy"}
+
+
+def msd_task(root):
+    return write_msd(root, cases=1), {}
+
+
+def labelmap_corpus(root):
+    for case in ("case01", "case02"):
+        image, labels = phantom(int(case[-1]))
+        save(root / "images" / f"{case}.nii", image)  # uncompressed NIfTI
+        save(root / "labels" / f"{case}.nii.gz", labels.astype(np.float32))
+    (root / "names.csv").write_text("value,name\n1,edema\n2,enhancing tumour\n")
+    return root, {"label_names_file": "names.csv", "source_name": "phantoms"}
+
+
+@pytest.mark.parametrize("source", ["hc18", "coco_instances", "msd", "nifti_labelmap"])
+def test_every_source_reads_a_url_data_dir(source, object_store, hc18_dir, built_kvasir, tmp_path):
+    """The 2D sources (kvasir_seg above; hc18; image_mask_folder, which both are; COCO
+    instances) and the NIfTI ones (brats above; msd; nifti_labelmap): the same records from an
+    s3:// copy of a corpus as from the local folder."""
+    make = {
+        "hc18": lambda root: hc18_subset(hc18_dir, root),
+        "coco_instances": lambda root: coco_export(built_kvasir, root),
+        "msd": msd_task,
+        "nifti_labelmap": labelmap_corpus,
+    }[source]
+    local, options = make(tmp_path / "corpus")
+    url = object_store.new_url(source)
+    object_store.fs.put(str(local), url.removeprefix("s3://"), recursive=True)
+    expected = build_rows(source, local, tmp_path / "local", **options)
+    assert expected
+    assert build_rows(source, url, tmp_path / "from-url", **options) == expected
 
 
 def test_an_object_stamp_changes_with_its_content(object_store):

@@ -18,9 +18,10 @@ KEY_ENV, KEY = "MEDGROUND_RAY_TEST_KEY", "sk-fake-ray-test"
 
 
 @pytest.fixture(scope="session")
-def ray_address():
+def ray_address(object_store):
     """One local Ray instance for the session (starting Ray takes several seconds). Its workers
-    get the environment it starts with: an API key, as on any cluster, is set on every node."""
+    get the environment it starts with: an API key and the object store's endpoint and
+    credentials, as on any cluster, are set on every node."""
     os.environ[KEY_ENV] = KEY
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
@@ -39,6 +40,16 @@ def test_brats_on_ray_equals_the_local_build(ray_address, brats_dir, built_brats
     manifest = build("brats", brats_dir, out, engine="ray", derived_configs=["all"])
     assert_same_rows(out, built_brats)
     same_manifest(manifest, read_manifest(built_brats))
+
+
+def test_a_ray_build_reads_and_writes_urls(ray_address, object_store, generated_kvasir, tmp_path):
+    """Workers read the corpus from the object store; the driver's staging folder (here on one
+    machine; --work-dir on shared storage for several) is uploaded and swapped in."""
+    out = object_store.new_url("kvasir-ray")
+    manifest = build("kvasir_seg", object_store.url("kvasir"), out, engine="ray", num_proc=2,
+                     work_dir=tmp_path / "work")  # fmt: skip
+    assert_same_rows(object_store.download(out, tmp_path / "copy"), generated_kvasir)
+    same_manifest(manifest, read_manifest(generated_kvasir))
 
 
 def test_a_killed_ray_build_resumes_only_unfinished_chunks(
