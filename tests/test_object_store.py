@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from built_rows import build_rows
+from datasets import Image, load_dataset
 from test_shards_and_workers import assert_same_rows, same_manifest
 from test_volume_builders import phantom, save, write_msd
 
@@ -55,6 +56,15 @@ def test_kvasir_from_s3_to_s3_equals_the_local_build(object_store, generated_kva
     assert_same_rows(copy, generated_kvasir)
     same_manifest(manifest, read_manifest(generated_kvasir))
     assert not object_store.keys(out + ".incoming")
+    # what a trainer reads: the shards by URL, through datasets and fsspec
+    options = {"client_kwargs": {"endpoint_url": object_store.endpoint}}
+    files = {"train": f"{out}/grounding/train-*.parquet"}
+    remote = load_dataset("parquet", data_files=files, split="train", storage_options=options)
+    local = load_dataset(str(generated_kvasir), "grounding", split="train")
+    assert (
+        remote.cast_column("image", Image(decode=False))["image"]
+        == local.cast_column("image", Image(decode=False))["image"]
+    )
 
 
 def test_brats_from_s3_equals_the_local_build(object_store, built_brats, tmp_path):
