@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import MissingExtra
 
+CLOUD = ("s3fs", "universal_pathlib")  # the cloud extra
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
@@ -58,12 +59,12 @@ def path(where: str | os.PathLike):
         return Path(location(where)).expanduser()
     if not isinstance(where, str):
         return where  # a UPath already
+    filesystem(where)  # the store's fsspec package is there (else: which extra to install)
     try:
         from upath import UPath
     except ImportError as exc:
-        raise MissingExtra(f"a URL ({where})", "cloud", ("s3fs", "universal_pathlib")) from exc
-    with errors(where):
-        return UPath(where.rstrip("/"))
+        raise MissingExtra(f"a URL ({where})", "cloud", CLOUD) from exc
+    return UPath(where.rstrip("/"))
 
 
 def filesystem(url: str):
@@ -73,7 +74,9 @@ def filesystem(url: str):
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as exc:
-        raise MissingExtra(f"a URL ({url})", "cloud", ("s3fs", "universal_pathlib")) from exc
+        if scheme(url) in ("s3", "s3a"):
+            raise MissingExtra(f"a URL ({url})", "cloud", CLOUD) from exc
+        raise StorageError(f"{url}: {describe(exc)} (fsspec's package for the protocol)") from exc
     except ValueError as exc:
         raise StorageError(f"{url}: {describe(exc)}") from exc
 
@@ -104,37 +107,37 @@ def errors(url: str | os.PathLike, doing: str = "") -> Iterator[None]:
         raise StorageError(f"{url}: {doing + ': ' if doing else ''}{describe(exc)}") from exc
 
 
-def read_bytes(location: str | os.PathLike) -> bytes:
+def read_bytes(where: str | os.PathLike) -> bytes:
     """A whole file: plain ``read_bytes`` locally; one GET for a URL. A store's failure is an
-    ``OSError`` naming the URL (readers already report those per file)."""
-    if not is_url(location):
-        return Path(location).read_bytes()
-    fs, inner = filesystem(str(location))
+    ``OSError`` (readers already report those, naming the file)."""
+    if not is_url(where):
+        return Path(where).read_bytes()
+    fs, inner = filesystem(str(where))
     try:
         return fs.cat_file(inner)
     except OSError:
         raise
     except Exception as exc:
-        raise OSError(f"{describe(exc)}") from exc
+        raise OSError(describe(exc)) from exc
 
 
-def stamp(location: str) -> str:
+def stamp(where: str) -> str:
     """What says a file changed: size and modification time (local: nanoseconds), or for a URL
     the size and the store's version tag (ETag, generation, md5 or mtime, whichever it gives);
     ``missing`` when it is gone. Resume compares stamps to take finished items as they are."""
-    if not is_url(location):
+    if not is_url(where):
         try:
-            st = os.stat(location)
+            st = os.stat(where)
         except OSError:
             return "missing"
         return f"{st.st_size}:{st.st_mtime_ns}"
-    fs, inner = filesystem(location)
+    fs, inner = filesystem(where)
     try:
         info = fs.info(inner)
     except FileNotFoundError:
         return "missing"
     except Exception as exc:
-        raise StorageError(f"{location}: {describe(exc)}") from exc
+        raise StorageError(f"{where}: {describe(exc)}") from exc
     return f"{info.get('size')}:{version_tag(info)}"
 
 
