@@ -79,6 +79,7 @@ def _remote_manifest(url: str) -> dict:
     """The manifest of a folder at a URL; a folder without one is incomplete (an upload or a
     swap in progress, or interrupted: its writer's rerun finishes it, readers never do)."""
     folder = RemoteFolder(url)
+    folder.fs.invalidate_cache()  # listings this process made earlier may be stale
     manifest = folder.read_manifest()
     if manifest is not None:
         return manifest
@@ -96,12 +97,13 @@ def _remote_shards(out) -> list[str]:
 
 
 def _remote_rows(path) -> int:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     with storage.errors(path, "cannot read"), path.open("rb") as fh:
         try:
             return pq.ParquetFile(fh).metadata.num_rows
-        except Exception as exc:  # pyarrow's own errors: a damaged shard
+        except pa.ArrowInvalid as exc:  # not the store's failure: a damaged shard
             raise FolderMismatch(f"{path}: unreadable Parquet shard: {exc}") from exc
 
 

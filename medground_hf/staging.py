@@ -170,7 +170,7 @@ class Stage:
         fault("commit")
         replace(self.path, self.target)
 
-    def publish(self, remote: RemoteFolder) -> None:
+    def upload_and_swap(self, remote: RemoteFolder) -> None:
         """Upload the complete folder to ``<url>.incoming/`` (resuming an interrupted upload),
         drop the local staging folder, swap the new folder in (see :class:`RemoteFolder`)."""
         shutil.rmtree(self.scratch)
@@ -301,7 +301,7 @@ def staged(
     if remote is None:
         stage.commit()
     else:
-        stage.publish(remote)
+        stage.upload_and_swap(remote)
 
 
 # ---- outputs at a URL (object stores have no rename) ---------------------------------------------
