@@ -91,7 +91,10 @@ def describe(error: BaseException) -> str:
 def errors(url: str | os.PathLike, doing: str = "") -> Iterator[None]:
     """Translate a store's failure into :class:`StorageError` naming ``url``: a missing bucket
     or key, refused credentials, an unreachable endpoint (fsspec backends raise their own
-    exception types, not only ``OSError``)."""
+    exception types, not only ``OSError``). A local path's errors pass as they are."""
+    if not is_url(url):
+        yield
+        return
     try:
         yield
     except (StorageError, MissingExtra):
