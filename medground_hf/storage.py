@@ -113,6 +113,8 @@ def errors(url: str | os.PathLike, doing: str = "") -> Iterator[None]:
 def read_bytes(where: str | os.PathLike) -> bytes:
     """A whole file: plain ``read_bytes`` locally; one GET for a URL. A store's failure is an
     ``OSError`` (readers already report those, naming the file)."""
+    if isinstance(where, Path):
+        return where.read_bytes()
     if not is_url(where):
         return Path(where).read_bytes()
     fs, inner = filesystem(str(where))
