@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from medground_hf.build import BuildError
+from medground_hf.errors import BuildError
 from medground_hf.source import LabelSpec
 
 
@@ -66,6 +66,7 @@ class _Worker(ABC):
     name: str
     model: str | None = None
     prompt_version: str
+    sees_images = True  # reads ``record["image"]`` (a VLM); False: the record's cues only
 
     def __init__(self) -> None:
         self.usage = Usage()

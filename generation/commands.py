@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from medground_hf.progress import quiet_datasets
 
 from .base import GenerationError, Generator, Judge
@@ -144,6 +142,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=24 * 3600.0,
         help="seconds to wait for a Message Batch before stopping (re-run to resume)",
     )
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``medground verify`` (the command is :mod:`.reverify`)."""
+    p.add_argument("out", help="dataset folder written by `medground build` or `medground merge`")
+    p.add_argument(
+        "--queries", required=True, help='JSONL, one {"id": record id, "text": query} per line'
+    )
+    p.add_argument("--report-dir", default=None, help="default: <queries stem>-verify/")
+    p.add_argument("--judge", choices=JUDGES, default="offline", help="visual judge")
+    p.add_argument("--judge-model", default=None, help="judge model (openai-compatible: required)")
+    p.add_argument("--base-url", default=None, help="judge server URL (openai-compatible, proxies)")
+    p.add_argument("--api-key-env", default=None, help="env variable holding the judge's API key")
+    p.add_argument(
+        "--cache", default=None, help=f"request cache (default {DEFAULT_CACHE / 'requests.sqlite'})"
+    )
+    p.add_argument("--concurrency", type=int, default=8, help="parallel judge requests")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per judge request")
 
 
 def options_from_args(args: argparse.Namespace) -> GenerationOptions:
@@ -304,6 +320,8 @@ def _by_image(ds):
     """The rows of one image together, in their order otherwise: a target rejected as a whole
     sits in another config than its image's kept targets (the COCO export needs an image's rows
     adjacent)."""
+    import numpy as np
+
     order = np.argsort(np.asarray(ds["image_id"], dtype=object), kind="stable")
     return ds.select(order)
 

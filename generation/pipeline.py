@@ -1,10 +1,13 @@
 """Generation + verification over built splits: ``grounding`` and ``rejected`` rows, and stats.
 
-One batched ``Dataset.map`` pass writes, per target, its grounding row (kept queries only), one
-rejected row per rejected query, and one rejected row for a target rejected as a whole; the
-rows are then split by kind, so memory stays flat however large the corpus (the map output lives
-in Arrow files on disk). Counts identities (queries generated = kept + rejected, targets = kept
-+ rejected as a whole) are asserted on the output.
+One batched pass writes, per target, its grounding row (kept queries only), one rejected row per
+rejected query, and one rejected row for a target rejected as a whole; the rows are then split by
+kind. A split is a ``datasets.Dataset`` (``medground generate`` on a whole folder: a
+``Dataset.map`` whose output lives in Arrow files on disk, so memory stays flat however large the
+corpus) or an Arrow table (a build's chunk, already small: processed in Arrow directly, without
+``datasets``' per-operation fingerprints and copies; the image bytes are carried over with
+``take``, never converted). Counts identities (queries generated = kept + rejected, targets =
+kept + rejected as a whole) are asserted on the output.
 """
 
 from __future__ import annotations
@@ -15,26 +18,30 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-from datasets import Dataset, Features, Image, Value
+from functools import cache
+from typing import TYPE_CHECKING
 
 from medground_hf.progress import phase_bar
-from medground_hf.record import GROUNDING_FEATURES
+from medground_hf.record import RECORD, record_schema
+from medground_hf.schema import features
 from medground_hf.source import LabelSpec, SizeClass
 
 from . import vocab
 from .base import Generated, GenerationError, Generator, Judge, Target, Usage
 from .verify import STAGES, Verdict, Verifier, first_failure, label_terms
 
-REJECTED_COLUMNS = {"rejected_stage": Value("string"), "rejected_reason": Value("string")}
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from datasets import Dataset, Features
+
+    Split = Dataset | pa.Table
+
+REJECTED_COLUMNS = {"rejected_stage": "string", "rejected_reason": "string"}
 _KIND = "_row_kind"  # grounding | query (one rejected query) | target (rejected as a whole)
 _GENERATED = "_queries_generated"  # on the one primary row of each target
-REJECTED_SCHEMA = Features({**GROUNDING_FEATURES, **REJECTED_COLUMNS}).arrow_schema
-_RAW = Features({**GROUNDING_FEATURES, "image": Image(decode=False)})
-_OUT = Features({**_RAW, **REJECTED_COLUMNS, _KIND: Value("string"), _GENERATED: Value("int32")})
+_OUT_COLUMNS = [*RECORD, *REJECTED_COLUMNS, _KIND, _GENERATED]
 _LIGHT = [
     "id",
-    "bbox_xyxy",
     "image_id",
     "source",
     "label",
@@ -55,6 +62,27 @@ _LIGHT = [
 ]
 
 
+@cache
+def rejected_features() -> Features:
+    """The ``rejected`` config: the record and the stage and reason of the rejection."""
+    return features({**RECORD, **REJECTED_COLUMNS})
+
+
+@cache
+def rejected_schema() -> pa.Schema:
+    return rejected_features().arrow_schema
+
+
+@cache
+def _out_features() -> Features:
+    """What one pass writes (images left encoded), before it is split by kind."""
+    from datasets import Image
+
+    out = features({**RECORD, **REJECTED_COLUMNS, _KIND: "string", _GENERATED: "int32"})
+    out["image"] = Image(decode=False)
+    return out
+
+
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")  # reasons are grouped with their numbers masked
 
 
@@ -72,15 +100,14 @@ class Siblings:
     structure_names: set[str] = field(default_factory=set)
 
     @classmethod
-    def scan(cls, datasets: Mapping[str, Dataset]) -> Siblings:
+    def scan(cls, splits: Mapping[str, Split]) -> Siblings:
         index = cls()
-        for ds in datasets.values():
-            for batch in ds.select_columns(_LIGHT).iter(batch_size=1000):
-                for row in _rows(batch):
-                    for kind in ("inside", "adjacent_to", "contains"):
-                        index.structure_names.update(row["relations"][kind])
-                    if row["num_targets_in_image"] > 1:
-                        index.by_image[row["image_id"]].append(row)
+        for split in splits.values():
+            for row in _iter_rows(split, _LIGHT):
+                for kind in ("inside", "adjacent_to", "contains"):
+                    index.structure_names.update(row["relations"][kind])
+                if row["num_targets_in_image"] > 1:
+                    index.by_image[row["image_id"]].append(row)
         return index
 
 
@@ -89,7 +116,7 @@ def _rows(batch: Mapping[str, list]) -> list[dict]:
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:
-    return {name: [row[name] for row in rows] for name in _OUT}
+    return {name: [row[name] for row in rows] for name in _OUT_COLUMNS}
 
 
 def structure_terms(labels: Mapping[str, LabelSpec], names: set[str]) -> dict[str, str]:
@@ -289,13 +316,15 @@ def _passed_offline(query: dict) -> bool:
 
 @dataclass
 class Outcome:
-    grounding: dict[str, Dataset]
-    rejected: dict[str, Dataset]
+    """Kept and rejected rows per split (of the splits' kind: datasets or Arrow tables)."""
+
+    grounding: dict[str, Split]
+    rejected: dict[str, Split]
     verification: dict
 
 
 def run(
-    splits: Mapping[str, Dataset],
+    splits: Mapping[str, Split],
     labels: Mapping[str, Mapping[str, LabelSpec]],
     generator: Generator,
     judge: Judge | None = None,
@@ -313,18 +342,15 @@ def run(
     siblings = Siblings.scan(splits)
     siblings.structure_names.update(structures)
     stage = Stage(generator, judge, labels, siblings)
-    raw = {name: ds.cast_column("image", Image(decode=False)) for name, ds in splits.items()}
-    if any(len(ds) for ds in raw.values()):
+    raw = {name: _raw_images(split) for name, split in splits.items()}
+    if any(len(split) for split in raw.values()):
         generator.prefetch(
-            stage.target(r) for ds in raw.values() for r in _iter_rows(ds) if stage.wanted(r)
+            stage.target(r) for split in raw.values() for r in _iter_rows(split) if stage.wanted(r)
         )
-    # Each run is new (answers may differ between runs of a VLM): a fresh fingerprint, and no
-    # transform of this run may be loaded from an earlier run's cache files.
-    run_id = uuid.uuid4().hex[:16]
-    grounding: dict[str, Dataset] = {}
-    rejected: dict[str, Dataset] = {}
+    grounding: dict[str, Split] = {}
+    rejected: dict[str, Split] = {}
     stats = _Stats()
-    total = sum(len(ds) for ds in raw.values())
+    total = sum(len(split) for split in raw.values())
     bar = phase_bar("generate+verify", total, "target", disable=not progress)
 
     def counted(batch: Mapping[str, list]) -> dict[str, list]:
@@ -332,21 +358,15 @@ def run(
         bar.update(len(batch["id"]))
         return out
 
-    for name, ds in raw.items():
-        if not len(ds):
+    for name, split in raw.items():
+        if not len(split):
             continue
-        out = ds.map(
-            counted,
-            batched=True,
-            batch_size=batch_size,
-            remove_columns=ds.column_names,
-            features=_OUT,
-            load_from_cache_file=False,
-            new_fingerprint=f"{ds._fingerprint}-{run_id}",
-        )
-        stats.add(out, len(ds))
-        grounding[name] = _select(out, "grounding", keep_rejected_columns=False)
-        rejected[name] = _select(out, ("query", "target"), keep_rejected_columns=True)
+        if _is_table(split):
+            grounding[name], rejected[name] = _run_table(
+                split, counted, batch_size, stats, images=generator.sees_images or judge is not None
+            )
+        else:
+            grounding[name], rejected[name] = _run_dataset(split, counted, batch_size, stats)
     bar.close()
     usage = Usage()
     usage.add(generator.usage)
@@ -356,21 +376,96 @@ def run(
     return Outcome(grounding, rejected, verification)
 
 
-def _iter_rows(ds: Dataset):
-    for batch in ds.iter(batch_size=64):
+def _is_table(split: Split) -> bool:
+    return not hasattr(split, "cast_column")  # an Arrow table, not a ``datasets.Dataset``
+
+
+def _raw_images(split: Split) -> Split:
+    """The split with its images as encoded bytes (what generators send and rows carry)."""
+    if _is_table(split):
+        return split  # Arrow holds the bytes as they are
+    from datasets import Image
+
+    return split.cast_column("image", Image(decode=False))
+
+
+def _iter_rows(split: Split, columns: list[str] | None = None, batch_size: int = 64):
+    """Rows of a split as dicts (only ``columns``, when given)."""
+    if _is_table(split):
+        table = split.select(list(dict.fromkeys(columns))) if columns else split
+        for batch in table.to_batches(batch_size):
+            yield from batch.to_pylist()
+        return
+    if columns:
+        split = split.select_columns(list(dict.fromkeys(columns)))
+    for batch in split.iter(batch_size=batch_size):
         yield from _rows(batch)
 
 
-def _select(out: Dataset, kinds: str | tuple[str, ...], *, keep_rejected_columns: bool) -> Dataset:
-    wanted = {kinds} if isinstance(kinds, str) else set(kinds)
-    picked = out.filter(
-        lambda column: [k in wanted for k in column],
-        input_columns=_KIND,
+_STATS_COLUMNS = ["source", "queries", "rejected_stage", "rejected_reason", _KIND, _GENERATED]
+
+
+def _run_dataset(ds: Dataset, stage, batch_size: int, stats: _Stats) -> tuple[Dataset, Dataset]:
+    """One split as a ``Dataset.map`` (output in Arrow files beside the input's), then split by
+    kind."""
+    from datasets import Image
+
+    # Each run is new (answers may differ between runs of a VLM): a fresh fingerprint, and no
+    # transform of this run may be loaded from an earlier run's cache files.
+    out = ds.map(
+        stage,
         batched=True,
+        batch_size=batch_size,
+        remove_columns=ds.column_names,
+        features=_out_features(),
         load_from_cache_file=False,
+        new_fingerprint=f"{ds._fingerprint}-{uuid.uuid4().hex[:16]}",
     )
-    drop = [_KIND, _GENERATED] + ([] if keep_rejected_columns else list(REJECTED_COLUMNS))
-    return picked.remove_columns(drop).cast_column("image", Image())
+    stats.add(_iter_rows(out, _STATS_COLUMNS, 1000), len(ds))
+
+    def select(kinds: set[str], drop: list[str]) -> Dataset:
+        picked = out.filter(
+            lambda column: [k in kinds for k in column],
+            input_columns=_KIND,
+            batched=True,
+            load_from_cache_file=False,
+        )
+        return picked.remove_columns(drop).cast_column("image", Image())
+
+    return (
+        select({"grounding"}, [_KIND, _GENERATED, *REJECTED_COLUMNS]),
+        select({"query", "target"}, [_KIND, _GENERATED]),
+    )
+
+
+def _run_table(
+    table: pa.Table, stage, batch_size: int, stats: _Stats, *, images: bool
+) -> tuple[pa.Table, pa.Table]:
+    """One split held as an Arrow table (a build's chunk): each batch's rows go through the stage
+    (their images as Python bytes only when the generator or judge looks at them: ``images``),
+    and each output row takes its image from its record's row, in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    light = _out_features().arrow_schema
+    light = light.remove(light.get_field_index("image"))
+    parts = []
+    for batch in table.to_batches(batch_size):
+        rows = (batch if images else batch.drop_columns(["image"])).to_pydict()
+        rows.setdefault("image", [None] * batch.num_rows)
+        out = stage(rows)
+        stats.add(_rows({k: out[k] for k in _STATS_COLUMNS}), None)
+        at = {target: index for index, target in enumerate(rows["id"])}
+        source = pa.array([at[target] for target in out["id"]], pa.int64())
+        part = pa.Table.from_pydict({k: v for k, v in out.items() if k != "image"}, schema=light)
+        parts.append(part.append_column("image", batch.column("image").take(source)))
+    stats.check(len(table))
+    out = pa.concat_tables(parts)
+    grounding = pc.equal(out.column(_KIND), "grounding")
+    return (
+        out.filter(grounding).select(record_schema().names).cast(record_schema()),
+        out.filter(pc.invert(grounding)).select(rejected_schema().names).cast(rejected_schema()),
+    )
 
 
 class _Stats:
@@ -382,28 +477,34 @@ class _Stats:
         self.reasons: Counter = Counter()
         self.generated = self.kept = self.rejected = 0
         self.targets = self.targets_kept = self.targets_rejected = 0
+        self._primary = 0  # primary rows counted since the last check
 
-    def add(self, out: Dataset, n_targets: int) -> None:
-        cols = ["source", "queries", "rejected_stage", "rejected_reason", _KIND, _GENERATED]
-        primary = 0
-        for batch in out.select_columns(cols).iter(batch_size=1000):
-            for row in _rows(batch):
-                kind = row[_KIND]
-                self.generated += row[_GENERATED]
-                primary += kind != "query"
-                if kind == "grounding":
-                    self.kept += len(row["queries"])
-                    self.targets_kept += 1
-                else:
-                    self.rejected += len(row["queries"])
-                    reason = _NUMBER.sub("#", row["rejected_reason"])
-                    self.reasons[(row["rejected_stage"], reason)] += 1
-                    self.targets_rejected += kind == "target"
-                for query in row["queries"]:
-                    self._count(row["source"], query["verdicts"])
-                if kind == "target" and not row["queries"] and row["rejected_stage"] in STAGES:
-                    key = (row["rejected_stage"], row["source"])
-                    self.checked[key] += 1
+    def add(self, rows: Iterable[dict], n_targets: int | None) -> None:
+        """Count output rows; ``n_targets``: the targets they came from, checked against them
+        (None: more rows of the same targets follow, :meth:`check` comes last)."""
+        for row in rows:
+            kind = row[_KIND]
+            self.generated += row[_GENERATED]
+            self._primary += kind != "query"
+            if kind == "grounding":
+                self.kept += len(row["queries"])
+                self.targets_kept += 1
+            else:
+                self.rejected += len(row["queries"])
+                reason = _NUMBER.sub("#", row["rejected_reason"])
+                self.reasons[(row["rejected_stage"], reason)] += 1
+                self.targets_rejected += kind == "target"
+            for query in row["queries"]:
+                self._count(row["source"], query["verdicts"])
+            if kind == "target" and not row["queries"] and row["rejected_stage"] in STAGES:
+                key = (row["rejected_stage"], row["source"])
+                self.checked[key] += 1
+        if n_targets is not None:
+            self.check(n_targets)
+
+    def check(self, n_targets: int) -> None:
+        """The counts identities, once the rows of ``n_targets`` more targets are counted."""
+        primary, self._primary = self._primary, 0
         self.targets += n_targets
         if primary != n_targets:
             raise CountsError(f"{n_targets} targets in, {primary} kept or rejected as a whole")

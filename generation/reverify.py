@@ -371,25 +371,6 @@ def _atomic_write(path: Path, chunks: Iterable[str]) -> None:
 
 
 # ---- command line -----------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .commands import DEFAULT_CACHE, JUDGES
-
-    p.add_argument("out", help="dataset folder written by `medground build` or `medground merge`")
-    p.add_argument(
-        "--queries", required=True, help='JSONL, one {"id": record id, "text": query} per line'
-    )
-    p.add_argument("--report-dir", default=None, help="default: <queries stem>-verify/")
-    p.add_argument("--judge", choices=JUDGES, default="offline", help="visual judge")
-    p.add_argument("--judge-model", default=None, help="judge model (openai-compatible: required)")
-    p.add_argument("--base-url", default=None, help="judge server URL (openai-compatible, proxies)")
-    p.add_argument("--api-key-env", default=None, help="env variable holding the judge's API key")
-    p.add_argument(
-        "--cache", default=None, help=f"request cache (default {DEFAULT_CACHE / 'requests.sqlite'})"
-    )
-    p.add_argument("--concurrency", type=int, default=8, help="parallel judge requests")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per judge request")
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     from .commands import GenerationOptions, make_judge
 

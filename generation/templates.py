@@ -22,6 +22,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from medground_hf import margins
 
@@ -143,6 +144,12 @@ def _names(target: Target, rng: random.Random) -> tuple[str, str]:
     return term, vocab.plural(term)
 
 
+@lru_cache(maxsize=256)
+def _claim_free(named: tuple[str, ...], vocabulary: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The terms that claim nothing by themselves (the same few for every target of a label)."""
+    return tuple(t for t in named if not claims.parse(t, dict(vocabulary)).claims)
+
+
 def _term(target: Target, rng: random.Random, *, several: bool = False, plain: bool = False) -> str:
     """A clinical term for the label. Synonyms that would claim something by themselves (e.g.
     "tumour with surrounding edema") are left out; with several candidates, or with ``plain``
@@ -150,8 +157,7 @@ def _term(target: Target, rng: random.Random, *, several: bool = False, plain: b
     trailing phrase ("necrosis", "FLAIR hyperintensity around the tumour"), which do not read as
     one of several ("the larger necrosis")."""
     spec = target.spec
-    named = (spec.display, *spec.synonyms)
-    terms = [t for t in named if not claims.parse(t, target.vocabulary).claims]
+    terms = list(_claim_free((spec.display, *spec.synonyms), tuple(target.vocabulary.items())))
     if several:
         terms = [t for t in terms if vocab.countable(t)] or terms
     if plain:
@@ -392,6 +398,7 @@ class TemplateGenerator(Generator):
 
     name = "template"
     prompt_version = TEMPLATE_VERSION
+    sees_images = False  # written from the cues
 
     def __init__(self, seed: int = 0, queries_per_target: int = 3):
         super().__init__()

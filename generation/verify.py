@@ -479,6 +479,22 @@ def label_terms(labels: Mapping[str, LabelSpec]) -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=1024)
+def _parse(
+    text: str,
+    structures: tuple[tuple[str, str], ...],
+    labels: frozenset[str],
+    neutral: tuple[str, ...],
+    appearance: tuple[str, ...],
+) -> claims.Parsed:
+    """A query's claims, parsed once per text and grammar: templates word many targets' queries
+    alike, in every chunk of a build (the checks only read what a parse found). The cache is
+    small: the repeated wordings stay in it, and memory does not grow with the corpus."""
+    return claims.parse(
+        text, dict(structures), labels=labels, neutral=neutral, appearance=appearance
+    )
+
+
 class Verifier:
     """Runs the offline stages for one source's records; ``structures`` maps terms to the names
     used in ``relations`` (labels and context structures). With ``judge`` (a VLM judge will see
@@ -496,15 +512,15 @@ class Verifier:
         self.judge = judge
         self.neutral = tuple(w for spec in labels.values() for w in spec.neutral_words)
         self.appearance = tuple(w for spec in labels.values() for w in spec.appearance_words)
+        self._grammar = (
+            tuple(self.structures.items()),
+            frozenset(self.labels),
+            self.neutral,
+            self.appearance,
+        )
 
     def parse(self, text: str) -> claims.Parsed:
-        return claims.parse(
-            text,
-            self.structures,
-            labels=frozenset(self.labels),
-            neutral=self.neutral,
-            appearance=self.appearance,
-        )
+        return _parse(text, *self._grammar)
 
     def target_checks(self, record: Mapping) -> dict[str, list[Verdict]]:
         spec = self.labels[record["label"]]

@@ -68,7 +68,7 @@ LEXICON_VERSION = "v1"
 LEXICONS = ("neutral", "claims", "organs", "modalities", "appearance")
 
 
-class _WordLoader(yaml.SafeLoader):
+class _WordLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when there
     """YAML without YAML 1.1 booleans: "on", "no", "yes" are words in a lexicon."""
 
 
@@ -229,7 +229,13 @@ def rendered(modality: str) -> tuple[ModalityWord, ...]:
 def alternation_body(words: Iterable[str]) -> str:
     """Phrases as one regex alternation (longest first; a space matches any spaces, a hyphen a
     hyphen, a space or nothing)."""
-    parts = sorted(set(words), key=len, reverse=True)
+    return _alternation_body(frozenset(words))
+
+
+@lru_cache(maxsize=1024)
+def _alternation_body(words: frozenset[str]) -> str:
+    # the parser asks for the same few word sets for every query: escaped once
+    parts = sorted(words, key=len, reverse=True)
     return "|".join(re.escape(w).replace(r"\ ", r"\s+").replace(r"\-", r"[\s-]?") for w in parts)
 
 

@@ -20,34 +20,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import PIPELINE_VERSION, storage
 from .chunks import Chunk, plan_chunks, shard_chunks
-from .errors import InputError, read_skips, sort_skips
-from .folder import (
-    MANIFEST,
-    MAX_SHARD_BYTES,
-    read_manifest,
-    shard_name,
-    split_key,
-    write_manifest,
-    write_shard,
-)
-from .formats import remove_format_configs, write_format_configs
-from .formats.configs import check_selection
-from .integrity import check_folder
+from .errors import BuildError, InputError, read_skips, sort_skips
+from .formats.names import check_selection
 from .progress import quiet_datasets
 from .source import SourceInfo
+from .splits import split_key
 from .stages import RECORDS, VERIFIED, BuilderSpec, Verification, make_records, verify_records
 from .staging import RemoteFolder, command_key, fault, is_empty, local_target, recover, staged
-from .workdir import WorkDir
 
+if TYPE_CHECKING:
+    from .workdir import WorkDir
+
+# Arrow, the builders (``datasets``), the stages and the writers are imported where a build
+# needs them, after its inputs are checked: an error or ``--help`` stays fast.
 logger = logging.getLogger("medground_hf")
 SHARD_CONFIGS = ("grounding", "rejected")
-
-
-class BuildError(RuntimeError):
-    """The build cannot go on; the message says why (and which file, for input errors)."""
 
 
 def source_metadata(source: SourceInfo) -> dict:
@@ -66,6 +57,9 @@ def already_done(
     do); None when it is to be written. A non-empty folder written otherwise needs
     ``overwrite``. A URL ``out`` (a string) gets a swap a killed run left half done finished
     first (:class:`~medground_hf.staging.RemoteFolder`)."""
+    from .folder import MANIFEST, read_manifest
+    from .integrity import check_folder
+
     if isinstance(out, str):
         return _already_at_url(out, key, overwrite, work_dir)
     recover(out)
@@ -79,6 +73,8 @@ def already_done(
 
 
 def _already_at_url(url: str, key: str, overwrite: bool, work_dir) -> dict | None:
+    from .integrity import check_folder
+
     remote = RemoteFolder(url)
     remote.check_writable()
     finished = remote.recover()  # the swap of a killed run: of this command, it is done
@@ -90,6 +86,13 @@ def _already_at_url(url: str, key: str, overwrite: bool, work_dir) -> dict | Non
         logger.info("%s: already written by this same command (--overwrite rebuilds it)", url)
         return manifest
     raise BuildError(f"{url}: output folder is not empty (use --overwrite to replace it)")
+
+
+def check_data_dir(data_dir: str | Path) -> None:
+    """A local data dir that is not there is refused before anything is loaded or staged (the
+    builder checks what it holds; a URL is the builder's to check)."""
+    if not storage.is_url(data_dir) and not Path(data_dir).expanduser().is_dir():
+        raise InputError(Path(data_dir), "data dir does not exist or is not a folder")
 
 
 def builder_class(source: str) -> type:
@@ -201,9 +204,12 @@ def combine_counts(summaries: Sequence[dict]) -> dict:
     }
 
 
-def write_shards(engine, out: Path, work: WorkDir, chunks: Sequence[Chunk], stage: str) -> None:
+def write_shards(engine, out: Path, work: WorkDir, chunks: Sequence[Chunk], stage: str) -> dict:
     """``grounding`` and ``rejected`` shards from the chunks' tables, in chunk order; consecutive
-    chunks are grouped into shards of at most ~500 MB, each shard written by one task."""
+    chunks are grouped into shards of at most ~500 MB, each shard written by one task. Returns
+    the shards' manifest records by relative path."""
+    from .folder import MAX_SHARD_BYTES, shard_name
+
     tasks = []
     for config in SHARD_CONFIGS:
         table_name = (
@@ -230,16 +236,19 @@ def write_shards(engine, out: Path, work: WorkDir, chunks: Sequence[Chunk], stag
                 (config, shard_name(split, i, len(groups)), stage, names)
                 for i, names in enumerate(groups)
             ]
-    engine.map(partial(_write_shard, str(out), str(work.root)), tasks, desc=None)
+    records = engine.map(partial(_write_shard, str(out), str(work.root)), tasks, desc=None)
+    return {f"{task[0]}/{task[1]}": record for task, record in zip(tasks, records, strict=True)}
 
 
-def _write_shard(out: str, work: str, task: tuple) -> int:
-    from .generation.pipeline import REJECTED_SCHEMA
-    from .stages import RECORD_SCHEMA
+def _write_shard(out: str, work: str, task: tuple) -> dict:
+    from .folder import write_shard
+    from .generation.pipeline import rejected_schema
+    from .record import record_schema
+    from .workdir import WorkDir
 
     config, name, stage, parts = task
     store = WorkDir(work)
-    schema = RECORD_SCHEMA if config == "grounding" else REJECTED_SCHEMA
+    schema = record_schema() if config == "grounding" else rejected_schema()
     batches = (
         batch
         for part in parts
@@ -248,7 +257,6 @@ def _write_shard(out: str, work: str, task: tuple) -> int:
     return write_shard(Path(out) / config / name, schema, batches)
 
 
-@quiet_datasets()
 def build(
     source: str,
     data_dir: str | Path,
@@ -287,6 +295,7 @@ def build(
             "--work-dir is for a URL --out (a local --out is staged beside itself, so that "
             "the new folder takes the old one's place in one rename)"
         )
+    check_data_dir(data_dir)
     cls = builder_class(source)
     check_options(source, cls, options or {})
     key = command_key(
@@ -326,8 +335,9 @@ def build(
         chosen = GenerationOptions(generator=generator, **dict(generation_options or {}))
         gen_options = asdict(chosen)
     from .engine import make_engine
+    from .workdir import WorkDir
 
-    with staged(out, key, work_dir) as stage:
+    with quiet_datasets(), staged(out, key, work_dir) as stage:
         # the driver lists the items; what the listing skips (e.g. an unreadable file found
         # while scanning) is reported to the skip folder and joins the workers' skips
         builder = make_builder(spec)
@@ -379,7 +389,7 @@ def build(
                     )
                 verification = combine(s["verification"] for s in parts)
                 kind = VERIFIED
-            write_shards(runner, stage.path, work, chunks, kind)
+            written = write_shards(runner, stage.path, work, chunks, kind)
             fault("shards")
             counts = combine_counts(summaries)
             manifest = {
@@ -420,7 +430,7 @@ def build(
                 manifest["verification"] = verification
             if selection is not None:
                 manifest["derived_configs"] = selection
-            finish_folder(stage.path, manifest, runner)
+            finish_folder(stage.path, manifest, runner, written)
         finally:
             runner.close()
     return manifest
@@ -452,23 +462,31 @@ def generation_identity(generator: str, options: Mapping[str, object] | None) ->
     return GenerationOptions(generator=generator, **dict(options or {})).identity()
 
 
-def finish_folder(out: Path, manifest: dict, engine=None) -> None:
+def finish_folder(
+    out: Path, manifest: dict, engine=None, written: Mapping[str, dict] | None = None
+) -> None:
     """The last step of every command that writes a folder (build, generate, merge, into its
     staging folder): derived configs rewritten from ``grounding`` (none, and stale ones gone,
     when every target was rejected; on ``engine``'s workers when given), then the manifest (with
-    every shard's hash) and the card."""
+    every shard's hash) and the card. ``written``: the manifest records of the shards the
+    command has just written (hashed as they were written, so not read again)."""
+    from .folder import write_manifest
+    from .formats.configs import remove_format_configs, write_format_configs
+
+    written = dict(written or {})
     if (out / "grounding").is_dir():
-        manifest["formats"] = write_format_configs(out, manifest, engine)
+        manifest["formats"] = write_format_configs(out, manifest, engine, written)
     else:
         remove_format_configs(out)
         manifest.pop("formats", None)
     fault("formats")
-    write_manifest(out, manifest)
+    write_manifest(out, manifest, written)
     fault("manifest")
     write_card(out, manifest)
 
 
 def write_card(out: Path, manifest: dict | None = None) -> None:
     from .dataset_card import render_card
+    from .folder import read_manifest
 
     (out / "README.md").write_text(render_card(out, manifest or read_manifest(out)), "utf-8")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .checkpoints import item_key
-from .folder import split_key
+from .splits import split_key
 
 if TYPE_CHECKING:
     from .builders.base import Item

@@ -1,4 +1,6 @@
-"""The ``medground`` command line. Parsing only: each command's work lives in its own module."""
+"""The ``medground`` command line. Parsing only: each command's work lives in its own module,
+imported when the command runs, so ``--help`` and argument errors answer at once (no Arrow,
+``datasets`` or builders loaded)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import yaml
-
-from .build import BuildError, build
 from .chunks import parse_shard
-from .errors import ON_ERROR_CHOICES, InputError, MissingExtra
+from .errors import ON_ERROR_CHOICES, BuildError, InputError, MissingExtra, PublishError
 from .generation import commands as generation
-from .hub import PublishError
-from .progress import close_bars, quiet_datasets
+from .progress import close_bars
 from .splits import parse_ratios
 
 
@@ -32,6 +30,8 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def builder_options(args: argparse.Namespace) -> dict:
+    import yaml
+
     options: dict = {}
     if args.options_file:
         loaded = yaml.safe_load(Path(args.options_file).read_text(encoding="utf-8")) or {}
@@ -72,6 +72,8 @@ def _config_list(text: str | None) -> list[str] | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .build import build
+
     manifest = build(
         args.source,
         args.data_dir,
@@ -95,6 +97,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     print_summary(args.out, manifest)
     generation.print_verification(manifest.get("verification"))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .generation.reverify import cmd_verify
+
+    return cmd_verify(args)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -337,7 +345,7 @@ def parser() -> argparse.ArgumentParser:
     generation.add_arguments(g)
     g.set_defaults(func=generation.cmd_generate)
 
-    from .formats.export import FORMATS
+    from .formats.names import FORMATS
 
     for name, source_help, summary in (
         (
@@ -393,18 +401,15 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     m.set_defaults(func=cmd_merge)
 
-    from .generation import reverify
-
     r = sub.add_parser("verify", help="verify your own queries against a built folder")
-    reverify.add_arguments(r)
-    r.set_defaults(func=reverify.cmd_verify)
+    generation.add_verify_arguments(r)
+    r.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("sources", help="list the source builders")
     s.set_defaults(func=cmd_sources)
 
-    from .evaluation import KINDS
+    from .evaluation import KINDS, MIN_COVERAGE
     from .evaluation.answers import BOX_FORMATS
-    from .evaluation.evaluate import MIN_COVERAGE
 
     e = sub.add_parser("eval", help="score model predictions against a built dataset folder")
     e.add_argument("--dataset", required=True, help="built dataset folder")
@@ -467,8 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "build":  # only `build` writes or reads URLs
             refuse_urls(args)
-        with quiet_datasets():
-            return args.func(args)
+        return args.func(args)
     except (InputError, MissingExtra, BuildError, PublishError, ValueError) as exc:
         close_bars()
         print(f"medground {args.command}: error: {exc}", file=sys.stderr)

@@ -22,6 +22,14 @@ class InputError(ValueError):
 ON_ERROR_CHOICES = ("raise", "skip")
 
 
+class BuildError(RuntimeError):
+    """The build cannot go on; the message says why (and which file, for input errors)."""
+
+
+class PublishError(RuntimeError):
+    """Publishing is refused or failed; the message says why and what to do."""
+
+
 class MissingExtra(ImportError):
     """An optional group of dependencies is not installed: the message says what to install."""
 

@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from .splits import split_key
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -40,7 +42,6 @@ ROW_GROUP_ROWS = 1024
 # Large enough that no row group's image dictionary ever falls back to plain encoding.
 _DICTIONARY_LIMIT = 2**30
 _READ_BUFFER = 2**20  # column chunks are read in pieces, so a huge row group streams too
-SPLIT_ORDER = ("train", "validation", "test")
 _SHARD = re.compile(r"^(?P<split>[A-Za-z0-9_.]+)-\d{5}-of-\d{5}\.parquet$")
 
 Batch = pa.Table | pa.RecordBatch
@@ -77,13 +78,45 @@ def image_starts(data: pa.Array, previous: pa.Scalar | None) -> np.ndarray:
     return np.concatenate([[first], ~same])
 
 
+class _DigestingFile:
+    """A file being written that hashes what goes into it, so the manifest gets a shard's
+    sha256 without reading the shard back."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by ``close``
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        self.size += memoryview(data).nbytes
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 class ShardFile:
     """One Parquet shard, written batch by batch so nothing holds a whole split.
 
     Rows of one image are kept in one row group and the image bytes are dictionary-encoded, so
     each image is stored once per row group however many targets (or chat turns) it has. A row
     group is closed at an image boundary once its distinct images reach
-    :data:`ROW_GROUP_IMAGE_BYTES`. The file appears under its name only when complete.
+    :data:`ROW_GROUP_IMAGE_BYTES`. The file appears under its name only when complete; then
+    :attr:`record` holds what the manifest lists of it (bytes, rows, sha256, hashed as written).
     """
 
     def __init__(self, path: Path, schema: pa.Schema):
@@ -96,9 +129,11 @@ class ShardFile:
         self._last: pa.Scalar | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._partial = path.with_name(f".{path.name}.partial")
+        self._sink = _DigestingFile(self._partial)
         self._writer = pq.ParquetWriter(
-            self._partial, schema, dictionary_pagesize_limit=_DICTIONARY_LIMIT
+            pa.PythonFile(self._sink, mode="w"), schema, dictionary_pagesize_limit=_DICTIONARY_LIMIT
         )
+        self.record: dict | None = None
 
     def write(self, batch: Batch) -> None:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
@@ -155,16 +190,24 @@ class ShardFile:
         """Finish the file and move it into place; returns its number of rows."""
         self._flush()
         self._writer.close()
+        self._sink.close()
         self._partial.replace(self.path)
+        self.record = {
+            "bytes": self._sink.size,
+            "rows": self.rows,
+            "sha256": self._sink.hexdigest(),
+        }
         return self.rows
 
     def abort(self) -> None:
         self._writer.close()
+        self._sink.close()
         self._partial.unlink(missing_ok=True)
 
 
-def write_shard(path: Path, schema: pa.Schema, batches: Iterable[Batch]) -> int:
-    """Write ``batches`` as the one shard ``path``; returns its number of rows."""
+def write_shard(path: Path, schema: pa.Schema, batches: Iterable[Batch]) -> dict:
+    """Write ``batches`` as the one shard ``path``; returns its manifest record (bytes, rows,
+    sha256)."""
     shard = ShardFile(path, schema)
     try:
         for batch in batches:
@@ -172,7 +215,8 @@ def write_shard(path: Path, schema: pa.Schema, batches: Iterable[Batch]) -> int:
     except BaseException:
         shard.abort()
         raise
-    return shard.close()
+    shard.close()
+    return shard.record
 
 
 def write_table_split(out: Path, config: str, split: str, table: pa.Table) -> list[Path]:
@@ -238,10 +282,6 @@ def iter_rows(
         yield from batch.to_pylist()
 
 
-def split_key(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
-
-
 def config_splits(out: Path) -> dict[str, list[str]]:
     """Which configs and splits the folder holds, read off the shard files."""
     found: dict[str, set[str]] = {}
@@ -303,10 +343,11 @@ def read_manifest(out: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_manifest(out: Path, manifest: dict) -> None:
+def write_manifest(out: Path, manifest: dict, written: Mapping[str, dict] | None = None) -> None:
     """Write the manifest, recording the folder's shards as they are now (see
-    :func:`medground_hf.integrity.check_folder`, which every reader runs)."""
-    manifest[FILES] = shard_records(out)
+    :func:`medground_hf.integrity.check_folder`, which every reader runs). ``written``: the
+    records of shards this command has just written (:attr:`ShardFile.record`), not read again."""
+    manifest[FILES] = shard_records(out, written)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
 
 
@@ -334,13 +375,20 @@ def shard_paths(out: Path) -> list[str]:
     )
 
 
-def shard_records(out: Path) -> dict[str, dict]:
-    """``{relative path: {"bytes", "rows", "sha256"}}`` of every shard, for the manifest."""
-    return {
-        rel: {
-            "bytes": (out / rel).stat().st_size,
-            "rows": parquet_rows(out / rel),
-            "sha256": sha256_of(out / rel),
-        }
-        for rel in shard_paths(out)
-    }
+def shard_records(out: Path, written: Mapping[str, dict] | None = None) -> dict[str, dict]:
+    """``{relative path: {"bytes", "rows", "sha256"}}`` of every shard, for the manifest; the
+    shards in ``written`` (relative path -> record, hashed as they were written) are not read."""
+    written = written or {}
+    records = {}
+    for rel in shard_paths(out):
+        size = (out / rel).stat().st_size
+        known = written.get(rel)
+        if known is not None and known["bytes"] == size:
+            records[rel] = dict(known)
+        else:
+            records[rel] = {
+                "bytes": size,
+                "rows": parquet_rows(out / rel),
+                "sha256": sha256_of(out / rel),
+            }
+    return records

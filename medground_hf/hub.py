@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 from . import licences
+from .errors import PublishError
 from .folder import MANIFEST, config_splits
 from .formats.rows import GROUNDING
 from .integrity import check_folder
@@ -33,10 +34,6 @@ logger = logging.getLogger("medground_hf")
 REPO_TYPE = "dataset"
 VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 KEEP_REMOTE = (".gitattributes",)
-
-
-class PublishError(RuntimeError):
-    """Publishing is refused or failed; the message says why and what to do."""
 
 
 def record_licences(out: Path) -> set[tuple[str, str]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from . import PIPELINE_VERSION
 from .build import COMMAND_KEY, SHARD_CONFIGS, BuildError, already_done, finish_folder
 from .folder import FILES, config_shards, config_splits, shard_name, split_key
-from .formats.configs import DEFAULT_DERIVED, check_selection, selected_configs
+from .formats.names import DEFAULT_DERIVED, check_selection, selected_configs
 from .integrity import check_folder
 from .staging import command_key, fault, staged
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from datasets.utils import logging as datasets_logging
-from tqdm.auto import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 @contextlib.contextmanager
 def quiet_datasets() -> Iterator[None]:
     """Within the block ``datasets`` draws no progress bar and logs only errors; the caller's
     settings come back afterwards."""
+    from datasets.utils import logging as datasets_logging
+
     bars = datasets_logging.is_progress_bar_enabled()
     level = datasets_logging.get_verbosity()
     datasets_logging.disable_progress_bar()
@@ -35,12 +38,16 @@ def quiet_datasets() -> Iterator[None]:
 def close_bars() -> None:
     """Close every open bar, so an error message that follows starts on a line of its own
     (a phase cut short by an error leaves its bar open)."""
+    from tqdm import tqdm  # every bar, tqdm.auto's included, is one of its instances
+
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
 
 
 def phase_bar(phase: str, total: int | None, unit: str, *, disable: bool = False) -> tqdm:
     """The bar of one phase (``TQDM_DISABLE=1`` hides it, as for any tqdm bar)."""
+    from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=phase, unit=f" {unit}", dynamic_ncols=True, disable=disable)
 
 

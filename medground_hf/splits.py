@@ -11,6 +11,12 @@ import hashlib
 from collections.abc import Mapping
 
 DEFAULT_RATIOS: dict[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
+SPLIT_ORDER = ("train", "validation", "test")
+
+
+def split_key(split: str) -> tuple[int, str]:
+    """Sort key of split names: train, validation, test, then the others by name."""
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
 
 
 def parse_ratios(text: str) -> dict[str, float]:

@@ -9,17 +9,15 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from .chunks import Chunk
 from .errors import SkipReport
-from .record import GROUNDING_FEATURES
 from .staging import fault
-from .workdir import WorkDir
 
-RECORD_SCHEMA = GROUNDING_FEATURES.arrow_schema
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 RECORDS, VERIFIED = "records", "verified"
 
 
@@ -67,6 +65,8 @@ def _builder(spec: BuilderSpec):
 
 def structure_names(table: pa.Table) -> set[str]:
     """Every structure a relation of these records names (adjacent, inside, contains)."""
+    import pyarrow.compute as pc
+
     names: set[str] = set()
     relations = table.column("relations")
     for kind in ("inside", "adjacent_to", "contains"):
@@ -77,6 +77,9 @@ def structure_names(table: pa.Table) -> set[str]:
 
 def split_counts(table: pa.Table) -> dict:
     """Records, images, cases and labels of a chunk's records, and the bytes of its images."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     light = table.select(["image_id", "case_id", "label"]).to_pydict()
     first = {}
     for row, image in enumerate(light["image_id"]):
@@ -95,6 +98,11 @@ def split_counts(table: pa.Table) -> dict:
 
 def make_records(spec: BuilderSpec, work: str, chunk: Chunk) -> dict:
     """Records of a chunk's items into the work folder; returns the chunk's summary."""
+    import pyarrow as pa
+
+    from .record import record_schema
+    from .workdir import WorkDir
+
     builder = spec.listed_builder()
     report = SkipReport(None)
     records, built = [], 0
@@ -103,7 +111,7 @@ def make_records(spec: BuilderSpec, work: str, chunk: Chunk) -> dict:
         built += bool(made)
         records.extend(made)
         fault("item")
-    table = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+    table = pa.Table.from_pylist(records, schema=record_schema())
     summary = {
         "chunk": chunk.name,
         "identity": chunk.identity(),
@@ -156,11 +164,9 @@ def close_workers() -> None:
 def verify_records(job: Verification, work: str, task: tuple[str, str]) -> dict:
     """Generate and verify one chunk's records (``task``: its name and identity); kept and
     rejected rows to the work folder."""
-    from datasets import Dataset
-
     from .generation import pipeline
     from .generation.base import Usage
-    from .progress import quiet_datasets
+    from .workdir import WorkDir
 
     name, identity = task
     store = WorkDir(work)
@@ -172,22 +178,21 @@ def verify_records(job: Verification, work: str, task: tuple[str, str]) -> dict:
         before.add(judge.usage)
     batch_size = 256 if options.generator == "template" else max(64, 32 * options.concurrency)
     split = name.rsplit("-", 1)[0]
-    with quiet_datasets():  # in a worker process too: the build draws one bar for all chunks
-        outcome = pipeline.run(
-            {split: Dataset(table)},
-            pipeline.labels_of(job.sources),
-            generator,
-            judge,
-            batch_size=batch_size,
-            structures=job.structures,
-            progress=False,
-        )
+    outcome = pipeline.run(
+        {split: table},
+        pipeline.labels_of(job.sources),
+        generator,
+        judge,
+        batch_size=batch_size,
+        structures=job.structures,
+        progress=False,  # the build draws one bar for all chunks
+    )
     spent = outcome.verification["usage"]
     outcome.verification["usage"] = {k: v - getattr(before, k) for k, v in spent.items()}
     for config, parts in (("grounding", outcome.grounding), ("rejected", outcome.rejected)):
-        ds = parts.get(split)
-        if ds is not None and len(ds):
-            store.write_table(VERIFIED, f"{name}.{config}", ds.with_format("arrow")[:])
+        rows = parts.get(split)
+        if rows is not None and rows.num_rows:
+            store.write_table(VERIFIED, f"{name}.{config}", rows)
     summary = {"chunk": name, "identity": identity, "verification": outcome.verification}
     store.write_json(VERIFIED, name, summary)
     return summary

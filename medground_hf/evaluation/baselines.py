@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import boxes
+from . import KINDS
 from .targets import Targets, load_targets
-
-KINDS = ("whole-image", "center-prior", "oracle")
 
 
 def center_prior(targets: Targets) -> list[float]:

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..folder import DEFAULT_CONFIG, config_splits
-from ..integrity import check_folder
 
 GROUP_COLUMNS = ("split", "source", "modality", "label")
 COLUMNS = ("id", *GROUP_COLUMNS, "width", "height", "bbox_xyxy", "num_candidates")
@@ -53,6 +49,12 @@ class Targets:
 
 def load_targets(dataset: str | Path) -> Targets:
     """Every target of the ``grounding`` config of a built folder, all splits."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..folder import DEFAULT_CONFIG, config_splits
+    from ..integrity import check_folder
+
     dataset = Path(dataset)
     check_folder(dataset)  # a clear error when this is not a built folder, or a damaged one
     if DEFAULT_CONFIG not in config_splits(dataset):

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-
-from datasets import Features, Image, List, Value
+from typing import TYPE_CHECKING
 
 from medground_hf import boxes
+from medground_hf.record import kept_queries
+from medground_hf.schema import IMAGE, features
 
-from .rows import kept_queries
+if TYPE_CHECKING:
+    from datasets import Features
 
 GROUND = "Locate {q} and give its bounding box."
 DISAMBIGUATE = (
@@ -50,17 +52,18 @@ class Turn:
 
 # ---- layouts: how (image, prompt, answer) becomes a row ---------------------------------------
 COMMON = {
-    "id": Value("string"),
-    "task": Value("string"),
-    "width": Value("int32"),
-    "height": Value("int32"),
+    "id": "string",
+    "task": "string",
+    "width": "int32",
+    "height": "int32",
 }
-FROM_VALUE = List({"from": Value("string"), "value": Value("string")})
+FROM_VALUE = [{"from": "string", "value": "string"}]
 
 
 @dataclass(frozen=True)
 class Layout:
-    """A trainer's row shape: its ``datasets`` features and a function building one row."""
+    """A trainer's row shape: its columns (a :mod:`medground_hf.schema` spec) and a function
+    building one row."""
 
     name: str
     fields: dict
@@ -68,9 +71,9 @@ class Layout:
     image_list: bool  # images as a list (``images``) rather than one ``image``
 
     def features(self) -> Features:
-        image = List(Image()) if self.image_list else Image()
+        image = [IMAGE] if self.image_list else IMAGE
         key = "images" if self.image_list else "image"
-        return Features({**COMMON, key: image, **self.fields})
+        return features({**COMMON, key: image, **self.fields})
 
 
 def _conversations(image, turn: Turn) -> dict:
@@ -124,27 +127,27 @@ SHAREGPT = Layout("sharegpt", {"conversations": FROM_VALUE}, _sharegpt, True)
 TRL = Layout(
     "trl",
     {
-        "messages": List(
+        "messages": [
             {
-                "role": Value("string"),
-                "content": List({"type": Value("string"), "text": Value("string")}),
+                "role": "string",
+                "content": [{"type": "string", "text": "string"}],
             }
-        )
+        ]
     },
     _trl,
     True,
 )
 PREFIX_SUFFIX = Layout(
-    "prefix-suffix", {"prefix": Value("string"), "suffix": Value("string")}, _prefix_suffix, False
+    "prefix-suffix", {"prefix": "string", "suffix": "string"}, _prefix_suffix, False
 )
 SWIFT = Layout(
     "ms-swift",
     {
-        "messages": List({"role": Value("string"), "content": Value("string")}),
+        "messages": [{"role": "string", "content": "string"}],
         "objects": {
-            "ref": List(Value("string")),
-            "bbox": List(List(Value("float32"))),
-            "bbox_type": Value("string"),
+            "ref": ["string"],
+            "bbox": [["float32"]],
+            "bbox_type": "string",
         },
     },
     _swift,

@@ -17,60 +17,69 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-from datasets import Features, Image, List, Value
+from functools import cache
+from typing import TYPE_CHECKING
 
 from medground_hf import boxes
+from medground_hf.record import kept_queries
+from medground_hf.schema import IMAGE, Fixed, features
 
-from .rows import image_file, kept_queries
+from .rows import image_file
+
+if TYPE_CHECKING:
+    from datasets import Features
 
 ANNOTATION = {
-    "id": Value("int64"),
-    "image_id": Value("int64"),
-    "category_id": Value("int32"),
-    "bbox": List(Value("float32"), length=4),
-    "area": Value("float32"),
-    "iscrowd": Value("int32"),
-    "segmentation": {"size": List(Value("int32"), length=2), "counts": Value("string")},
-    "verified": Value("bool"),
-    "record_id": Value("string"),
+    "id": "int64",
+    "image_id": "int64",
+    "category_id": "int32",
+    "bbox": Fixed("float32", 4),
+    "area": "float32",
+    "iscrowd": "int32",
+    "segmentation": {"size": Fixed("int32", 2), "counts": "string"},
+    "verified": "bool",
+    "record_id": "string",
 }
 # our split names -> RefCOCO's (the refer API's ``getRefIds(split=...)`` knows train/val/test*)
 REFCOCO_SPLITS = {"validation": "val"}
 
 SENTENCE = {
-    "sent_id": Value("int64"),
-    "sent": Value("string"),
-    "raw": Value("string"),
-    "tokens": List(Value("string")),
+    "sent_id": "int64",
+    "sent": "string",
+    "raw": "string",
+    "tokens": ["string"],
 }
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
 REF = {
-    "ref_id": Value("int64"),
-    "ann_id": Value("int64"),
-    "image_id": Value("int64"),
-    "category_id": Value("int32"),
-    "split": Value("string"),
-    "file_name": Value("string"),
-    "sent_ids": List(Value("int64")),
-    "sentences": List(SENTENCE),
-    "record_id": Value("string"),
+    "ref_id": "int64",
+    "ann_id": "int64",
+    "image_id": "int64",
+    "category_id": "int32",
+    "split": "string",
+    "file_name": "string",
+    "sent_ids": ["int64"],
+    "sentences": [SENTENCE],
+    "record_id": "string",
 }
 
-COCO_FEATURES = Features(
-    {
-        "id": Value("int64"),
-        "medground_image_id": Value("string"),
-        "file_name": Value("string"),
-        "width": Value("int32"),
-        "height": Value("int32"),
-        "license": Value("int32"),
-        "image": Image(),
-        "annotations": List(ANNOTATION),
-        "refs": List(REF),
-    }
-)
+COCO_COLUMNS = {
+    "id": "int64",
+    "medground_image_id": "string",
+    "file_name": "string",
+    "width": "int32",
+    "height": "int32",
+    "license": "int32",
+    "image": IMAGE,
+    "annotations": [ANNOTATION],
+    "refs": [REF],
+}
+
+
+@cache
+def coco_features() -> Features:
+    """The ``coco`` config's ``datasets.Features`` (one row per image)."""
+    return features(COCO_COLUMNS)
 
 
 @dataclass

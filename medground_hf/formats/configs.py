@@ -26,22 +26,19 @@ from medground_hf.folder import (
     read_manifest,
     shard_name,
 )
+from medground_hf.record import kept_queries
 
 from .chat import DIALECTS, Dialect
-from .coco import COCO_FEATURES, CocoIds, coco_images
+from .coco import CocoIds, coco_features, coco_images
+from .names import COCO, derived_configs, selected_configs
 from .rows import (
     GROUNDING,
     REJECTED,
     grounding_splits,
-    kept_queries,
     split_targets,
     target_splits,
 )
 
-COCO = "coco"
-# What a build writes unless told otherwise: ``coco`` (one more copy of each image). Each chat
-# dialect is one more copy again, so they are chosen with ``--configs`` or exported as files.
-DEFAULT_DERIVED = (COCO,)
 # Columns a chat row is made of (the image travels as an Arrow column beside them).
 _LIGHT = [
     "id",
@@ -55,30 +52,6 @@ _LIGHT = [
     "queries",
 ]
 _IMAGE_BATCH = 32  # grounding rows read at a time (whole images are kept together)
-
-
-def derived_configs() -> list[str]:
-    return [COCO, *(d.config for d in DIALECTS.values())]
-
-
-def check_selection(configs: list[str]) -> list[str]:
-    """The chosen derived configs in canonical order (``all`` for every one); unknown names
-    are an error."""
-    known = derived_configs()
-    if "all" in configs:
-        return known
-    unknown = sorted(set(configs) - set(known))
-    if unknown:
-        raise ValueError(
-            f"unknown derived config(s) {unknown}; choose from all, {', '.join(known)}"
-        )
-    return [c for c in known if c in configs]
-
-
-def selected_configs(manifest: dict) -> list[str]:
-    """What the build asked for (``derived_configs`` in the manifest), else the default."""
-    chosen = manifest.get("derived_configs")
-    return list(DEFAULT_DERIVED) if chosen is None else check_selection(chosen)
 
 
 def remove_format_configs(out: Path) -> None:
@@ -124,16 +97,6 @@ def chat_table(dialect: Dialect, table: pa.Table, rows: list[dict]) -> pa.Table:
     return light.add_column(at, schema.field(key), images)
 
 
-def _finish(writer: ShardFile, stats: dict, config: str, split: str) -> None:
-    """Close a config's shard of a split; a split without rows gets no file (it would not
-    load)."""
-    count = writer.close()
-    if count:
-        stats["rows"].setdefault(config, {})[split] = count
-    else:
-        writer.path.unlink()
-
-
 def coco_offsets(out: Path, manifest: dict) -> dict[str, dict[str, int]]:
     """The first COCO image, annotation, ref and sentence id of each split: ids run on across
     splits (unique in the whole dataset), and knowing where each split starts lets the splits
@@ -174,9 +137,9 @@ def write_config_split(
     if config == COCO:
         ids = CocoIds.from_manifest(manifest)
         ids.next_ids = dict(offsets[split])
-        coco = ShardFile(path, COCO_FEATURES.arrow_schema)
+        coco = ShardFile(path, coco_features().arrow_schema)
         coco.write_rows(coco_images(split_targets(out_path, split), split, ids))
-        return {"rows": _close(coco)}
+        return _close(coco)
     dialect = next(d for d in DIALECTS.values() if d.config == config)
     writer = ShardFile(path, dialect.layout.features().arrow_schema)
     targets = without = 0
@@ -185,19 +148,27 @@ def write_config_split(
         targets += len(rows)
         without += sum(not kept_queries(row) for row in rows)
         writer.write(chat_table(dialect, table, rows))
-    return {"rows": _close(writer), "targets": targets, "without": without}
+    return {**_close(writer), "targets": targets, "without": without}
 
 
-def _close(writer: ShardFile) -> int:
-    """Close a shard; one without rows is removed (an empty config would not load)."""
+def _close(writer: ShardFile) -> dict:
+    """Close a shard: its rows and manifest record (by path relative to the folder); one
+    without rows is removed (an empty config would not load)."""
     count = writer.close()
     if not count:
         writer.path.unlink()
-    return count
+        return {"rows": 0, "shards": {}}
+    return {
+        "rows": count,
+        "shards": {f"{writer.path.parent.name}/{writer.path.name}": writer.record},
+    }
 
 
-def write_format_configs(out: str | Path, manifest: dict | None = None, engine=None) -> dict:
-    """Write the selected derived configs; returns their row counts for the manifest.
+def write_format_configs(
+    out: str | Path, manifest: dict | None = None, engine=None, written: dict | None = None
+) -> dict:
+    """Write the selected derived configs; returns their row counts for the manifest (and adds
+    the manifest records of the shards written to ``written``).
 
     Every target becomes a COCO annotation, rejected ones and those without kept queries (a
     build without a generator) included; only targets with kept queries give chat rows and refs,
@@ -230,6 +201,8 @@ def write_format_configs(out: str | Path, manifest: dict | None = None, engine=N
     for (config, split), result in zip(tasks, results, strict=True):
         if config is not None and result["rows"]:
             stats["rows"].setdefault(config, {})[split] = result["rows"]
+            if written is not None:
+                written.update(result["shards"])
         if config != COCO:  # every chat config counts the same targets
             stats["targets"][split] = result["targets"]
             stats["targets_without_kept_queries"][split] = result["without"]

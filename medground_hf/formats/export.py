@@ -32,21 +32,21 @@ from pathlib import Path
 from medground_hf.boxes import SmartResize
 from medground_hf.folder import MANIFEST, iter_rows
 from medground_hf.integrity import check_folder
+from medground_hf.record import kept_queries
 from medground_hf.staging import fault, staged
 
-from .chat import DIALECTS, get_dialect
+from .chat import get_dialect
 from .coco import CocoIds, coco_image_entry, coco_images, instances_header, refer_annotation
+from .names import FORMATS
 from .rows import (
     GROUNDING,
     REJECTED,
     grounding_splits,
     image_file,
-    kept_queries,
     split_targets,
     target_splits,
 )
 
-FORMATS = ("coco", *DIALECTS)
 REFER_DIR = "refcoco"  # REFER(data_root=DIR, dataset="refcoco", splitBy="medground")
 SPLIT_BY = "medground"
 

@@ -22,6 +22,8 @@ REJECTED = "rejected"
 TARGET_COLUMNS = [
     "id", "image_id", "source", "label", "width", "height", "bbox_xyxy", "mask", "area_px",
 ]  # fmt: skip
+# what a COCO image row needs besides: its image and the target's queries (the refs)
+IMAGE_COLUMNS = [*TARGET_COLUMNS, "image", "queries"]
 
 
 def grounding_splits(out: Path) -> list[str]:
@@ -46,7 +48,8 @@ def target_splits(out: Path) -> list[str]:
 def split_targets(
     out: Path, split: str, tick: Callable[[], object] | None = None
 ) -> Iterator[dict]:
-    """Every target of one split once, the rows of an image together: the ``grounding`` rows,
+    """Every target of one split once (the columns a COCO image needs: :data:`IMAGE_COLUMNS`),
+    the rows of an image together: the ``grounding`` rows,
     each image followed by its targets rejected as a whole, then the images none of whose targets
     was kept.
 
@@ -63,7 +66,7 @@ def split_targets(
             seen.add(row["id"])
             rejected.setdefault(row["image_id"], []).append({**row, "queries": []})
     current = None
-    for row in iter_rows(out, GROUNDING, split):
+    for row in iter_rows(out, GROUNDING, split, columns=IMAGE_COLUMNS):
         if tick is not None:
             tick()
         if row["image_id"] != current:
@@ -75,15 +78,10 @@ def split_targets(
         return
     # images without a kept target: their rows (with the image bytes) from the rejected shards
     emitted: set[str] = set()
-    for row in iter_rows(out, REJECTED, split):
+    for row in iter_rows(out, REJECTED, split, columns=IMAGE_COLUMNS):
         if row["image_id"] in rejected and row["id"] not in emitted:
             emitted.add(row["id"])
             yield {**row, "queries": []}
-
-
-def kept_queries(row: dict) -> list[dict]:
-    """The queries a format may use: ``kept == True`` (the verified ones)."""
-    return [q for q in row.get("queries") or [] if q.get("kept")]
 
 
 def image_format(data: bytes, name: str) -> str:

@@ -15,13 +15,12 @@ import numpy as np
 
 from .. import boxes
 from ..errors import InputError
-from . import metrics
+from . import MIN_COVERAGE, metrics
 from .answers import ParseFailure, convention_for, parse_answer, relative_suspected, to_canonical
 from .report import write_reports
 from .targets import Prediction, Targets, load_targets, read_predictions
 
 MAX_UNKNOWN_SHOWN = 5
-MIN_COVERAGE = 0.9  # share of the evaluated targets the predictions must answer before a warning
 
 
 @dataclass
