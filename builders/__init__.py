@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from .base import Item, MedGroundBuilder, MedGroundConfig
+if TYPE_CHECKING:  # the base imports `datasets` (a second): not to name or refuse a source
+    from .base import MedGroundBuilder
 
-# name -> "module:Class"; imported lazily so that listing sources stays cheap.
+# name -> "module:Class"; imported lazily so that listing or refusing a source stays cheap.
 REGISTRY: dict[str, str] = {
     "image_mask_folder": "image_mask_folder:ImageMaskFolder",
     "kvasir_seg": "kvasir_seg:KvasirSeg",
@@ -28,4 +30,4 @@ def get_builder_class(name: str) -> type[MedGroundBuilder]:
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-__all__ = ["REGISTRY", "Item", "MedGroundBuilder", "MedGroundConfig", "get_builder_class"]
+__all__ = ["REGISTRY", "get_builder_class"]

@@ -82,3 +82,12 @@ def test_a_bad_option_is_refused_before_anything_is_loaded(tmp_path, kvasir_dir,
     assert result == {"code": 2, "loaded": []}
     assert message in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_source_is_refused_before_anything_is_loaded(tmp_path, kvasir_dir):
+    result, stderr = run_cli(
+        tmp_path, "build", "nosuch", "--data-dir", str(kvasir_dir), "--out", str(tmp_path / "out")
+    )
+    assert result == {"code": 2, "loaded": []}
+    assert "unknown source 'nosuch' (known: brats, coco_instances," in stderr
+    assert not (tmp_path / "out").exists()
