@@ -20,7 +20,6 @@ id the API no longer knows (HTTP 404) stops the run with the way out: ``--forget
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -31,7 +30,17 @@ import anthropic
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .base import GenerationError
-from .vlm import Backend, Completion, Job, Request, Runner, parse_json, server_message
+from .vlm import (
+    Backend,
+    Completion,
+    Job,
+    Request,
+    Runner,
+    http_client,
+    http_library,
+    parse_json,
+    server_message,
+)
 
 logger = logging.getLogger("medground_hf.generation")
 
@@ -56,16 +65,8 @@ CLOCK_SKEW = 300.0  # seconds: a batch created this long before our create call 
 LOOKUP_SECONDS = 60.0  # how long a batch from an uncertain create is looked for in the listing
 
 
-def _http_error() -> type[Exception]:
-    """The base error of the HTTP library the SDK uses (a results stream cut mid-way raises it
-    directly, not wrapped in the SDK's errors)."""
-    client = next(
-        c for c in anthropic.DefaultAsyncHttpxClient.__mro__[1:] if c.__name__ == "AsyncClient"
-    )
-    return importlib.import_module(client.__module__.split(".")[0]).HTTPError
-
-
-STREAM_ERRORS = (anthropic.APIError, _http_error(), OSError)
+# a results stream cut mid-way raises the HTTP library's own error, not wrapped in the SDK's
+STREAM_ERRORS = (anthropic.APIError, http_library(anthropic).HTTPError, OSError)
 
 
 class BatchPending(GenerationError):
@@ -86,9 +87,13 @@ class AnthropicBackend(Backend):
         if price(model) is None:
             logger.warning("no price known for %s: cost is reported as 0", model)
 
-    def client(self) -> anthropic.AsyncAnthropic:
+    def client(self, connections: int) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
-            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=http_client(anthropic, connections, self.timeout),
         )
 
     def params(self, request: Request) -> dict:

@@ -1,29 +1,40 @@
 """OpenAI-compatible backend: the ``openai`` SDK against any server speaking the Chat
 Completions API (vLLM, Ollama, LM Studio, the OpenAI API), so patient images can stay on a local
-machine. Structured output via ``response_format`` JSON schema (strict)."""
+machine. Structured output via ``response_format`` JSON schema (strict).
+
+Requests go through the SDK's ``post`` with the body as it is (the SDK's documented way to send
+a body it does not rewrite): ``chat.completions.create`` walks every key and value of the body
+against its type annotations before sending, about 9 ms of CPU per request with an image and a
+schema, which alone would cap one client at about 100 requests/s."""
 
 from __future__ import annotations
 
 import openai
+from openai.types.chat import ChatCompletion
 
-from .vlm import Backend, Completion, Request, parse_json
+from .vlm import Backend, Completion, Request, http_client, parse_json
 
 
 class OpenAIBackend(Backend):
     name = "openai-compatible"
     api_errors = (openai.APIError,)
 
-    def client(self) -> openai.AsyncOpenAI:
+    def client(self, connections: int) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=http_client(openai, connections, self.timeout),
         )
 
-    async def complete(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
-        response = await client.chat.completions.create(
-            model=self.model,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            messages=[
+    def body(self, request: Request) -> dict:
+        """The Chat Completions request body."""
+        return {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "messages": [
                 {"role": "system", "content": request.system},
                 {
                     "role": "user",
@@ -38,14 +49,19 @@ class OpenAIBackend(Backend):
                     ],
                 },
             ],
-            response_format={
+            "response_format": {
                 "type": "json_schema",
                 "json_schema": {
                     "name": request.schema_name,
-                    "schema": dict(request.schema),
+                    "schema": request.schema,
                     "strict": True,
                 },
             },
+        }
+
+    async def complete(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
+        response = await client.post(
+            "/chat/completions", body=self.body(request), cast_to=ChatCompletion
         )
         usage = response.usage
         tokens = {

@@ -10,6 +10,13 @@ Message Batches: ``create_delay`` makes a create answer only after the client ha
 batch exists all the same); ``cut_results`` cuts that many result downloads mid-stream; a batch
 deleted from ``batches`` is unknown (404). ``refuse`` holds the arrival indices (0-based) of
 distinct requests that are refused with HTTP 400 every time they are sent.
+
+``lean=True`` (benchmarks) keeps only the per-path counts: no request log, no per-body accounting
+(hashing every body), so a long run neither grows the server's memory nor spends its CPU on
+bookkeeping; ``refuse`` and ``paid`` are then not available.
+
+``python tests/fake_vlm_server.py --delay 0.2 --lean`` serves in a process of its own (printing
+its URL), so a benchmark's client and server do not share one interpreter.
 """
 
 from __future__ import annotations
@@ -71,8 +78,9 @@ class Fault:
 class FakeVLM:
     """Start with ``with FakeVLM() as server:``; ``server.url`` is the base URL."""
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, *, lean: bool = False):
         self.delay = delay
+        self.lean = lean
         self.faults: list[Fault] = []
         self.calls: Counter = Counter()
         self.log: list[dict] = []  # path, headers, body, time of every request
@@ -108,12 +116,16 @@ class FakeVLM:
 
     def refused(self, params: dict) -> bool:
         """Whether this request is one of the permanently refused ones."""
+        if self.lean:
+            return False
         key = body_key(params)
         with self.lock:
             index = self.distinct.setdefault(key, len(self.distinct))
         return index in self.refuse
 
     def pay(self, params: dict) -> None:
+        if self.lean:
+            return
         with self.lock:
             self.paid[body_key(params)] += 1
 
@@ -248,6 +260,8 @@ class FakeVLM:
             def record(self, body) -> None:
                 with fake.lock:
                     fake.calls[self.path] += 1
+                    if fake.lean:
+                        return
                     fake.log.append(
                         {
                             "path": self.path,
@@ -335,3 +349,21 @@ class FakeVLM:
                     self.send_json(404, {"error": {"message": f"no route {self.path}"}})
 
         return Handler
+
+
+def main() -> None:
+    """Serve until stdin closes (or the process is terminated), printing the URL first."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--lean", action="store_true")
+    args = parser.parse_args()
+    with FakeVLM(args.delay, lean=args.lean) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
