@@ -23,7 +23,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from datetime import datetime, timezone
 
 import anthropic
@@ -363,7 +362,7 @@ class BatchRunner(Runner):
                         completion.batch = True
                         self.account(completion)
                         if completion.cacheable:
-                            self.cache.put(item.custom_id, asdict(completion))
+                            self.cache.put(item.custom_id, completion.cached())
                             saved += 1
         except anthropic.NotFoundError:
             raise

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from string import Template
 from types import ModuleType
@@ -121,6 +121,11 @@ class Completion:
     input_tokens: int = 0
     output_tokens: int = 0
     batch: bool = False
+
+    def cached(self) -> dict:
+        """The form kept in the request cache (its fields; ``asdict`` would deep-copy the
+        answer only to serialise it)."""
+        return dict(vars(self))
 
     @property
     def cacheable(self) -> bool:
@@ -340,7 +345,7 @@ class Runner:
                         raise _Stopped
                     completion = await self.send(request, job.target)
                     if completion.cacheable:
-                        self.cache.put(job.key, asdict(completion))
+                        self.cache.put(job.key, completion.cached())
                         fault("answer")
                     self.check_refusals(completion, job.target)
                 finally:
@@ -474,6 +479,20 @@ def _image_bytes(record: Mapping) -> bytes:
     return data
 
 
+def outline_of(mask: np.ndarray, width: int) -> np.ndarray:
+    """The mask's pixels less than ``width`` pixels from its edge (or the image's), found in
+    the mask's bounding box grown by ``width`` only: the same pixels as eroding the whole image,
+    at the cost of the target's size."""
+    edge = np.zeros_like(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size:
+        y0, y1 = max(rows[0] - width, 0), rows[-1] + width + 1
+        x0, x1 = max(cols[0] - width, 0), cols[-1] + width + 1
+        crop = mask[y0:y1, x0:x1]
+        edge[y0:y1, x0:x1] = crop & ~ndimage.binary_erosion(crop, iterations=width)
+    return edge
+
+
 def draw(record: Mapping, *, outline: bool = False, box: bool = False) -> tuple[str, str]:
     """The record's image (base64, media type), with the target outlined and/or boxed in red."""
     data = _image_bytes(record)
@@ -485,9 +504,7 @@ def draw(record: Mapping, *, outline: bool = False, box: bool = False) -> tuple[
     pixels = np.asarray(canvas).copy()
     width = max(1, round(max(record["width"], record["height"]) / 256))
     if outline:
-        mask = decode_rle(record["mask"])
-        edge = mask & ~ndimage.binary_erosion(mask, iterations=width)
-        pixels[edge] = (0, 255, 0)
+        pixels[outline_of(decode_rle(record["mask"]), width)] = (0, 255, 0)
     canvas = Image.fromarray(pixels)
     if box:
         x0, y0, x1, y1 = record["bbox_xyxy"]
