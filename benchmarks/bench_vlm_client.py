@@ -80,7 +80,6 @@ def one_round(backend: str, server: Server, work: list, warm: list, concurrency:
         cache=f"{tmp}/{backend}-{time.monotonic_ns()}.sqlite",
         api_key_env=KEY_ENV,
         concurrency=concurrency,
-        outline=os.environ.get("NO_OUTLINE") is None,
     )
     generator = make_generator(options)
     try:
