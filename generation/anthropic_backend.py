@@ -86,7 +86,7 @@ class AnthropicBackend(Backend):
         if price(model) is None:
             logger.warning("no price known for %s: cost is reported as 0", model)
 
-    def client(self, connections: int) -> anthropic.AsyncAnthropic:
+    def client(self, connections: int | None) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
             api_key=self._api_key,
             base_url=self.base_url,
@@ -188,6 +188,10 @@ class BatchRunner(Runner):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        # the SDK's httpx transport: its errors tell a connection never made from one lost
+        # after the request was sent (aiohttp names both a connection error), which decides
+        # whether a batch create may have been carried out (may_have_acted)
+        self.pool = None
         self.poll_seconds = poll_seconds
         self.max_wait = max_wait
         self.forget = tuple(forget)

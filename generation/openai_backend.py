@@ -19,7 +19,7 @@ class OpenAIBackend(Backend):
     name = "openai-compatible"
     api_errors = (openai.APIError,)
 
-    def client(self, connections: int) -> openai.AsyncOpenAI:
+    def client(self, connections: int | None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self.base_url,

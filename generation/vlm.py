@@ -161,8 +161,9 @@ class Backend(ABC):
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
 
     @abstractmethod
-    def client(self, connections: int):
-        """A new async SDK client with ``max_retries=0`` and a pool of ``connections``."""
+    def client(self, connections: int | None):
+        """A new async SDK client with ``max_retries=0``: over aiohttp with a pool of
+        ``connections`` (:func:`http_client`), or over the SDK's own httpx transport (None)."""
 
     @abstractmethod
     async def complete(self, client, request: Request) -> Completion: ...
@@ -185,11 +186,13 @@ def http_library(sdk: ModuleType) -> ModuleType:
     return importlib.import_module(base.__module__.split(".")[0])
 
 
-def http_client(sdk: ModuleType, connections: int, timeout: float):
+def http_client(sdk: ModuleType, connections: int | None, timeout: float):
     """The SDK's aiohttp-based HTTP client (its ``aiohttp`` extra) with a pool of
-    ``connections``. The default httpx pool probes every idle connection's socket each time a
-    request starts or ends, about 3 ms of CPU per request with 32 connections; aiohttp keeps
-    its idle connections in a queue."""
+    ``connections``, or None (the SDK's default httpx client). The httpx pool probes every
+    idle connection's socket each time a request starts or ends, about 3 ms of CPU per request
+    with 32 connections; aiohttp keeps its idle connections in a queue."""
+    if connections is None:
+        return None
     limits = http_library(sdk).Limits(
         max_connections=connections, max_keepalive_connections=connections
     )
@@ -287,6 +290,7 @@ class Runner:
         self.backoff = backoff
         self.usage = Usage()
         self.succeeded = self.refused = 0
+        self.pool: int | None = concurrency  # HTTP connections (see Backend.client)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = None
         self._drawer: ThreadPoolExecutor | None = None
@@ -309,7 +313,7 @@ class Runner:
     @property
     def sdk(self):
         if self._client is None:
-            self._client = self.backend.client(self.concurrency)
+            self._client = self.backend.client(self.pool)
         return self._client
 
     def run(self, jobs: Sequence[Job]) -> list[Completion]:
