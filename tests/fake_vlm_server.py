@@ -94,6 +94,8 @@ class FakeVLM:
         self.distinct: dict[str, int] = {}  # body key -> arrival index
         self.paid: Counter = Counter()  # body key -> answers given
         self.billed: set[tuple[str, int]] = set()  # batch results billed (once per request)
+        self.inflight = self.max_inflight = 0  # live requests being answered, most at once
+        self.clients: set[int] = set()  # client ports: the connections requests came on
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -310,6 +312,17 @@ class FakeVLM:
                     self.send_json(200, fake.batch_json(match.group(1)))
 
             def do_POST(self) -> None:
+                with fake.lock:
+                    fake.inflight += 1
+                    fake.max_inflight = max(fake.max_inflight, fake.inflight)
+                    fake.clients.add(self.client_address[1])
+                try:
+                    self.post()
+                finally:
+                    with fake.lock:
+                        fake.inflight -= 1
+
+            def post(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 self.record(body)
