@@ -1,12 +1,14 @@
 """A VLM fleet behind one ``--base-url``, driven by Ray Data: three fake OpenAI-compatible
 servers behind a round-robin load balancer (``tests/fleet_proxy.py``), a Ray build of the
-Kvasir-SEG samples with the openai-compatible generator. The requests spread over
-the servers, each worker keeps at most ``--concurrency`` in flight and the fleet sees at most
-``num_proc x concurrency``; every request is paid once, also when the build runs again with the
-same (folder) request cache; the rows are those of a local build against the same fleet."""
+Kvasir-SEG samples with the openai-compatible generator. The requests spread over the servers,
+come from Ray's worker processes (not the driver), each keeping at most ``--concurrency`` in
+flight, the fleet at most ``num_proc x concurrency``; every request is paid once, also when the
+build runs again with the same (folder) request cache; the rows are those of a local build
+against the same fleet."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -85,11 +87,11 @@ def test_a_ray_build_drives_a_fleet_behind_one_base_url(local_ray, kvasir_dir, f
     assert len(proxy.forwarded) == len(servers)
     assert max(paid(servers).values()) == 1 and sum(paid(servers).values()) == sent
 
-    # at most --concurrency in flight per worker process, num_proc x concurrency over all
-    workers = {pid for pid in proxy.max_by_process if pid is not None}
-    assert None not in proxy.max_by_process and len(workers) >= 2
+    # at most --concurrency in flight per worker process (reached: images with two polyps),
+    # num_proc x concurrency over all (how many tasks run at once is Ray's to decide)
+    assert None not in proxy.max_by_process and os.getpid() not in proxy.max_by_process
     assert max(proxy.max_by_process.values()) == CONCURRENCY
-    assert CONCURRENCY < proxy.max_inflight <= NUM_PROC * CONCURRENCY
+    assert proxy.max_inflight <= NUM_PROC * CONCURRENCY
 
     # run again (same cache, new output): nothing is sent, the same rows come out
     again = build("kvasir_seg", kvasir_dir, tmp_path / "again", engine="ray", num_proc=NUM_PROC,
