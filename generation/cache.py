@@ -112,11 +112,17 @@ class RequestCache:
 class FolderCache:
     """``key -> answer`` as one JSON file per key under a folder every worker sees (a shared
     filesystem): nothing to lock, an answer appears by rename, so workers on any machine and a
-    resumed run share it. Answers only: Message Batches need the SQLite cache."""
+    resumed run share it. Answers only: Message Batches need the SQLite cache.
 
-    def __init__(self, path: str | Path):
+    ``also``: an SQLite cache consulted read-only on a miss, where it exists on the worker's
+    machine (the driver's own cache on a Ray build), so answers paid in an earlier run are not
+    paid again."""
+
+    def __init__(self, path: str | Path, also: str | Path | None = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.also = Path(also) if also else None
+        self._also_db: sqlite3.Connection | None = None
 
     def _file(self, key: str) -> Path:
         return self.path / key[:2] / f"{key}.json"
@@ -125,7 +131,16 @@ class FolderCache:
         try:
             return json.loads(self._file(key).read_text("utf-8"))
         except FileNotFoundError:
-            return None
+            return self._earlier(key)
+
+    def _earlier(self, key: str) -> dict | None:
+        """The answer in the read-only SQLite cache, if there is one on this machine."""
+        if self._also_db is None:
+            if self.also is None or not self.also.is_file():
+                return None
+            self._also_db = sqlite3.connect(f"{self.also.resolve().as_uri()}?mode=ro", uri=True)
+        row = self._also_db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: Mapping) -> None:
         path = self._file(key)
@@ -139,14 +154,16 @@ class FolderCache:
             yield path.stem, json.loads(path.read_text("utf-8"))
 
     def close(self) -> None:
-        """Nothing held open."""
+        if self._also_db is not None:
+            self._also_db.close()
+            self._also_db = None
 
 
-def open_cache(path: str | Path) -> RequestCache | FolderCache:
-    """A folder (an existing one, or a path ending in ``/``) is a :class:`FolderCache`; anything
-    else the SQLite :class:`RequestCache`."""
+def open_cache(path: str | Path, also: str | Path | None = None) -> RequestCache | FolderCache:
+    """A folder (an existing one, or a path ending in ``/``) is a :class:`FolderCache` (reading
+    ``also`` on a miss); anything else the SQLite :class:`RequestCache`."""
     if str(path).endswith("/") or Path(path).is_dir():
-        return FolderCache(path)
+        return FolderCache(path, also)
     return RequestCache(path)
 
 

@@ -35,6 +35,7 @@ class GenerationOptions:
     judge_model: str | None = None
     batch: bool = False
     cache: str | None = None
+    read_cache: str | None = None  # an SQLite cache a folder cache consults on a miss (Ray)
     concurrency: int = 8
     api_key_env: str | None = None
     outline: bool = True
@@ -59,6 +60,7 @@ class GenerationOptions:
     RUNTIME = (
         "batch",
         "cache",
+        "read_cache",
         "concurrency",
         "api_key_env",
         "timeout",

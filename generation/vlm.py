@@ -758,7 +758,11 @@ def _backend(kind: str, model: str | None, options) -> Backend:
 
 def _runner(kind: str, model: str | None, options, *, batch: bool = False) -> Runner:
     backend = _backend(kind, model, options)
-    cache = open_cache(options.cache) if options.cache else RequestCache(options.cache_path())
+    cache = (
+        open_cache(options.cache, options.read_cache)
+        if options.cache
+        else RequestCache(options.cache_path())
+    )
     if batch and not isinstance(cache, RequestCache):
         raise GenerationError("--batch needs an SQLite request cache (--cache FILE), not a folder")
     if batch:

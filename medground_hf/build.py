@@ -373,7 +373,9 @@ def build(
             if gen_options is not None:
                 from .generation.pipeline import combine
 
-                options, merge_cache = shared_cache(gen_options, engine, stage.resume)
+                options, merge_cache = shared_cache(
+                    gen_options, engine, stage.resume, getattr(runner, "nodes", 1)
+                )
                 job = Verification(
                     options,
                     [source_metadata(builder.source)],
@@ -436,11 +438,16 @@ def build(
     return manifest
 
 
-def shared_cache(options: dict, engine: str, resume: Path) -> tuple[dict, Path | None]:
+def shared_cache(
+    options: dict, engine: str, resume: Path, nodes: int = 1
+) -> tuple[dict, Path | None]:
     """The request cache a build's workers use. On Ray they may run on several machines, which
     share no SQLite file: unless the user chose a folder cache, answers go to a folder cache in
     the staging folder (kept when a killed build resumes) and are added to the user's SQLite
-    cache at the end. Returns the options and that SQLite path (None: nothing to add)."""
+    cache at the end; workers read that SQLite cache too before asking, so answers paid by an
+    earlier run are not paid again. Only the driver's machine holds it, so a cluster of several
+    machines needs a folder cache on shared storage. Returns the options and that SQLite path
+    (None: nothing to add)."""
     from .generation.commands import GenerationOptions
 
     chosen = options.get("cache")
@@ -448,9 +455,16 @@ def shared_cache(options: dict, engine: str, resume: Path) -> tuple[dict, Path |
         return options, None
     if chosen and (str(chosen).endswith("/") or Path(chosen).is_dir()):
         return options, None
+    sqlite = GenerationOptions(**options).cache_path()
+    if nodes > 1:
+        raise BuildError(
+            f"a Ray cluster of {nodes} machines cannot share the SQLite request cache {sqlite}: "
+            "give --cache a folder on storage every node mounts (a path ending in /), so no "
+            "answer is paid for twice"
+        )
     folder = resume / "requests"
     folder.mkdir(parents=True, exist_ok=True)
-    return {**options, "cache": f"{folder}/"}, GenerationOptions(**options).cache_path()
+    return {**options, "cache": f"{folder}/", "read_cache": str(sqlite)}, sqlite
 
 
 def generation_identity(generator: str, options: Mapping[str, object] | None) -> dict | None:

@@ -11,7 +11,8 @@ import pytest
 import ray
 from test_shards_and_workers import assert_same_rows, resume_after_kill, same_manifest
 
-from medground_hf.build import build
+from medground_hf.build import build, shared_cache
+from medground_hf.errors import BuildError
 from medground_hf.folder import read_manifest
 
 KEY_ENV, KEY = "MEDGROUND_RAY_TEST_KEY", "sk-fake-ray-test"
@@ -86,5 +87,21 @@ def test_a_vlm_build_on_ray_shares_one_request_cache(
         local = build("kvasir_seg", kvasir_dir, tmp_path / "local",
                       generator="openai-compatible", generation_options=options)  # fmt: skip
         assert server.calls["/v1/chat/completions"] == asked  # all answers came from the cache
+        again = build("kvasir_seg", kvasir_dir, tmp_path / "ray-again", engine="ray",
+                      generator="openai-compatible", generation_options=options)  # fmt: skip
+        assert server.calls["/v1/chat/completions"] == asked  # a later Ray run pays nothing
     assert local["verification"]["usage"]["cached"] == asked
+    assert again["verification"]["usage"]["cached"] == asked
     assert_same_rows(tmp_path / "ray", tmp_path / "local")
+    assert_same_rows(tmp_path / "ray", tmp_path / "ray-again")
+
+
+def test_a_cluster_of_several_machines_needs_a_folder_cache(tmp_path):
+    """Workers on other machines cannot read the driver's SQLite cache: refused, not paid twice."""
+    options = {"generator": "openai-compatible", "judge": "offline", "cache": None}
+    with pytest.raises(BuildError, match="cluster of 3 machines .*a path ending in /"):
+        shared_cache(options, "ray", tmp_path, nodes=3)
+    one, sqlite = shared_cache(options, "ray", tmp_path, nodes=1)
+    assert one["cache"] == f"{tmp_path / 'requests'}/" and one["read_cache"] == str(sqlite)
+    chosen = {**options, "cache": f"{tmp_path / 'shared'}/"}
+    assert shared_cache(chosen, "ray", tmp_path, nodes=3) == (chosen, None)
