@@ -71,14 +71,28 @@ def bbox_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:
 def _component(
     crop: np.ndarray, window: tuple[slice, slice], area: int, shape: tuple[int, int]
 ) -> Component:
-    """A component from its pixels in ``window`` (a window containing it, e.g. its box)."""
-    ys, xs = np.nonzero(crop)
+    """A component from its pixels in ``window``, its tight box (every edge row and column of
+    ``crop`` holds a pixel).
+
+    The centroid comes from the row and column counts (exact integer sums), not from the
+    coordinates of every pixel.
+    """
     rows, cols = window
-    y0, x0 = int(ys.min()), int(xs.min())
-    y1, x1 = int(ys.max()) + 1, int(xs.max()) + 1
-    bbox = (cols.start + x0, rows.start + y0, cols.start + x1, rows.start + y1)
-    centroid = (float(xs.mean()) + cols.start + 0.5, float(ys.mean()) + rows.start + 0.5)
-    return Component(crop[y0:y1, x0:x1], bbox, area, centroid, shape)
+    ys = np.arange(crop.shape[0])
+    xs = np.arange(crop.shape[1])
+    sum_y = int(np.count_nonzero(crop, axis=1) @ ys)
+    sum_x = int(np.count_nonzero(crop, axis=0) @ xs)
+    bbox = (cols.start, rows.start, cols.stop, rows.stop)
+    centroid = (sum_x / area + cols.start + 0.5, sum_y / area + rows.start + 0.5)
+    return Component(crop, bbox, area, centroid, shape)
+
+
+def _box_or_none(mask: np.ndarray) -> tuple[slice, slice] | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def components(
@@ -88,29 +102,41 @@ def components(
 
     Returns the kept components in raster order of their first pixel (stable, so instance indices
     are content-derived) and the pixel sizes of the dropped ones, so callers can report them.
-    ``single_region`` keeps the whole label as one target regardless of connectivity.
+    ``single_region`` keeps the whole label as one target regardless of connectivity. Only the
+    mask's box is labelled: two cheap reductions find it, and a lesion covering a fraction of
+    the image costs that fraction.
     """
     mask = np.asarray(mask, dtype=bool)
+    box = _box_or_none(mask)
+    if box is None:
+        return [], []
+    rows, cols = box
+    sub = mask[box]
     if single_region:
-        area = int(mask.sum())
-        if area == 0:
-            return [], []
+        area = int(np.count_nonzero(sub))
         if area < min_size:
             return [], [area]
-        x0, y0, x1, y1 = bbox_from_mask(mask)
-        window = (slice(y0, y1), slice(x0, x1))
-        return [_component(mask[window], window, area, mask.shape)], []
-    labelled, n = ndimage.label(mask, structure=_STRUCTURE)
-    if n == 0:
-        return [], []
+        return [_component(sub, box, area, mask.shape)], []
+    # at most one component per 2x2 pixels: 16-bit labels suffice for boxes under 2^18 pixels
+    depth = np.uint16 if sub.size < 4 * np.iinfo(np.uint16).max else np.int32
+    labelled, n = ndimage.label(sub, structure=_STRUCTURE, output=depth)
+    if n == 1:  # the usual case: the box is the component's own box
+        area = int(np.count_nonzero(sub))
+        if area < min_size:
+            return [], [area]
+        return [_component(sub, box, area, mask.shape)], []
     kept: list[Component] = []
     dropped: list[int] = []
-    for index, window in enumerate(ndimage.find_objects(labelled), start=1):
-        own = labelled[window] == index  # sizes per box window: no pass over the whole image
+    for index, (r, c) in enumerate(ndimage.find_objects(labelled), start=1):
+        own = labelled[r, c] == index  # sizes per box window: no pass over the whole mask
         size = int(np.count_nonzero(own))
         if size < min_size:
             dropped.append(size)
             continue
+        window = (
+            slice(rows.start + r.start, rows.start + r.stop),
+            slice(cols.start + c.start, cols.start + c.stop),
+        )
         kept.append(_component(own, window, size, mask.shape))
     return kept, dropped
 
