@@ -8,7 +8,9 @@ them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -191,36 +193,70 @@ def relations(
 
 
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+# The same weights in thousandths: integer sums of 8-bit pixels give the luma moments exactly.
+LUMA_MILLI = (299, 587, 114)
 
 
-def _separability(inner: np.ndarray, outer: np.ndarray) -> float:
-    """Distance between the mean colours over the pooled per-channel standard deviation.
+@dataclass
+class _Moments:
+    """Sums over a set of pixels, per channel: from these come every statistic of the set.
 
-    ``inner`` and ``outer`` are channel-major (C x N), so every reduction runs along contiguous
-    memory.
+    For 8-bit pixels the float64 sums hold exact integers (up to 2^53), so the means and
+    variances do not depend on the order of summation.
     """
-    (mean_in, var_in), (mean_out, var_out) = (_moments(v) for v in (inner, outer))
+
+    n: int
+    total: np.ndarray  # (C,) sum of each channel
+    squares: np.ndarray  # (C,) sum of each channel squared
+    products: dict[tuple[int, int], float]  # sum of channel c times channel d, c < d (RGB)
+    blank: int  # pixels whose luma is at most BLANK_LEVEL
+
+    @classmethod
+    def of(cls, crop: np.ndarray, where: np.ndarray) -> _Moments:
+        """The moments of ``crop`` (H x W x C) under the bool mask ``where``. Each channel plane
+        is selected on its own (a 3-byte pixel selection is several times slower) and only the
+        selected pixels are converted to float64."""
+        planes = min(crop.shape[2], 3)
+        values = np.stack([crop[..., c][where] for c in range(planes)]).astype(np.float64)
+        total = values.sum(axis=1)
+        # plain einsum loops: BLAS dot products spin threads, which costs more than they save here
+        squares = np.einsum("ij,ij->i", values, values)
+        products = {}
+        if planes == 3:  # channel c times channel c + 1 (mod 3): the three cross products at once
+            cross = np.einsum("ij,ij->i", values, values[[1, 2, 0]])
+            products = {(0, 1): cross[0], (1, 2): cross[1], (0, 2): cross[2]}
+        if planes == 1:
+            blank = np.count_nonzero(values[0] <= BLANK_LEVEL)
+        else:
+            # luma >= 0.587 * green, so only pixels with little green can be blank
+            dark = values[:, values[1] <= BLANK_LEVEL / LUMA_WEIGHTS[1]]
+            blank = np.count_nonzero(LUMA_WEIGHTS @ dark <= BLANK_LEVEL)
+        return cls(values.shape[1], total, squares, products, int(blank))
+
+    def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.total / self.n
+        return mean, np.maximum(self.squares / self.n - mean * mean, 0.0)
+
+    def luma(self) -> tuple[float, float]:
+        """Mean and standard deviation of the luma (the grey value of a grey image), from
+        exact integer sums (so correctly rounded)."""
+        if self.total.size == 1:
+            weights: tuple[int, ...] = (1,)
+            scale = 1
+        else:
+            weights, scale = LUMA_MILLI, 1000
+        total = sum(w * int(t) for w, t in zip(weights, self.total, strict=True))
+        square = sum(w * w * int(q) for w, q in zip(weights, self.squares, strict=True))
+        square += sum(2 * weights[c] * weights[d] * int(v) for (c, d), v in self.products.items())
+        n = self.n
+        return total / (scale * n), math.sqrt((n * square - total * total) / (scale * n) ** 2)
+
+
+def _separability(inner: _Moments, outer: _Moments) -> float:
+    """Distance between the mean colours over the pooled per-channel standard deviation."""
+    (mean_in, var_in), (mean_out, var_out) = inner.mean_var(), outer.mean_var()
     pooled = np.sqrt(((var_in + var_out) / 2.0).mean()) + 1.0
     return float(np.linalg.norm(mean_in - mean_out) / pooled)
-
-
-def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and variance from one pass of sums (callers pass float64: no cancellation)."""
-    n = values.shape[1]
-    total = values.sum(axis=1)
-    squares = np.einsum("ij,ij->i", values, values)
-    mean = total / n
-    return mean, np.maximum(squares / n - mean * mean, 0.0)
-
-
-def _channels(crop: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The pixels of ``crop`` under ``where`` as contiguous channel-major rows (C x N), float64
-    (select first, then convert: only the selected pixels are copied)."""
-    return np.ascontiguousarray(crop[where][:, :3].T, dtype=np.float64)
-
-
-def _luma(values: np.ndarray) -> np.ndarray:
-    return values[0] if values.shape[0] == 1 else LUMA_WEIGHTS @ values
 
 
 def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
@@ -233,7 +269,7 @@ def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
     inner = region & ~core
     if not (inner.any() and outer.any()):
         return 0.0
-    return _separability(_channels(crop, inner), _channels(crop, outer))
+    return _separability(_Moments.of(crop, inner), _Moments.of(crop, outer))
 
 
 def _outline_contrast(crop: np.ndarray, region: np.ndarray, area: int) -> float:
@@ -271,18 +307,18 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     crop = image[window]
     if crop.ndim == 2:
         crop = crop[..., None]
-    inner = _channels(crop, region)
-    outer = _channels(crop, ring) if ring.any() else inner
+    inner = _Moments.of(crop, region)
+    outer = _Moments.of(crop, ring) if ring.any() else inner
     contrast = _separability(inner, outer)
-    luma, luma_out = _luma(inner), _luma(outer)
+    (region_mean, region_std), (ring_mean, ring_std) = inner.luma(), outer.luma()
     return {
-        "region_mean": float(luma.mean()),
-        "region_std": float(luma.std()),
-        "ring_mean": float(luma_out.mean()),
-        "ring_std": float(luma_out.std()),
+        "region_mean": region_mean,
+        "region_std": region_std,
+        "ring_mean": ring_mean,
+        "ring_std": ring_std,
         "contrast": contrast,
         "edge_contrast": _outline_contrast(crop, region, comp.area)
         if contrast < EDGE_NEEDED
         else None,
-        "blank_fraction": float(np.count_nonzero(luma <= BLANK_LEVEL)) / luma.size,
+        "blank_fraction": inner.blank / inner.n,
     }
