@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
 # 8-connectivity: diagonal pixels of a lesion belong to the same lesion.
 _STRUCTURE = np.ones((3, 3), dtype=bool)
@@ -34,6 +33,8 @@ class Component:
     area: int
     centroid_xy: tuple[float, float]
     image_shape: tuple[int, int]
+    # exact count, x, y, x*x, y*y and x*y sums over the pixels, x and y within the box
+    sums: tuple[int, int, int, int, int, int]
 
     @property
     def window(self) -> tuple[slice, slice]:
@@ -68,23 +69,45 @@ def bbox_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def pixel_sums(crop: np.ndarray) -> tuple[int, int, int, int, int, int]:
+    """Count, sum of x, y, x*x, y*y and x*y over the pixels of a bool mask (x the column, y the
+    row), exact.
+
+    Two matrix-vector products (the mask's rows against (1, x), and a row of ones against the
+    mask) give the per-row counts and x sums and the per-column counts: one read of the mask,
+    no coordinate arrays. float32 holds these sums exactly while a row is under 5,793 pixels
+    (its x sum under 2^24); wider masks use float64.
+    """
+    height, width = crop.shape
+    kind = np.float32 if width < 5793 and height < 2**24 else np.float64
+    pixels = crop.view(np.uint8)
+    per_row = (
+        pixels @ np.stack([np.ones(width, kind), np.arange(width, dtype=kind)], axis=1)
+    ).astype(np.int64)
+    per_col = (np.ones(height, kind) @ pixels).astype(np.int64)
+    ys, xs = np.arange(height, dtype=np.int64), np.arange(width, dtype=np.int64)
+    count_y, sum_x_y = per_row[:, 0], per_row[:, 1]
+    return (
+        int(count_y.sum()),
+        int(per_col @ xs),
+        int(count_y @ ys),
+        int(per_col @ (xs * xs)),
+        int(count_y @ (ys * ys)),
+        int(sum_x_y @ ys),
+    )
+
+
 def _component(
     crop: np.ndarray, window: tuple[slice, slice], area: int, shape: tuple[int, int]
 ) -> Component:
     """A component from its pixels in ``window``, its tight box (every edge row and column of
-    ``crop`` holds a pixel).
-
-    The centroid comes from the row and column counts (exact integer sums), not from the
-    coordinates of every pixel.
-    """
+    ``crop`` holds a pixel); the centroid comes from exact coordinate sums."""
     rows, cols = window
-    ys = np.arange(crop.shape[0])
-    xs = np.arange(crop.shape[1])
-    sum_y = int(np.count_nonzero(crop, axis=1) @ ys)
-    sum_x = int(np.count_nonzero(crop, axis=0) @ xs)
+    sums = pixel_sums(crop)
+    _, sum_x, sum_y, *_ = sums
     bbox = (cols.start, rows.start, cols.stop, rows.stop)
     centroid = (sum_x / area + cols.start + 0.5, sum_y / area + rows.start + 0.5)
-    return Component(crop, bbox, area, centroid, shape)
+    return Component(crop, bbox, area, centroid, shape, sums)
 
 
 def _box_or_none(mask: np.ndarray) -> tuple[slice, slice] | None:
@@ -233,34 +256,61 @@ def orientation_word(angle_deg: float, elongation: float) -> str:
     return "oblique"
 
 
+def _outer_chain(xs: np.ndarray, ys: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a y-monotone chain of pixel corners that can be convex-hull vertices.
+
+    ``side`` is +1 for the left chain (the shape lies at larger x), -1 for the right. A point on
+    or inside the segment joining its two neighbours lies between that segment and the other
+    chain, so it is no hull vertex; all such points go at once, and again until none is left.
+    What remains turns one way everywhere, and a monotone chain that does is convex.
+    """
+    keep = np.ones(xs.size, dtype=bool)
+    keep[1:] = (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])  # corners shared by two rows
+    xs, ys = xs[keep], ys[keep]
+    while xs.size > 2:
+        ax, ay, px, py, bx, by = xs[:-2], ys[:-2], xs[1:-1], ys[1:-1], xs[2:], ys[2:]
+        inner = side * ((bx - ax) * (py - ay) - (by - ay) * (px - ax)) <= 0
+        if not inner.any():
+            break
+        keep = np.ones(xs.size, dtype=bool)
+        keep[1:-1] = ~inner
+        xs, ys = xs[keep], ys[keep]
+    return xs, ys
+
+
 def convex_area(crop: np.ndarray) -> float:
-    """Area of the convex hull of the mask's pixel squares (not their centres).
+    """Area of the convex hull of the mask's pixel squares (not their centres), exact.
 
     Only each row's first and last pixel can be hull vertices, so the hull is taken over their
     square corners: exact for pixel-aligned shapes (a filled rectangle has solidity 1) and far
-    cheaper than rasterising the hull image.
+    cheaper than rasterising the hull image. The left and right chains of corners are reduced
+    to their convex chains (see :func:`_outer_chain`); the polygon they bound is the hull, and
+    its area comes from the shoelace formula in integers.
     """
     rows = np.flatnonzero(crop.any(axis=1))
-    sub = crop[rows]
+    sub = crop if rows.size == crop.shape[0] else crop[rows]
     first = sub.argmax(axis=1)
     last = sub.shape[1] - sub[:, ::-1].argmax(axis=1)  # exclusive
-    xs = np.concatenate([first, first, last, last]).astype(np.float64)
-    ys = np.concatenate([rows, rows + 1, rows, rows + 1]).astype(np.float64)
-    try:
-        return float(ConvexHull(np.stack([xs, ys], axis=1)).volume)
-    except QhullError:  # a single row or column of pixels: its hull is the box itself
-        return float((xs.max() - xs.min()) * (ys.max() - ys.min()))
+    ys = np.repeat(rows, 2)
+    ys[1::2] += 1
+    left = _outer_chain(np.repeat(first, 2), ys, 1)
+    right = _outer_chain(np.repeat(last, 2), ys, -1)
+    px = np.concatenate([left[0], right[0][::-1]]).astype(np.int64)
+    py = np.concatenate([left[1], right[1][::-1]]).astype(np.int64)
+    twice = int(px @ np.roll(py, -1)) - int(py @ np.roll(px, -1))
+    return abs(twice) / 2
 
 
 def crofton_perimeter(crop: np.ndarray) -> float:
     """Perimeter by the Cauchy-Crofton formula over four line directions.
 
-    Counts foreground/background transitions along rows, columns and both diagonals; unbiased
-    for smooth shapes (a digital disk is within ~2 %), unlike counting pixel edges (+27 %).
+    Counts foreground/background transitions along rows, columns and both diagonals (the mask
+    is padded with background first); unbiased for smooth shapes (a digital disk is within
+    ~2 %), unlike counting pixel edges (+27 %).
     """
-    c = crop.astype(np.int8)
-    n0 = np.count_nonzero(np.diff(c, axis=1))
-    n90 = np.count_nonzero(np.diff(c, axis=0))
+    c = np.pad(np.asarray(crop, dtype=bool), 1)
+    n0 = np.count_nonzero(c[:, 1:] != c[:, :-1])
+    n90 = np.count_nonzero(c[1:] != c[:-1])
     n45 = np.count_nonzero(c[1:, 1:] != c[:-1, :-1])
     n135 = np.count_nonzero(c[1:, :-1] != c[:-1, 1:])
     return math.pi / 8 * (n0 + n90 + (n45 + n135) / math.sqrt(2))
@@ -271,21 +321,19 @@ def shape_cues(component: Component, image_area: int) -> dict:
 
     Computed on the instance's box window only, so cost follows the target, not the image. Axes
     are those of the ellipse with the same second moments (4 * sqrt(eigenvalue), as in
-    scikit-image); ``orientation_deg`` is the major axis angle counter-clockwise from the image's
-    x axis as displayed (y up), in [0, 180).
+    scikit-image), the central moments taken from exact integer sums; ``orientation_deg`` is the
+    major axis angle counter-clockwise from the image's x axis as displayed (y up), in [0, 180).
     """
-    crop = np.pad(component.crop, 1)
-    ys, xs = np.nonzero(crop)
-    dx = xs - xs.mean()
-    dy = ys - ys.mean()
-    # plain ufunc reductions: BLAS dot products spin threads, which costs more than they save here
-    mu20, mu02, mu11 = float((dx * dx).mean()), float((dy * dy).mean()), float((dx * dy).mean())
+    n, sum_x, sum_y, sum_xx, sum_yy, sum_xy = component.sums
+    mu20 = (n * sum_xx - sum_x * sum_x) / (n * n)
+    mu02 = (n * sum_yy - sum_y * sum_y) / (n * n)
+    mu11 = (n * sum_xy - sum_x * sum_y) / (n * n)
     spread = math.hypot((mu20 - mu02) / 2, mu11)
     major = 4 * math.sqrt((mu20 + mu02) / 2 + spread)
     minor = 4 * math.sqrt(max((mu20 + mu02) / 2 - spread, 0.0))
     elongation = 1.0 - minor / major if major > 0 else 0.0
     angle = -math.degrees(0.5 * math.atan2(2 * mu11, mu20 - mu02)) % 180.0
-    perimeter = crofton_perimeter(crop)
+    perimeter = crofton_perimeter(component.crop)
     circularity = min(1.0, 4 * math.pi * component.area / perimeter**2) if perimeter > 0 else 1.0
     x0, y0, x1, y1 = component.bbox_xyxy
     relative = component.area / image_area
@@ -294,7 +342,7 @@ def shape_cues(component: Component, image_area: int) -> dict:
         "size_category": size_category(relative),
         "aspect_ratio": (x1 - x0) / (y1 - y0),
         "elongation": elongation,
-        "solidity": min(1.0, component.area / convex_area(crop)),
+        "solidity": min(1.0, component.area / convex_area(component.crop)),
         "circularity": circularity,
         "orientation_deg": angle,
         "orientation": orientation_word(angle, elongation),
