@@ -228,6 +228,42 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def component_rle(component: Component) -> dict:
+    """:func:`encode_rle` of a component's full-image mask, made from its box alone.
+
+    COCO RLE counts runs down the columns of the whole image. Inside the box those runs are the
+    box's own (counted on the box padded with one background row above and below); a background
+    run that goes from one column of the box to the next also covers the rows above and below
+    the box, and the first and last runs the columns left and right of it. pycocotools then
+    compresses the counts, so the result is byte for byte that of the full mask.
+    """
+    height, width = component.image_shape
+    x0, y0, x1, y1 = component.bbox_xyxy
+    rows = y1 - y0 + 2
+    columns = np.zeros((x1 - x0, rows), dtype=bool)
+    columns[:, 1:-1] = component.crop.T
+    flat = columns.ravel()
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], edges])
+    counts = np.diff(np.concatenate([starts, [flat.size]]))
+    # a background run also covers the rows outside the box at each column boundary it crosses
+    # (the box's first and last columns hold a pixel, so the first and last runs cross none)
+    counts += (height - rows) * ((starts + counts - 1) // rows - starts // rows)
+    counts[0] += height * x0 + y0 - 1
+    counts[-1] += (height - y1) - 1 + height * (width - x1)
+    if y1 - y0 == height:  # a full-height box: runs meeting across columns are one run
+        ends = np.cumsum(counts)
+        empty = np.flatnonzero(counts[1:] == 0) + 1
+        ends = np.delete(ends, np.concatenate([empty - 1, empty]))
+        counts = np.diff(np.concatenate([[0], ends, [height * width]]))
+    if counts[-1] == 0:  # the mask reaches the last pixel: no trailing background run
+        counts = counts[:-1]
+    rle = mask_utils.frPyObjects(
+        {"size": [height, width], "counts": counts.tolist()}, height, width
+    )
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
 def coco_rle(rle: dict) -> dict:
     """A stored RLE (``counts`` as text) in the form pycocotools takes (``counts`` as bytes)."""
     return {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
