@@ -259,14 +259,42 @@ def _separability(inner: _Moments, outer: _Moments) -> float:
     return float(np.linalg.norm(mean_in - mean_out) / pooled)
 
 
+def _square_filter(mask: np.ndarray, width: int, *, grow: bool) -> np.ndarray:
+    """``mask`` grown (a square max filter) or shrunk (a square min filter, beyond the array is
+    background) by ``width`` pixels in every direction.
+
+    Separable, and along each axis a doubling table: OR (AND) with a copy shifted by 1, 2, 4,
+    ... pixels covers 2^k pixels in k passes, and two such spans cover the whole window. Every
+    pass is a vectorised bool operation, several times cheaper than a running max filter.
+    """
+    combine = np.logical_or if grow else np.logical_and
+    size = 2 * width + 1
+    out = mask
+    for axis in (0, 1):
+        length = out.shape[axis]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (width, width)
+        span_of = np.pad(out, pad)  # what lies beyond counts as background either way
+        span = 1
+        while 2 * span <= size:
+            head = [slice(None)] * 2
+            tail = [slice(None)] * 2
+            head[axis], tail[axis] = slice(None, -span), slice(span, None)
+            span_of = combine(span_of[tuple(head)], span_of[tuple(tail)])
+            span *= 2
+        head = [slice(None)] * 2
+        tail = [slice(None)] * 2
+        head[axis], tail[axis] = slice(0, length), slice(size - span, size - span + length)
+        out = combine(span_of[tuple(head)], span_of[tuple(tail)])
+    return out
+
+
 def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
     """Separability of the bands ``width`` pixels wide just inside and just outside the
     region's outline."""
-    as_bytes = region.view(np.uint8)
-    outer = ndimage.maximum_filter(as_bytes, size=2 * width + 1).view(bool) & ~region
+    outer = _square_filter(region, width, grow=True) & ~region
     # erosion of the region: pixels outside the window count as outside
-    core = ndimage.minimum_filter(as_bytes, size=2 * width + 1, mode="constant").view(bool)
-    inner = region & ~core
+    inner = region & ~_square_filter(region, width, grow=False)
     if not (inner.any() and outer.any()):
         return 0.0
     return _separability(_Moments.of(crop, inner), _Moments.of(crop, outer))
@@ -301,9 +329,8 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
     region = comp.mask_in(window)
-    # ``width`` 3x3 dilations = one square max filter, which runs as separable 1D passes
-    ring = ndimage.maximum_filter(region.view(np.uint8), size=2 * width + 1).view(bool)
-    ring &= ~region
+    # ``width`` 3x3 dilations = one square max filter
+    ring = _square_filter(region, width, grow=True) & ~region
     crop = image[window]
     if crop.ndim == 2:
         crop = crop[..., None]
