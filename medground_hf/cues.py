@@ -209,27 +209,33 @@ class _Moments:
     total: np.ndarray  # (C,) sum of each channel
     squares: np.ndarray  # (C,) sum of each channel squared
     products: dict[tuple[int, int], float]  # sum of channel c times channel d, c < d (RGB)
-    blank: int  # pixels whose luma is at most BLANK_LEVEL
+    blank: int  # pixels whose luma is at most BLANK_LEVEL (-1: not counted)
 
     @classmethod
-    def of(cls, crop: np.ndarray, where: np.ndarray) -> _Moments:
+    def of(cls, crop: np.ndarray, where: np.ndarray, *, count_blank: bool = False) -> _Moments:
         """The moments of ``crop`` (H x W x C) under the bool mask ``where``. Each channel plane
         is selected on its own (a 3-byte pixel selection is several times slower) and only the
-        selected pixels are converted to float64."""
+        selected pixels are converted to float64. Blank pixels are counted on request."""
         planes = min(crop.shape[2], 3)
-        values = np.stack([crop[..., c][where] for c in range(planes)]).astype(np.float64)
+        selected = [crop[..., c][where] for c in range(planes)]
+        values = np.array(selected, dtype=np.float64)
         total = values.sum(axis=1)
         # plain einsum loops: BLAS dot products spin threads, which costs more than they save here
         squares = np.einsum("ij,ij->i", values, values)
         products = {}
-        if planes == 3:  # channel c times channel c + 1 (mod 3): the three cross products at once
-            cross = np.einsum("ij,ij->i", values, values[[1, 2, 0]])
-            products = {(0, 1): cross[0], (1, 2): cross[1], (0, 2): cross[2]}
-        if planes == 1:
-            blank = np.count_nonzero(values[0] <= BLANK_LEVEL)
-        else:
+        if planes == 3:
+            red_green, green_blue = np.einsum("ij,ij->i", values[:2], values[1:])
+            products = {
+                (0, 1): red_green,
+                (1, 2): green_blue,
+                (0, 2): np.einsum("i,i->", values[0], values[2]),
+            }
+        blank = -1
+        if count_blank and planes == 1:
+            blank = np.count_nonzero(selected[0] <= BLANK_LEVEL)
+        elif count_blank:
             # luma >= 0.587 * green, so only pixels with little green can be blank
-            dark = values[:, values[1] <= BLANK_LEVEL / LUMA_WEIGHTS[1]]
+            dark = values[:, selected[1] <= BLANK_LEVEL / LUMA_WEIGHTS[1]]
             blank = np.count_nonzero(LUMA_WEIGHTS @ dark <= BLANK_LEVEL)
         return cls(values.shape[1], total, squares, products, int(blank))
 
@@ -272,9 +278,12 @@ def _square_filter(mask: np.ndarray, width: int, *, grow: bool) -> np.ndarray:
     out = mask
     for axis in (0, 1):
         length = out.shape[axis]
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (width, width)
-        span_of = np.pad(out, pad)  # what lies beyond counts as background either way
+        grown = list(out.shape)
+        grown[axis] += 2 * width
+        span_of = np.zeros(grown, dtype=bool)  # what lies beyond counts as background either way
+        inside = [slice(None)] * 2
+        inside[axis] = slice(width, width + length)
+        span_of[tuple(inside)] = out
         span = 1
         while 2 * span <= size:
             head = [slice(None)] * 2
@@ -334,7 +343,7 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     crop = image[window]
     if crop.ndim == 2:
         crop = crop[..., None]
-    inner = _Moments.of(crop, region)
+    inner = _Moments.of(crop, region, count_blank=True)
     outer = _Moments.of(crop, ring) if ring.any() else inner
     contrast = _separability(inner, outer)
     (region_mean, region_std), (ring_mean, ring_std) = inner.luma(), outer.luma()
