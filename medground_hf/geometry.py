@@ -171,16 +171,19 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     foreground): every background region not touching the box's padded border is a hole. Linear
     in the box area, unlike iterative reconstruction over the whole image.
     """
-    if not mask.any():
+    box = _box_or_none(mask)
+    if box is None:
         return mask.copy()
-    x0, y0, x1, y1 = bbox_from_mask(mask)
-    crop = np.pad(mask[y0:y1, x0:x1], 1)
-    background, n = ndimage.label(~crop)
+    rows, cols = box
+    crop = np.ones((rows.stop - rows.start + 2, cols.stop - cols.start + 2), dtype=bool)
+    np.logical_not(mask[box], out=crop[1:-1, 1:-1])  # the background, in a background frame
+    depth = np.uint16 if crop.size < 2 * np.iinfo(np.uint16).max else np.int32
+    background, n = ndimage.label(crop, output=depth)
     outside = np.zeros(n + 1, dtype=bool)
     outside[0] = True
-    outside[background[0, 0]] = True  # the padding ring is one connected region
+    outside[background[0, 0]] = True  # the frame is one connected region
     filled = mask.copy()
-    filled[y0:y1, x0:x1] |= ~outside[background[1:-1, 1:-1]]
+    filled[box] |= ~outside[background[1:-1, 1:-1]]
     return filled
 
 
