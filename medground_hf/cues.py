@@ -9,11 +9,11 @@ them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
-from scipy import ndimage
 
 from . import margins
 from .geometry import Component, fill_holes
@@ -89,13 +89,23 @@ def _filled(comp: Component) -> np.ndarray:
     return fill_holes(comp.crop)
 
 
-def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) -> float:
+def _share_inside(
+    inner: Component, outer: Component, outer_filled: Callable[[], np.ndarray]
+) -> float:
+    """The share of ``inner`` in ``outer``'s filled region (filled only when ``inner``'s box
+    lies in ``outer``'s: otherwise the share is below any bar that matters here)."""
     ox0, oy0, ox1, oy1 = outer.bbox_xyxy
     ix0, iy0, ix1, iy1 = inner.bbox_xyxy
     if ix0 < ox0 or iy0 < oy0 or ix1 > ox1 or iy1 > oy1:
         return 0.0
     window = (slice(iy0 - oy0, iy1 - oy0), slice(ix0 - ox0, ix1 - ox0))
-    return float(np.count_nonzero(outer_filled[window] & inner.crop)) / inner.area
+    return float(np.count_nonzero(outer_filled()[window] & inner.crop)) / inner.area
+
+
+def _overlaps(comp: Component, window: tuple[slice, slice]) -> bool:
+    x0, y0, x1, y1 = comp.bbox_xyxy
+    rows, cols = window
+    return x0 < cols.stop and cols.start < x1 and y0 < rows.stop and rows.start < y1
 
 
 def _lone_relations() -> dict:
@@ -148,17 +158,23 @@ def relations(
         return [_lone_relations()]
     all_comps = list(comps) + list(context.values())
     all_labels = list(labels) + list(context)
-    filled = [_filled(c) for c in all_comps]
-    filled_area = [int(np.count_nonzero(f)) for f in filled]
+    filled_cache: dict[int, np.ndarray] = {}
+
+    def filled(j: int) -> np.ndarray:  # filled on first need: most pairs never nest
+        if j not in filled_cache:
+            filled_cache[j] = _filled(all_comps[j])
+        return filled_cache[j]
+
+    def filled_area(j: int) -> int:
+        return int(np.count_nonzero(filled(j)))
+
     geometry = [_geometry(c) for c in comps]
     out: list[dict] = []
     for i, (comp, label) in enumerate(zip(comps, labels, strict=True)):
         me = geometry[i]
         others = [geometry[j] for j, other in enumerate(labels) if other == label and j != i]
         grown_window = _grown_window(comp, ADJACENT_PX, comp.image_shape)
-        grown = ndimage.binary_dilation(
-            comp.mask_in(grown_window), structure=np.ones((3, 3), bool), iterations=ADJACENT_PX
-        )
+        grown: np.ndarray | None = None  # ADJACENT_PX 3x3 dilations, made on first need
         adjacent: set[str] = set()
         inside: set[str] = set()
         contains: set[str] = set()
@@ -167,14 +183,17 @@ def relations(
                 continue
             # Overlapping targets (a "whole tumour" over its parts) may coincide on a slice: then
             # neither lies inside the other, and they are not neighbours either.
-            is_in = _share_inside(comp, other, filled[j]) >= INSIDE_FRACTION
-            holds = _share_inside(other, comp, filled[i]) >= INSIDE_FRACTION
-            if is_in and comp.area < filled_area[j]:
+            is_in = _share_inside(comp, other, partial(filled, j)) >= INSIDE_FRACTION
+            holds = _share_inside(other, comp, partial(filled, i)) >= INSIDE_FRACTION
+            if is_in and comp.area < filled_area(j):
                 inside.add(other_label)
-            elif holds and j < len(comps) and other.area < filled_area[i]:
+            elif holds and j < len(comps) and other.area < filled_area(i):
                 contains.add(other_label)
-            elif not (is_in or holds) and np.any(grown & other.mask_in(grown_window)):
-                adjacent.add(other_label)
+            elif not (is_in or holds) and _overlaps(other, grown_window):
+                if grown is None:
+                    grown = _square_filter(comp.mask_in(grown_window), ADJACENT_PX, grow=True)
+                if np.any(grown & other.mask_in(grown_window)):
+                    adjacent.add(other_label)
         out.append(
             {
                 "leftmost": margins.extremal(me, others, "left"),
