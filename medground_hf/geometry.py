@@ -16,6 +16,9 @@ from scipy import ndimage
 
 # 8-connectivity: diagonal pixels of a lesion belong to the same lesion.
 _STRUCTURE = np.ones((3, 3), dtype=bool)
+# Up to this many kept instances, each box is found by its own reduction (cheaper than
+# find_objects over the whole labelling, which is slow per pixel).
+_FEW = 4
 
 SIZE_CATEGORIES = ((0.01, "tiny"), (0.05, "small"), (0.20, "medium"), (math.inf, "large"))
 
@@ -73,25 +76,24 @@ def pixel_sums(crop: np.ndarray) -> tuple[int, int, int, int, int, int]:
     """Count, sum of x, y, x*x, y*y and x*y over the pixels of a bool mask (x the column, y the
     row), exact.
 
-    Two matrix-vector products (the mask's rows against (1, x), and a row of ones against the
-    mask) give the per-row counts and x sums and the per-column counts: one read of the mask,
-    no coordinate arrays. float32 holds these sums exactly while a row is under 5,793 pixels
-    (its x sum under 2^24); wider masks use float64.
+    Per-row counts and x sums and per-column counts (plain einsum loops over one float copy of
+    the mask; BLAS matrix-vector products spin threads and cost more here) give every sum with
+    no coordinate arrays. float32 holds them exactly while a row is under 5,793 pixels (its x
+    sum under 2^24, the terms being non-negative); wider masks use float64.
     """
     height, width = crop.shape
     kind = np.float32 if width < 5793 and height < 2**24 else np.float64
-    pixels = crop.view(np.uint8)
-    per_row = (
-        pixels @ np.stack([np.ones(width, kind), np.arange(width, dtype=kind)], axis=1)
-    ).astype(np.int64)
-    per_col = (np.ones(height, kind) @ pixels).astype(np.int64)
-    ys, xs = np.arange(height, dtype=np.int64), np.arange(width, dtype=np.int64)
-    count_y, sum_x_y = per_row[:, 0], per_row[:, 1]
+    pixels = crop.astype(kind)
+    xs = np.arange(width, dtype=kind)
+    count_y = np.einsum("ij->i", pixels).astype(np.int64)
+    sum_x_y = np.einsum("ij,j->i", pixels, xs).astype(np.int64)
+    count_x = np.einsum("ij->j", pixels).astype(np.int64)
+    ys, xs = np.arange(height, dtype=np.int64), xs.astype(np.int64)
     return (
         int(count_y.sum()),
-        int(per_col @ xs),
+        int(count_x @ xs),
         int(count_y @ ys),
-        int(per_col @ (xs * xs)),
+        int(count_x @ (xs * xs)),
         int(count_y @ (ys * ys)),
         int(sum_x_y @ ys),
     )
@@ -148,19 +150,22 @@ def components(
         if area < min_size:
             return [], [area]
         return [_component(sub, box, area, mask.shape)], []
+    sizes = np.bincount(labelled.ravel(), minlength=n + 1)[1:]
+    dropped = [int(size) for size in sizes if size < min_size]
+    indices = np.flatnonzero(sizes >= min_size) + 1
+    if indices.size > _FEW:  # many instances (cells, nuclei): every box in one pass
+        boxes = ndimage.find_objects(labelled)
+        windows = [boxes[index - 1] for index in indices]
+    else:  # a lesion and some specks: only the kept instances' boxes, one reduction each
+        windows = [_box_or_none(labelled == index) for index in indices]
     kept: list[Component] = []
-    dropped: list[int] = []
-    for index, (r, c) in enumerate(ndimage.find_objects(labelled), start=1):
-        own = labelled[r, c] == index  # sizes per box window: no pass over the whole mask
-        size = int(np.count_nonzero(own))
-        if size < min_size:
-            dropped.append(size)
-            continue
+    for index, (r, c) in zip(indices, windows, strict=True):
         window = (
             slice(rows.start + r.start, rows.start + r.stop),
             slice(cols.start + c.start, cols.start + c.stop),
         )
-        kept.append(_component(own, window, size, mask.shape))
+        own = labelled[r, c] == index
+        kept.append(_component(own, window, int(sizes[index - 1]), mask.shape))
     return kept, dropped
 
 
