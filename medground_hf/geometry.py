@@ -300,49 +300,42 @@ def orientation_word(angle_deg: float, elongation: float) -> str:
     return "oblique"
 
 
-def _outer_chain(xs: np.ndarray, ys: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """The points of a y-monotone chain of pixel corners that can be convex-hull vertices.
-
-    ``side`` is +1 for the left chain (the shape lies at larger x), -1 for the right. A point on
-    or inside the segment joining its two neighbours lies between that segment and the other
-    chain, so it is no hull vertex; all such points go at once, and again until none is left.
-    What remains turns one way everywhere, and a monotone chain that does is convex.
-    """
-    keep = np.ones(xs.size, dtype=bool)
-    keep[1:] = (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])  # corners shared by two rows
-    xs, ys = xs[keep], ys[keep]
-    while xs.size > 2:
-        ax, ay, px, py, bx, by = xs[:-2], ys[:-2], xs[1:-1], ys[1:-1], xs[2:], ys[2:]
-        inner = side * ((bx - ax) * (py - ay) - (by - ay) * (px - ax)) <= 0
-        if not inner.any():
-            break
-        keep = np.ones(xs.size, dtype=bool)
-        keep[1:-1] = ~inner
-        xs, ys = xs[keep], ys[keep]
-    return xs, ys
-
-
 def convex_area(crop: np.ndarray) -> float:
     """Area of the convex hull of the mask's pixel squares (not their centres), exact.
 
     Only each row's first and last pixel can be hull vertices, so the hull is taken over their
     square corners: exact for pixel-aligned shapes (a filled rectangle has solidity 1) and far
-    cheaper than rasterising the hull image. The left and right chains of corners are reduced
-    to their convex chains (see :func:`_outer_chain`); the polygon they bound is the hull, and
-    its area comes from the shoelace formula in integers.
+    cheaper than rasterising the hull image. Those corners, down the left side and up the
+    right, bound a simple polygon whose convex vertices include every hull vertex; a reflex or
+    straight vertex never is one, so all of them are dropped at once, again until none is left.
+    The polygon left is convex, so it is the hull, and the shoelace formula gives its area in
+    integers.
     """
     rows = np.flatnonzero(crop.any(axis=1))
     sub = crop if rows.size == crop.shape[0] else crop[rows]
     first = sub.argmax(axis=1)
-    last = sub.shape[1] - sub[:, ::-1].argmax(axis=1)  # exclusive
-    ys = np.repeat(rows, 2)
+    # exclusive; argmax runs fast on a contiguous copy, slowly on a reversed view
+    last = sub.shape[1] - np.ascontiguousarray(sub[:, ::-1]).argmax(axis=1)
+    ys = np.repeat(rows, 2).astype(np.int64)
     ys[1::2] += 1
-    left = _outer_chain(np.repeat(first, 2), ys, 1)
-    right = _outer_chain(np.repeat(last, 2), ys, -1)
-    px = np.concatenate([left[0], right[0][::-1]]).astype(np.int64)
-    py = np.concatenate([left[1], right[1][::-1]]).astype(np.int64)
-    twice = int(px @ np.roll(py, -1)) - int(py @ np.roll(px, -1))
-    return abs(twice) / 2
+    xs = np.concatenate([np.repeat(first, 2), np.repeat(last, 2)[::-1]]).astype(np.int64)
+    ys = np.concatenate([ys, ys[::-1]])
+    while True:
+        # the turn at each vertex from the edge arriving to the edge leaving
+        x_in, y_in = (
+            xs - np.concatenate((xs[-1:], xs[:-1])),
+            ys - np.concatenate((ys[-1:], ys[:-1])),
+        )
+        x_out, y_out = np.concatenate((xs[1:], xs[:1])) - xs, np.concatenate((ys[1:], ys[:1])) - ys
+        turn = x_out * y_in - y_out * x_in
+        keep = turn > 0  # down the left side and up the right, convex vertices turn this way
+        if keep.all():
+            break
+        xs, ys = xs[keep], ys[keep]
+    return (
+        abs(int(xs @ np.concatenate((ys[1:], ys[:1]))) - int(ys @ np.concatenate((xs[1:], xs[:1]))))
+        / 2
+    )
 
 
 def crofton_perimeter(crop: np.ndarray) -> float:
