@@ -183,12 +183,11 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     crop = np.ones((rows.stop - rows.start + 2, cols.stop - cols.start + 2), dtype=bool)
     np.logical_not(mask[box], out=crop[1:-1, 1:-1])  # the background, in a background frame
     depth = np.uint16 if crop.size < 2 * np.iinfo(np.uint16).max else np.int32
-    background, n = ndimage.label(crop, output=depth)
-    outside = np.zeros(n + 1, dtype=bool)
-    outside[0] = True
-    outside[background[0, 0]] = True  # the frame is one connected region
+    background, _ = ndimage.label(crop, output=depth)
+    # everything but the frame's region (one region: the frame is connected) is the mask or
+    # one of its holes; the mask's own pixels are labelled 0
     filled = mask.copy()
-    filled[box] |= ~outside[background[1:-1, 1:-1]]
+    filled[box] = background[1:-1, 1:-1] != background[0, 0]
     return filled
 
 
