@@ -26,6 +26,7 @@ times more than on the 256x256 copies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -105,7 +106,8 @@ def records_core(name: str, corpus: Path) -> int:
 def bare_build(name: str, corpus: Path, out: Path) -> int:
     from medground_hf.build import build
 
-    manifest = build(name, corpus, out, generator="none")
+    with contextlib.redirect_stderr(io.StringIO()):  # the build's progress bars
+        manifest = build(name, corpus, out, generator="none")
     return sum(c["records"] for c in manifest["counts"]["splits"].values())
 
 
@@ -218,7 +220,7 @@ def main() -> None:
     if args.build:
         header += " build wall s | build / floor CPU | build / floor wall |"
     print(header)
-    print("|---" * header.count(" | ") + "|---|")
+    print("|---" * (header.count("|") - 1) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         for label in args.sources:
             name = label.split(" ")[0]
