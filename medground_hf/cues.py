@@ -357,12 +357,11 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
     region = comp.mask_in(window)
-    # ``width`` 3x3 dilations = one square max filter
-    ring = _square_filter(region, width, grow=True) & ~region
-    crop = image[window]
-    if crop.ndim == 2:
-        crop = crop[..., None]
-    inner = _Moments.of(crop, region, count_blank=True)
+    # ``width`` 3x3 dilations = one square max filter; the ring is what it adds to the region
+    ring = np.greater(_square_filter(region, width, grow=True), region)
+    crop = image[window] if image.ndim == 3 else image[window][..., None]
+    own = image[comp.window] if image.ndim == 3 else image[comp.window][..., None]
+    inner = _Moments.of(own, comp.crop, count_blank=True)  # the box alone holds the region
     outer = _Moments.of(crop, ring) if ring.any() else inner
     contrast = _separability(inner, outer)
     (region_mean, region_std), (ring_mean, ring_std) = inner.luma(), outer.luma()
