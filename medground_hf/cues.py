@@ -228,7 +228,7 @@ class _Moments:
     total: np.ndarray  # (C,) sum of each channel
     squares: np.ndarray  # (C,) sum of each channel squared
     products: dict[tuple[int, int], float]  # sum of channel c times channel d, c < d (RGB)
-    blank: int  # pixels whose luma is at most BLANK_LEVEL (-1: not counted)
+    blank: int | None  # pixels whose luma is at most BLANK_LEVEL, when counted
 
     @classmethod
     def of(cls, crop: np.ndarray, where: np.ndarray, *, count_blank: bool = False) -> _Moments:
@@ -249,14 +249,14 @@ class _Moments:
                 (1, 2): green_blue,
                 (0, 2): np.einsum("i,i->", values[0], values[2]),
             }
-        blank = -1
+        blank = None
         if count_blank and planes == 1:
-            blank = np.count_nonzero(selected[0] <= BLANK_LEVEL)
+            blank = int(np.count_nonzero(selected[0] <= BLANK_LEVEL))
         elif count_blank:
             # luma >= 0.587 * green, so only pixels with little green can be blank
             dark = values[:, selected[1] <= BLANK_LEVEL / LUMA_WEIGHTS[1]]
-            blank = np.count_nonzero(LUMA_WEIGHTS @ dark <= BLANK_LEVEL)
-        return cls(values.shape[1], total, squares, products, int(blank))
+            blank = int(np.count_nonzero(LUMA_WEIGHTS @ dark <= BLANK_LEVEL))
+        return cls(values.shape[1], total, squares, products, blank)
 
     def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
         mean = self.total / self.n
@@ -294,27 +294,19 @@ def _square_filter(mask: np.ndarray, width: int, *, grow: bool) -> np.ndarray:
     """
     combine = np.logical_or if grow else np.logical_and
     size = 2 * width + 1
-    out = mask
-    for axis in (0, 1):
-        length = out.shape[axis]
-        grown = list(out.shape)
-        grown[axis] += 2 * width
-        span_of = np.zeros(grown, dtype=bool)  # what lies beyond counts as background either way
-        inside = [slice(None)] * 2
-        inside[axis] = slice(width, width + length)
-        span_of[tuple(inside)] = out
+
+    def down_columns(values: np.ndarray) -> np.ndarray:
+        length = values.shape[0]
+        # beyond the array is background, for growing as for shrinking
+        span_of = np.zeros((length + 2 * width, values.shape[1]), dtype=bool)
+        span_of[width : width + length] = values
         span = 1
         while 2 * span <= size:
-            head = [slice(None)] * 2
-            tail = [slice(None)] * 2
-            head[axis], tail[axis] = slice(None, -span), slice(span, None)
-            span_of = combine(span_of[tuple(head)], span_of[tuple(tail)])
+            span_of = combine(span_of[:-span], span_of[span:])
             span *= 2
-        head = [slice(None)] * 2
-        tail = [slice(None)] * 2
-        head[axis], tail[axis] = slice(0, length), slice(size - span, size - span + length)
-        out = combine(span_of[tuple(head)], span_of[tuple(tail)])
-    return out
+        return combine(span_of[:length], span_of[size - span : size - span + length])
+
+    return down_columns(down_columns(mask).T).T
 
 
 def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
