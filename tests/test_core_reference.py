@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from medground_hf.builders import get_builder_class
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from builders import get_builder_class
 from medground_hf import cues
 from medground_hf.geometry import (
     component_rle,
