@@ -315,9 +315,10 @@ def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
     outer = _square_filter(region, width, grow=True) & ~region
     # erosion of the region: pixels outside the window count as outside
     inner = region & ~_square_filter(region, width, grow=False)
-    if not (inner.any() and outer.any()):
+    bands = _Moments.of(crop, inner), _Moments.of(crop, outer)
+    if not (bands[0].n and bands[1].n):
         return 0.0
-    return _separability(_Moments.of(crop, inner), _Moments.of(crop, outer))
+    return _separability(*bands)
 
 
 def _outline_contrast(crop: np.ndarray, region: np.ndarray, area: int) -> float:
@@ -354,7 +355,9 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     crop = image[window] if image.ndim == 3 else image[window][..., None]
     own = image[comp.window] if image.ndim == 3 else image[comp.window][..., None]
     inner = _Moments.of(own, comp.crop, count_blank=True)  # the box alone holds the region
-    outer = _Moments.of(crop, ring) if ring.any() else inner
+    outer = _Moments.of(crop, ring)
+    if outer.n == 0:  # the region fills its window: no ring to compare with
+        outer = inner
     contrast = _separability(inner, outer)
     (region_mean, region_std), (ring_mean, ring_std) = inner.luma(), outer.luma()
     return {

@@ -33,9 +33,11 @@ from medground_hf.geometry import (
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def sample_targets(name: str, folder: Path) -> list[tuple[np.ndarray, np.ndarray, object]]:
+def sample_targets(
+    name: str, folder: Path, cache: Path
+) -> list[tuple[np.ndarray, np.ndarray, object]]:
     """(image, mask, spec) of every sample image of a 2D source, decoded by its builder."""
-    builder = get_builder_class(name)(data_dir=str(folder), cache_dir=str(folder / ".none"))
+    builder = get_builder_class(name)(data_dir=str(folder), cache_dir=str(cache))
     out = []
     for item in builder.list_items(folder):
         for sample in builder.load_item(item):
@@ -45,8 +47,11 @@ def sample_targets(name: str, folder: Path) -> list[tuple[np.ndarray, np.ndarray
 
 
 @pytest.fixture(scope="module")
-def samples(kvasir_dir: Path, hc18_dir: Path) -> list[tuple[np.ndarray, np.ndarray, object]]:
-    return sample_targets("kvasir_seg", kvasir_dir) + sample_targets("hc18", hc18_dir)
+def samples(
+    kvasir_dir: Path, hc18_dir: Path, tmp_path_factory
+) -> list[tuple[np.ndarray, np.ndarray, object]]:
+    cache = tmp_path_factory.mktemp("cache")
+    return sample_targets("kvasir_seg", kvasir_dir, cache) + sample_targets("hc18", hc18_dir, cache)
 
 
 def random_masks(count: int, seed: int = 0) -> list[np.ndarray]:
