@@ -223,7 +223,10 @@ class ImageMaskFolder(MedGroundBuilder):
     def load_item(self, item: Item) -> Iterator[Sample]:
         image_path, mask_path = (storage.path(f) for f in item.files)
         image, data, converted = load_image(image_path)
-        values = load_mask(mask_path, palette_indices=self.config.mask_mode == "labels")
+        mode = self.config.mask_mode
+        values = load_mask(
+            mask_path, palette_indices=mode == "labels", channel_max=mode == "binary"
+        )
         check_same_size(image_path, image, mask_path, values)
         masks = self.masks_of(mask_path, values)
         specs = {spec.name: spec for spec in self.source.labels}

@@ -8,10 +8,12 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
-from scipy import ndimage
 
 from . import margins
 from .geometry import Component, fill_holes
@@ -87,13 +89,23 @@ def _filled(comp: Component) -> np.ndarray:
     return fill_holes(comp.crop)
 
 
-def _share_inside(inner: Component, outer: Component, outer_filled: np.ndarray) -> float:
+def _share_inside(
+    inner: Component, outer: Component, outer_filled: Callable[[], np.ndarray]
+) -> float:
+    """The share of ``inner`` in ``outer``'s filled region (filled only when ``inner``'s box
+    lies in ``outer``'s: otherwise the share is below any bar that matters here)."""
     ox0, oy0, ox1, oy1 = outer.bbox_xyxy
     ix0, iy0, ix1, iy1 = inner.bbox_xyxy
     if ix0 < ox0 or iy0 < oy0 or ix1 > ox1 or iy1 > oy1:
         return 0.0
     window = (slice(iy0 - oy0, iy1 - oy0), slice(ix0 - ox0, ix1 - ox0))
-    return float(np.count_nonzero(outer_filled[window] & inner.crop)) / inner.area
+    return float(np.count_nonzero(outer_filled()[window] & inner.crop)) / inner.area
+
+
+def _overlaps(comp: Component, window: tuple[slice, slice]) -> bool:
+    x0, y0, x1, y1 = comp.bbox_xyxy
+    rows, cols = window
+    return x0 < cols.stop and cols.start < x1 and y0 < rows.stop and rows.start < y1
 
 
 def _lone_relations() -> dict:
@@ -146,17 +158,23 @@ def relations(
         return [_lone_relations()]
     all_comps = list(comps) + list(context.values())
     all_labels = list(labels) + list(context)
-    filled = [_filled(c) for c in all_comps]
-    filled_area = [int(np.count_nonzero(f)) for f in filled]
+    filled_cache: dict[int, np.ndarray] = {}
+
+    def filled(j: int) -> np.ndarray:  # filled on first need: most pairs never nest
+        if j not in filled_cache:
+            filled_cache[j] = _filled(all_comps[j])
+        return filled_cache[j]
+
+    def filled_area(j: int) -> int:
+        return int(np.count_nonzero(filled(j)))
+
     geometry = [_geometry(c) for c in comps]
     out: list[dict] = []
     for i, (comp, label) in enumerate(zip(comps, labels, strict=True)):
         me = geometry[i]
         others = [geometry[j] for j, other in enumerate(labels) if other == label and j != i]
         grown_window = _grown_window(comp, ADJACENT_PX, comp.image_shape)
-        grown = ndimage.binary_dilation(
-            comp.mask_in(grown_window), structure=np.ones((3, 3), bool), iterations=ADJACENT_PX
-        )
+        grown: np.ndarray | None = None  # ADJACENT_PX 3x3 dilations, made on first need
         adjacent: set[str] = set()
         inside: set[str] = set()
         contains: set[str] = set()
@@ -165,14 +183,17 @@ def relations(
                 continue
             # Overlapping targets (a "whole tumour" over its parts) may coincide on a slice: then
             # neither lies inside the other, and they are not neighbours either.
-            is_in = _share_inside(comp, other, filled[j]) >= INSIDE_FRACTION
-            holds = _share_inside(other, comp, filled[i]) >= INSIDE_FRACTION
-            if is_in and comp.area < filled_area[j]:
+            is_in = _share_inside(comp, other, partial(filled, j)) >= INSIDE_FRACTION
+            holds = _share_inside(other, comp, partial(filled, i)) >= INSIDE_FRACTION
+            if is_in and comp.area < filled_area(j):
                 inside.add(other_label)
-            elif holds and j < len(comps) and other.area < filled_area[i]:
+            elif holds and j < len(comps) and other.area < filled_area(i):
                 contains.add(other_label)
-            elif not (is_in or holds) and np.any(grown & other.mask_in(grown_window)):
-                adjacent.add(other_label)
+            elif not (is_in or holds) and _overlaps(other, grown_window):
+                if grown is None:
+                    grown = _square_filter(comp.mask_in(grown_window), ADJACENT_PX, grow=True)
+                if np.any(grown & other.mask_in(grown_window)):
+                    adjacent.add(other_label)
         out.append(
             {
                 "leftmost": margins.extremal(me, others, "left"),
@@ -191,49 +212,113 @@ def relations(
 
 
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+# The same weights in thousandths: integer sums of 8-bit pixels give the luma moments exactly.
+LUMA_MILLI = (299, 587, 114)
 
 
-def _separability(inner: np.ndarray, outer: np.ndarray) -> float:
-    """Distance between the mean colours over the pooled per-channel standard deviation.
+@dataclass
+class _Moments:
+    """Sums over a set of pixels, per channel: from these come every statistic of the set.
 
-    ``inner`` and ``outer`` are channel-major (C x N), so every reduction runs along contiguous
-    memory.
+    For 8-bit pixels the float64 sums hold exact integers (up to 2^53), so the means and
+    variances do not depend on the order of summation.
     """
-    (mean_in, var_in), (mean_out, var_out) = (_moments(v) for v in (inner, outer))
+
+    n: int
+    total: np.ndarray  # (C,) sum of each channel
+    squares: np.ndarray  # (C,) sum of each channel squared
+    products: dict[tuple[int, int], float]  # sum of channel c times channel d, c < d (RGB)
+    blank: int | None  # pixels whose luma is at most BLANK_LEVEL, when counted
+
+    @classmethod
+    def of(cls, crop: np.ndarray, where: np.ndarray, *, count_blank: bool = False) -> _Moments:
+        """The moments of ``crop`` (H x W x C) under the bool mask ``where``. Each channel plane
+        is selected on its own (a 3-byte pixel selection is several times slower) and only the
+        selected pixels are converted to float64. Blank pixels are counted on request."""
+        planes = min(crop.shape[2], 3)
+        selected = [crop[..., c][where] for c in range(planes)]
+        values = np.array(selected, dtype=np.float64)
+        total = values.sum(axis=1)
+        # plain einsum loops: BLAS dot products spin threads, which costs more than they save here
+        squares = np.einsum("ij,ij->i", values, values)
+        products = {}
+        if planes == 3:
+            red_green, green_blue = np.einsum("ij,ij->i", values[:2], values[1:])
+            products = {
+                (0, 1): red_green,
+                (1, 2): green_blue,
+                (0, 2): np.einsum("i,i->", values[0], values[2]),
+            }
+        blank = None
+        if count_blank and planes == 1:
+            blank = int(np.count_nonzero(selected[0] <= BLANK_LEVEL))
+        elif count_blank:
+            # luma >= 0.587 * green, so only pixels with little green can be blank
+            dark = values[:, selected[1] <= BLANK_LEVEL / LUMA_WEIGHTS[1]]
+            blank = int(np.count_nonzero(LUMA_WEIGHTS @ dark <= BLANK_LEVEL))
+        return cls(values.shape[1], total, squares, products, blank)
+
+    def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.total / self.n
+        return mean, np.maximum(self.squares / self.n - mean * mean, 0.0)
+
+    def luma(self) -> tuple[float, float]:
+        """Mean and standard deviation of the luma (the grey value of a grey image), from
+        exact integer sums (so correctly rounded)."""
+        if self.total.size == 1:
+            weights: tuple[int, ...] = (1,)
+            scale = 1
+        else:
+            weights, scale = LUMA_MILLI, 1000
+        total = sum(w * int(t) for w, t in zip(weights, self.total, strict=True))
+        square = sum(w * w * int(q) for w, q in zip(weights, self.squares, strict=True))
+        square += sum(2 * weights[c] * weights[d] * int(v) for (c, d), v in self.products.items())
+        n = self.n
+        return total / (scale * n), math.sqrt((n * square - total * total) / (scale * n) ** 2)
+
+
+def _separability(inner: _Moments, outer: _Moments) -> float:
+    """Distance between the mean colours over the pooled per-channel standard deviation."""
+    (mean_in, var_in), (mean_out, var_out) = inner.mean_var(), outer.mean_var()
     pooled = np.sqrt(((var_in + var_out) / 2.0).mean()) + 1.0
     return float(np.linalg.norm(mean_in - mean_out) / pooled)
 
 
-def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and variance from one pass of sums (callers pass float64: no cancellation)."""
-    n = values.shape[1]
-    total = values.sum(axis=1)
-    squares = np.einsum("ij,ij->i", values, values)
-    mean = total / n
-    return mean, np.maximum(squares / n - mean * mean, 0.0)
+def _square_filter(mask: np.ndarray, width: int, *, grow: bool) -> np.ndarray:
+    """``mask`` grown (a square max filter) or shrunk (a square min filter, beyond the array is
+    background) by ``width`` pixels in every direction.
 
+    Separable, and along each axis a doubling table: OR (AND) with a copy shifted by 1, 2, 4,
+    ... pixels covers 2^k pixels in k passes, and two such spans cover the whole window. Every
+    pass is a vectorised bool operation, several times cheaper than a running max filter.
+    """
+    combine = np.logical_or if grow else np.logical_and
+    size = 2 * width + 1
 
-def _channels(crop: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The pixels of ``crop`` under ``where`` as contiguous channel-major rows (C x N), float64
-    (select first, then convert: only the selected pixels are copied)."""
-    return np.ascontiguousarray(crop[where][:, :3].T, dtype=np.float64)
+    def down_columns(values: np.ndarray) -> np.ndarray:
+        length = values.shape[0]
+        # beyond the array is background, for growing as for shrinking
+        span_of = np.zeros((length + 2 * width, values.shape[1]), dtype=bool)
+        span_of[width : width + length] = values
+        span = 1
+        while 2 * span <= size:
+            span_of = combine(span_of[:-span], span_of[span:])
+            span *= 2
+        return combine(span_of[:length], span_of[size - span : size - span + length])
 
-
-def _luma(values: np.ndarray) -> np.ndarray:
-    return values[0] if values.shape[0] == 1 else LUMA_WEIGHTS @ values
+    return down_columns(down_columns(mask).T).T
 
 
 def _edge_contrast(crop: np.ndarray, region: np.ndarray, width: int) -> float:
     """Separability of the bands ``width`` pixels wide just inside and just outside the
     region's outline."""
-    as_bytes = region.view(np.uint8)
-    outer = ndimage.maximum_filter(as_bytes, size=2 * width + 1).view(bool) & ~region
+    outer = _square_filter(region, width, grow=True) & ~region
     # erosion of the region: pixels outside the window count as outside
-    core = ndimage.minimum_filter(as_bytes, size=2 * width + 1, mode="constant").view(bool)
-    inner = region & ~core
-    if not (inner.any() and outer.any()):
+    inner = region & ~_square_filter(region, width, grow=False)
+    bands = _Moments.of(crop, inner), _Moments.of(crop, outer)
+    if not (bands[0].n and bands[1].n):
         return 0.0
-    return _separability(_channels(crop, inner), _channels(crop, outer))
+    return _separability(*bands)
 
 
 def _outline_contrast(crop: np.ndarray, region: np.ndarray, area: int) -> float:
@@ -265,24 +350,24 @@ def visual_stats(image: np.ndarray, comp: Component) -> dict:
     width = max(3, int(round(0.15 * np.sqrt(comp.area))))
     window = _grown_window(comp, width, image.shape[:2])
     region = comp.mask_in(window)
-    # ``width`` 3x3 dilations = one square max filter, which runs as separable 1D passes
-    ring = ndimage.maximum_filter(region.view(np.uint8), size=2 * width + 1).view(bool)
-    ring &= ~region
-    crop = image[window]
-    if crop.ndim == 2:
-        crop = crop[..., None]
-    inner = _channels(crop, region)
-    outer = _channels(crop, ring) if ring.any() else inner
+    # ``width`` 3x3 dilations = one square max filter; the ring is what it adds to the region
+    ring = np.greater(_square_filter(region, width, grow=True), region)
+    crop = image[window] if image.ndim == 3 else image[window][..., None]
+    own = image[comp.window] if image.ndim == 3 else image[comp.window][..., None]
+    inner = _Moments.of(own, comp.crop, count_blank=True)  # the box alone holds the region
+    outer = _Moments.of(crop, ring)
+    if outer.n == 0:  # the region fills its window: no ring to compare with
+        outer = inner
     contrast = _separability(inner, outer)
-    luma, luma_out = _luma(inner), _luma(outer)
+    (region_mean, region_std), (ring_mean, ring_std) = inner.luma(), outer.luma()
     return {
-        "region_mean": float(luma.mean()),
-        "region_std": float(luma.std()),
-        "ring_mean": float(luma_out.mean()),
-        "ring_std": float(luma_out.std()),
+        "region_mean": region_mean,
+        "region_std": region_std,
+        "ring_mean": ring_mean,
+        "ring_std": ring_std,
         "contrast": contrast,
         "edge_contrast": _outline_contrast(crop, region, comp.area)
         if contrast < EDGE_NEEDED
         else None,
-        "blank_fraction": float(np.count_nonzero(luma <= BLANK_LEVEL)) / luma.size,
+        "blank_fraction": inner.blank / inner.n,
     }

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFile, UnidentifiedImageError
 
 from . import storage
 from .errors import InputError
@@ -52,8 +52,11 @@ def open_bytes(data: bytes, name: str | os.PathLike) -> Image.Image:
         raise InputError(name, f"not a readable image: {describe(exc)}") from exc
 
 
-def _decode(path: Path, data: bytes, palette_indices: bool) -> tuple[np.ndarray, str]:
-    """Pixels and the file's own mode (see :func:`decode`)."""
+def _decode(
+    path: Path, data: bytes, palette_indices: bool, channel_max: bool = False
+) -> tuple[np.ndarray, str]:
+    """Pixels and the file's own mode (see :func:`decode`); with ``channel_max`` a colour image
+    comes back as its per-pixel channel maximum (2D)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
@@ -70,6 +73,10 @@ def _decode(path: Path, data: bytes, palette_indices: bool) -> tuple[np.ndarray,
                 im = im.convert("L")
             elif im.mode.startswith("I;16"):
                 im = im.convert("I")
+            if channel_max and im.mode == "RGB":
+                # in Pillow, band by band: cheaper than packing RGB into an array to reduce it
+                red, green, blue = im.split()
+                im = ImageChops.lighter(ImageChops.lighter(red, green), blue)
             return np.asarray(im), mode
     except InputError:
         raise
@@ -122,9 +129,13 @@ def load_image(path: Path) -> tuple[np.ndarray, bytes, str | None]:
     return pixels, data, None
 
 
-def load_mask(path: Path, *, palette_indices: bool = False) -> np.ndarray:
-    """Raw mask values: 2D for grey/label masks, HxWx3 for colour-coded masks."""
-    return decode(path, read_bytes(path), palette_indices=palette_indices)
+def load_mask(
+    path: Path, *, palette_indices: bool = False, channel_max: bool = False
+) -> np.ndarray:
+    """Raw mask values: 2D for grey/label masks, HxWx3 for colour-coded masks, or with
+    ``channel_max`` (what :func:`binary_mask` thresholds) the per-pixel maximum over the colour
+    channels."""
+    return _decode(path, read_bytes(path), palette_indices, channel_max)[0]
 
 
 def binary_mask(path: Path, values: np.ndarray, threshold: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import PIPELINE_VERSION
 from .cues import relations, spatial_cues, visual_stats
-from .geometry import Component, components, encode_rle, shape_cues
+from .geometry import Component, component_rle, components, shape_cues
 from .record import image_key, record_id
 from .source import LabelSpec, SourceInfo
 
@@ -122,8 +122,8 @@ def sample_to_records(
     for comp, spec, idx, rel, refs in zip(
         comps, specs, instance_index, rels, target_refs, strict=True
     ):
-        full = comp.mask  # one image-sized mask per target, for the RLE and the patient side
-        side = sample.patient_side(full) if sample.patient_side else None
+        # the RLE comes from the box alone; only a volume's patient side needs the full mask
+        side = sample.patient_side(comp.mask) if sample.patient_side else None
         records.append(
             {
                 "id": record_id(source.name, sample.image_key, spec.name, idx),
@@ -151,7 +151,7 @@ def sample_to_records(
                 "num_candidates": counts[spec.name],
                 "num_targets_in_image": len(comps),
                 "bbox_xyxy": list(comp.bbox_xyxy),
-                "mask": encode_rle(full),
+                "mask": component_rle(comp),
                 "area_px": comp.area,
                 "area_mm2": comp.area * px_area if px_area else None,
                 "centroid_xy": list(comp.centroid_xy),
