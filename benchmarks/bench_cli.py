@@ -73,6 +73,10 @@ def startup(rounds: int, tmp: Path) -> list[tuple[str, float, float]]:
             ],
             2,
         ),  # fmt: skip
+        "medground build (unknown source)": (
+            [*MEDGROUND, "build", "nosuch", "--data-dir", str(tmp), "--out", str(tmp / "never")],
+            2,
+        ),
         "python -c pass (interpreter alone)": ([sys.executable, "-c", "pass"], 0),
     }
     runs: dict[str, list[dict]] = {name: [] for name in cases}
