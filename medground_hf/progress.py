@@ -45,10 +45,12 @@ def close_bars() -> None:
 
 
 def phase_bar(phase: str, total: int | None, unit: str, *, disable: bool = False) -> tqdm:
-    """The bar of one phase (``TQDM_DISABLE=1`` hides it, as for any tqdm bar)."""
+    """The bar of one phase (``TQDM_DISABLE=1`` hides it, as for any tqdm bar: tqdm reads its
+    environment only for arguments not given, so ``disable`` is passed only to hide a bar)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=phase, unit=f" {unit}", dynamic_ncols=True, disable=disable)
+    hide = {"disable": True} if disable else {}
+    return tqdm(total=total, desc=phase, unit=f" {unit}", dynamic_ncols=True, **hide)
 
 
 class ProcessBar:

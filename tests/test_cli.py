@@ -3,7 +3,10 @@ per phase of a build with ``datasets``' own bars and log lines kept quiet."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 from datasets.utils import logging as datasets_logging
 
@@ -51,6 +54,17 @@ def test_a_build_draws_one_bar_per_phase(hc18_dir, tmp_path, capsys):
     assert re.search(r"items: 100%.*40/40", err)
     # the caller's datasets settings are back afterwards
     assert datasets_logging.is_progress_bar_enabled()
+
+
+def test_tqdm_disable_hides_every_bar(hc18_dir, tmp_path):
+    """tqdm reads ``TQDM_*`` when it is imported, so this runs the CLI in a fresh process."""
+    cmd = [sys.executable, "-m", "medground_hf.cli", "build", "hc18", "--data-dir", str(hc18_dir)]
+    done = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "hc18")],
+        capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Built " in done.stdout and not re.search(r"\d+%\|", done.stderr)
 
 
 def test_an_error_mid_phase_starts_its_own_line(kvasir_dir, tmp_path, capsys):
