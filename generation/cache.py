@@ -36,8 +36,11 @@ class RequestCache:
     """``key -> answer`` plus the batches submitted but not yet collected; safe to share between
     processes (WAL mode), every write committed at once so a crash loses nothing."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
         self.path = Path(path)
+        if read_only:  # another process's cache, only looked into (it must exist)
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -122,7 +125,7 @@ class FolderCache:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.also = Path(also) if also else None
-        self._also_db: sqlite3.Connection | None = None
+        self._earlier: RequestCache | None = None
 
     def _file(self, key: str) -> Path:
         return self.path / key[:2] / f"{key}.json"
@@ -131,16 +134,15 @@ class FolderCache:
         try:
             return json.loads(self._file(key).read_text("utf-8"))
         except FileNotFoundError:
-            return self._earlier(key)
+            return self._earlier_answer(key)
 
-    def _earlier(self, key: str) -> dict | None:
+    def _earlier_answer(self, key: str) -> dict | None:
         """The answer in the read-only SQLite cache, if there is one on this machine."""
-        if self._also_db is None:
+        if self._earlier is None:
             if self.also is None or not self.also.is_file():
                 return None
-            self._also_db = sqlite3.connect(f"{self.also.resolve().as_uri()}?mode=ro", uri=True)
-        row = self._also_db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+            self._earlier = RequestCache(self.also, read_only=True)
+        return self._earlier.get(key)
 
     def put(self, key: str, value: Mapping) -> None:
         path = self._file(key)
@@ -154,9 +156,9 @@ class FolderCache:
             yield path.stem, json.loads(path.read_text("utf-8"))
 
     def close(self) -> None:
-        if self._also_db is not None:
-            self._also_db.close()
-            self._also_db = None
+        if self._earlier is not None:
+            self._earlier.close()
+            self._earlier = None
 
 
 def open_cache(path: str | Path, also: str | Path | None = None) -> RequestCache | FolderCache:
