@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from . import PIPELINE_VERSION, storage
 from .chunks import Chunk, plan_chunks, shard_chunks
+from .engine import check_engine, make_engine
 from .errors import BuildError, InputError, read_skips, sort_skips
 from .formats.names import check_selection
 from .progress import quiet_datasets
@@ -296,6 +297,7 @@ def build(
             "the new folder takes the old one's place in one rename)"
         )
     check_data_dir(data_dir)
+    check_engine(engine, ray_address)
     cls = builder_class(source)
     check_options(source, cls, options or {})
     key = command_key(
@@ -334,7 +336,6 @@ def build(
 
         chosen = GenerationOptions(generator=generator, **dict(generation_options or {}))
         gen_options = asdict(chosen)
-    from .engine import make_engine
     from .workdir import WorkDir
 
     with quiet_datasets(), staged(out, key, work_dir) as stage:

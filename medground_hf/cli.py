@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .chunks import parse_shard
+from .engine import ENGINES
 from .errors import ON_ERROR_CHOICES, BuildError, InputError, MissingExtra, PublishError
 from .generation import commands as generation
 from .progress import close_bars
@@ -328,7 +329,7 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--engine",
-        choices=("local", "ray"),
+        choices=ENGINES,
         default="local",
         help="local worker processes (--num-proc) or a Ray cluster (pip install medground-hf[ray])",
     )

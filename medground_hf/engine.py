@@ -14,8 +14,6 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import TypeVar
 
-import pyarrow as pa
-
 from .progress import phase_bar
 
 T = TypeVar("T")
@@ -27,6 +25,8 @@ logger = logging.getLogger("medground_hf")
 def use_returning_allocator() -> None:
     """jemalloc (Arrow's pool unless the user chose another, see ``medground_hf/__init__``)
     returns freed pages at once: decoded images and chunk tables are large and short-lived."""
+    import pyarrow as pa
+
     if pa.default_memory_pool().backend_name == "jemalloc":
         pa.jemalloc_set_decay_ms(0)
 
@@ -36,6 +36,8 @@ def release_memory() -> None:
     keep what a finished task freed, so without this a process's footprint would be the sum
     of its stages' peaks rather than the largest of them. (No ``gc.collect()``: with
     ``datasets`` loaded a full collection costs a tenth of a second or more per task.)"""
+    import pyarrow as pa
+
     pa.default_memory_pool().release_unused()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
@@ -101,13 +103,18 @@ class LocalEngine:
             self._pool = None
 
 
+def check_engine(name: str, address: str | None) -> None:
+    """Refuse an engine choice before anything is staged (an argument error, not a failed run)."""
+    if name not in ENGINES:
+        raise ValueError(f"--engine must be one of {ENGINES}, got {name!r}")
+    if address and name != "ray":
+        raise ValueError("--ray-address needs --engine ray")
+
+
 def make_engine(name: str = "local", num_proc: int | None = None, address: str | None = None):
-    if name == "local":
-        if address:
-            raise ValueError("--ray-address needs --engine ray")
-        return LocalEngine(num_proc)
+    check_engine(name, address)
     if name == "ray":
         from .ray_engine import RayEngine
 
         return RayEngine(address=address, num_proc=num_proc)
-    raise ValueError(f"--engine must be one of {ENGINES}, got {name!r}")
+    return LocalEngine(num_proc)

@@ -72,6 +72,8 @@ def test_a_missing_data_dir_is_refused_before_anything_is_loaded_or_staged(tmp_p
         (["--configs", "coco,chat-nosuch"], "unknown derived config(s) ['chat-nosuch']"),
         (["--shard", "3/2"], "--shard must be i/N with 0 <= i < N"),
         (["--split-ratios", "train=0.5,test=0.2"], "split ratios"),
+        (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --engine ray"),
+        (["--work-dir", "/tmp/medground-work"], "--work-dir is for a URL --out"),
     ],
 )
 def test_a_bad_option_is_refused_before_anything_is_loaded(tmp_path, kvasir_dir, option, message):
@@ -81,7 +83,7 @@ def test_a_bad_option_is_refused_before_anything_is_loaded(tmp_path, kvasir_dir,
     )  # fmt: skip
     assert result == {"code": 2, "loaded": []}
     assert message in stderr
-    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # nothing staged
 
 
 def test_an_unknown_source_is_refused_before_anything_is_loaded(tmp_path, kvasir_dir):
